@@ -1,0 +1,1 @@
+"""Upstream feeds: leaves that know nothing of WebSockets, only of candles and quotes."""

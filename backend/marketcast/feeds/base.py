@@ -1,0 +1,52 @@
+"""The ``Feed`` seam: where candles and quotes enter marketcast."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from marketcast.market import BarKey, Candle, Quote, StreamKey, SymbolInfo
+from marketcast.types import Millis, Symbol
+
+
+class FeedSink(Protocol):
+    """Where a feed delivers normalised data. The stream manager implements it.
+
+    A feed awaits each call, so a slow sink slows the feed rather than growing a queue.
+    """
+
+    async def on_candle(self, key: BarKey, candle: Candle) -> None: ...
+
+    async def on_quote(self, symbol: Symbol, quote: Quote) -> None: ...
+
+
+class Feed(Protocol):
+    """One upstream provider (or the simulator)."""
+
+    #: Short name shown in ``/api/v1/market-data/symbols`` as the symbol's ``source``.
+    name: str
+
+    def symbols(self) -> Sequence[SymbolInfo]:
+        """The symbols this feed serves, with their resolutions."""
+        ...
+
+    async def start(self, sink: FeedSink) -> None:
+        """Begin delivering data for watched keys to ``sink``."""
+        ...
+
+    async def close(self) -> None:
+        """Stop every task and connection; idempotent."""
+        ...
+
+    async def watch(self, key: StreamKey) -> None:
+        """Start delivering ``key``; called once per key by the stream manager."""
+        ...
+
+    async def unwatch(self, key: StreamKey) -> None:
+        """Stop delivering ``key``."""
+        ...
+
+    async def fetch_history(self, key: BarKey, end: Millis | None, limit: int) -> list[Candle]:
+        """The most recent ``limit`` candles opening before ``end`` (None: up to now,
+        including the still-open bar), ascending by time."""
+        ...

@@ -1,0 +1,213 @@
+"""The wire protocol: envelopes and payload models — pure, no I/O.
+
+These pydantic models are the single source of truth for the WebSocket contract: the
+generated routers validate client payloads with them, ``ws/spec.py`` turns them into the
+AsyncAPI document, and the TypeScript and consumer models are generated from that document.
+
+Client payloads are validated strictly (unknown fields refused, no type coercion) so that a
+typo in a client surfaces as an error instead of a silently ignored field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from marketcast.errors import ErrorCode
+from marketcast.timeframes import RESOLUTION_ALIASES
+from marketcast.types import Resolution
+
+#: Upper-case letters and digits, optionally ``BASE/QUOTE``; ``.`` and ``-`` allowed inside
+#: (``BRK.B``). Lower case is refused rather than normalised so that topics stay canonical.
+SYMBOL_PATTERN: Final = r"^[A-Z0-9][A-Z0-9.\-]{0,19}(/[A-Z0-9][A-Z0-9.\-]{0,19})?$"
+MAX_SNAPSHOT: Final = 1000
+
+SymbolField = Annotated[
+    str,
+    Field(
+        pattern=SYMBOL_PATTERN,
+        description="Upper-case symbol, e.g. `BTCUSDT`, `EUR/USD`, `AAPL`.",
+        examples=["BTCUSDT"],
+    ),
+]
+ResolutionField = Annotated[
+    Resolution,
+    Field(description="TradingView resolution; `1D`, `1W`, `1M` are accepted as aliases."),
+]
+
+
+class ClientModel(BaseModel):
+    """Base of every client-to-server payload: unknown fields and coercion are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ServerModel(BaseModel):
+    """Base of every server-to-client payload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- parameters -------------------------------------------------------------------------
+
+
+class BarsParams(ClientModel):
+    """Topic parameters of the ``bars`` route."""
+
+    resolution: ResolutionField
+
+    @field_validator("resolution", mode="before")
+    @classmethod
+    def _canonical_resolution(cls, value: Any) -> Any:
+        return RESOLUTION_ALIASES.get(value, value) if isinstance(value, str) else value
+
+
+class QuotesParams(ClientModel):
+    """Topic parameters of the ``quotes`` route (none today; the object is kept for symmetry)."""
+
+
+# ---- client -> server -------------------------------------------------------------------
+
+
+class BarsSubscribePayload(ClientModel):
+    """Subscribe to a symbol's candles at one resolution, optionally with history first."""
+
+    symbol: SymbolField
+    params: BarsParams
+    snapshot: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_SNAPSHOT,
+        description="Return the last N bars in the response, then stream from there.",
+    )
+    since: int | None = Field(
+        default=None,
+        ge=0,
+        description="Return every bar whose open time is >= since (ms UTC) in the response.",
+    )
+
+
+class BarsUnsubscribePayload(ClientModel):
+    """Stop receiving a symbol's candles at one resolution."""
+
+    symbol: SymbolField
+    params: BarsParams
+
+
+class QuotesSubscribePayload(ClientModel):
+    """Subscribe to a symbol's quotes."""
+
+    symbol: SymbolField
+    params: QuotesParams = Field(default_factory=QuotesParams)
+
+
+class QuotesUnsubscribePayload(ClientModel):
+    """Stop receiving a symbol's quotes."""
+
+    symbol: SymbolField
+    params: QuotesParams = Field(default_factory=QuotesParams)
+
+
+class PingPayload(ClientModel):
+    """An application-level ping; browsers cannot see protocol pings, so clients use this."""
+
+
+# ---- server -> client -------------------------------------------------------------------
+
+
+class Bar(ServerModel):
+    """One candle in a snapshot or history: ``time`` is the bucket's open time, ms UTC."""
+
+    time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    closed: bool
+
+
+Status = Literal["ok", "error"]
+
+
+class BarsSubscribeResponsePayload(ServerModel):
+    """Reply to ``bars.subscribe``; ``bars`` holds the snapshot or the bars since ``since``."""
+
+    status: Status
+    symbol: str
+    message: str
+    topic: str
+    bars: list[Bar] | None = None
+
+
+class BarsUnsubscribeResponsePayload(ServerModel):
+    """Reply to ``bars.unsubscribe``."""
+
+    status: Status
+    symbol: str
+    message: str
+    topic: str
+
+
+class QuotesSubscribeResponsePayload(ServerModel):
+    """Reply to ``quotes.subscribe``."""
+
+    status: Status
+    symbol: str
+    message: str
+    topic: str
+
+
+class QuotesUnsubscribeResponsePayload(ServerModel):
+    """Reply to ``quotes.unsubscribe``."""
+
+    status: Status
+    symbol: str
+    message: str
+    topic: str
+
+
+class BarsUpdatePayload(ServerModel):
+    """A live candle: the open bar changed, or a bar closed (``closed`` = final)."""
+
+    topic: str
+    symbol: str
+    resolution: Resolution
+    time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    closed: bool
+
+
+class QuotesUpdatePayload(ServerModel):
+    """A live quote."""
+
+    topic: str
+    symbol: str
+    time: int
+    bid: float
+    ask: float
+    last: float
+    volume: float | None = None
+    change: float | None = None
+    change_percent: float | None = None
+
+
+class PongPayload(ServerModel):
+    """Reply to ``ping``: the server's clock, ms UTC."""
+
+    time: int
+
+
+class ErrorPayload(ServerModel):
+    """Why a client frame was refused; the connection stays open."""
+
+    code: ErrorCode
+    message: str
+    request_type: str | None = Field(
+        default=None, description="The `type` of the refused request, when it could be read."
+    )

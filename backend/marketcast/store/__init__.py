@@ -1,0 +1,1 @@
+"""Candle stores: recent history per (symbol, resolution), shared by REST and snapshots."""
