@@ -67,7 +67,9 @@ def next_bucket(start: Millis, resolution: Resolution) -> Millis:
     """The open time of the bucket after the one opening at ``start``."""
     if resolution == "M":
         moment = datetime.fromtimestamp(start / 1000, tz=UTC)
-        year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+        year, month = (
+            (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+        )
         return _ms(datetime(year, month, 1, tzinfo=UTC))
     return start + _FIXED_MS[resolution]
 
