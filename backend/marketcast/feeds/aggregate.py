@@ -1,0 +1,311 @@
+"""Candle building and aggregation — pure, no I/O, no clock.
+
+Two jobs share this module because they share one rule: a series never has a hole and a bar
+is emitted with ``closed=True`` exactly once.
+
+- ``CandleBuilder`` turns trades into bars of one resolution (the simulator, and any upstream
+  that sends trades rather than klines). Empty buckets become flat bars so that charts and
+  aggregations downstream never have to guess what a missing bar means.
+- ``CandleAggregator`` / ``aggregate`` build a resolution an upstream lacks from a finer one
+  (3 from 1, W from D, ...). A finer open bar is updated many times before it closes, so the
+  coarse bar is recomputed from the latest version of each finer bar instead of accumulating
+  deltas, which would double count volume and keep stale highs and lows.
+
+All buckets are UTC and come from ``marketcast.timeframes``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import NamedTuple
+
+from marketcast.market import Candle
+from marketcast.timeframes import bucket_start, next_bucket, nominal_ms, previous_bucket
+from marketcast.types import Millis, Resolution
+
+
+def _flat_bars(start: Millis, stop: Millis, price: float, resolution: Resolution) -> list[Candle]:
+    """Closed zero-volume bars for every bucket in ``[start, stop)``, all at ``price``."""
+    bars: list[Candle] = []
+    while start < stop:
+        bars.append(Candle(start, price, price, price, price, 0.0, closed=True))
+        start = next_bucket(start, resolution)
+    return bars
+
+
+def _check_aligned(candle: Candle, resolution: Resolution, role: str) -> None:
+    """Refuse a candle whose time is not a bucket open: it would silently land in a wrong bar."""
+    expected = bucket_start(candle.time, resolution)
+    if expected != candle.time:
+        raise ValueError(
+            f"{role} candle time {candle.time} is not the open of a {resolution!r} bucket "
+            f"(expected {expected})"
+        )
+
+
+class CandleBuilder:
+    """Folds trades into the bars of one resolution.
+
+    After ``close_until`` has closed the current bar the builder holds *no* open bar: the next
+    trade opens it. An open bar is never invented without a trade, so a live open bar always
+    has a real open price; flat bars are only emitted already closed, for buckets that have
+    fully elapsed without a trade.
+    """
+
+    def __init__(self, resolution: Resolution) -> None:
+        self.resolution: Resolution = resolution
+        #: The bar still taking trades; None before the first trade and after close_until.
+        self._bar: Candle | None = None
+        #: When there is no open bar but a history: the first bucket that has no bar emitted
+        #: yet, and the price its flat bar would carry. Trades before that bucket are late.
+        self._resume: tuple[Millis, float] | None = None
+
+    @property
+    def current(self) -> Candle | None:
+        """The open bar, if a trade (or ``seed``) opened one and it has not been closed."""
+        return self._bar
+
+    @property
+    def next_close_at(self) -> Millis | None:
+        """The earliest time at which ``close_until`` would emit something; lets a timer sleep
+        exactly until a bar is due instead of polling."""
+        if self._bar is not None:
+            return next_bucket(self._bar.time, self.resolution)
+        if self._resume is not None:
+            return next_bucket(self._resume[0], self.resolution)
+        return None
+
+    def seed(self, candle: Candle) -> None:
+        """Continue from ``candle`` (e.g. the last bar of a backfill), replacing any state.
+
+        An open candle becomes the bar that the next trades update, so the live bar keeps the
+        backfill's open time and open price; a closed one only sets where the series resumes.
+        """
+        _check_aligned(candle, self.resolution, "seed")
+        if candle.closed:
+            self._bar = None
+            self._resume = (next_bucket(candle.time, self.resolution), candle.close)
+        else:
+            self._bar = candle
+            self._resume = None
+
+    def add_trade(self, ts: Millis, price: float, size: float) -> list[Candle]:
+        """Apply one trade; return the candles to emit, oldest first (closed ones before the
+        open one). A trade older than the current bucket is late and ignored."""
+        if not (math.isfinite(price) and price > 0):
+            raise ValueError(f"trade price must be a finite positive number, got {price!r}")
+        if not (math.isfinite(size) and size >= 0):
+            raise ValueError(f"trade size must be a finite number >= 0, got {size!r}")
+        start = bucket_start(ts, self.resolution)
+        emitted: list[Candle] = []
+        bar = self._bar
+        if bar is not None:
+            if start < bar.time:
+                return []
+            if start == bar.time:
+                bar = Candle(
+                    bar.time,
+                    bar.open,
+                    max(bar.high, price),
+                    min(bar.low, price),
+                    price,
+                    bar.volume + size,
+                )
+                self._bar = bar
+                return [bar]
+            emitted.append(replace(bar, closed=True))
+            emitted += _flat_bars(
+                next_bucket(bar.time, self.resolution), start, bar.close, self.resolution
+            )
+        elif self._resume is not None:
+            resume_at, last_close = self._resume
+            if start < resume_at:
+                return []
+            emitted += _flat_bars(resume_at, start, last_close, self.resolution)
+        bar = Candle(start, price, price, price, price, size)
+        self._bar = bar
+        self._resume = None
+        emitted.append(bar)
+        return emitted
+
+    def close_until(self, now: Millis) -> list[Candle]:
+        """Close every bar whose bucket ended at or before ``now``; return them, oldest first.
+
+        Called by a timer so that a bar closes on time even when no trade arrives. Buckets that
+        elapsed without a trade come out as flat closed bars; the bucket containing ``now`` is
+        left without a bar until its first trade.
+        """
+        current = bucket_start(now, self.resolution)
+        bar = self._bar
+        if bar is not None:
+            if current <= bar.time:
+                return []
+            emitted = [replace(bar, closed=True)]
+            emitted += _flat_bars(
+                next_bucket(bar.time, self.resolution), current, bar.close, self.resolution
+            )
+            self._bar = None
+            self._resume = (current, bar.close)
+            return emitted
+        if self._resume is not None and current > self._resume[0]:
+            resume_at, last_close = self._resume
+            self._resume = (current, last_close)
+            return _flat_bars(resume_at, current, last_close, self.resolution)
+        return []
+
+
+def can_aggregate(source: Resolution, target: Resolution) -> bool:
+    """Whether every ``source`` bucket lies inside exactly one ``target`` bucket.
+
+    That needs the target's length to be a multiple of the source's *and* its bucket opens to
+    be source bucket opens: weeks open on Monday, four days after the epoch, which is fine for
+    any source up to a day; months have no fixed length, so only sources dividing a day fit.
+    """
+    if source == target:
+        return True
+    if source == "M":
+        return False
+    size = nominal_ms(source)
+    if target == "M":
+        return nominal_ms("D") % size == 0
+    target_size = nominal_ms(target)
+    some_open = bucket_start(100 * target_size, target)
+    return target_size % size == 0 and some_open % size == 0
+
+
+class _Summary(NamedTuple):
+    """OHLV of the finer bars of a coarse bucket that are no longer the newest one."""
+
+    open: float
+    high: float
+    low: float
+    volume: float
+
+
+def _summarize(parts: Sequence[Candle]) -> _Summary:
+    """Fold ``parts`` (ascending, non-empty) left to right, the same order a direct sum uses,
+    so incremental and batch results are equal to the last bit."""
+    first = parts[0]
+    high, low, volume = first.high, first.low, first.volume
+    for part in parts[1:]:
+        high = max(high, part.high)
+        low = min(low, part.low)
+        volume += part.volume
+    return _Summary(first.open, high, low, volume)
+
+
+class CandleAggregator:
+    """Builds ``target`` candles from a stream of ``source`` candles (open updates included).
+
+    The coarse bar is closed when the finer bar that ends its bucket arrives closed, or when a
+    finer bar of a later bucket arrives. It does not fill holes: a coarse bucket with no finer
+    bar gets no bar, mirroring its input (``CandleBuilder`` input has no holes anyway).
+    """
+
+    def __init__(self, target: Resolution, *, source: Resolution) -> None:
+        if not can_aggregate(source, target):
+            raise ValueError(
+                f"cannot aggregate {source!r} candles into {target!r}: expected a source whose "
+                f"buckets each fit inside one {target!r} bucket"
+            )
+        self.target: Resolution = target
+        self.source: Resolution = source
+        #: Open time of the coarse bar being built; None between a close and the next input.
+        self._start: Millis | None = None
+        #: Open time of the finer bucket that ends the coarse one: its closing closes the bar.
+        self._last_part: Millis = 0
+        #: Latest version of every finer bar of the current coarse bucket, by open time.
+        self._parts: dict[Millis, Candle] = {}
+        #: Open time of the newest finer bar; only it is expected to change, so the others are
+        #: kept folded in ``_settled`` and an update costs O(1) instead of O(parts).
+        self._newest: Millis = 0
+        self._settled: _Summary | None = None
+        #: Coarse bars opening before this were emitted closed; later input for them is late.
+        self._done_until: Millis | None = None
+
+    def add_candle(self, candle: Candle) -> list[Candle]:
+        """Apply one finer candle; return the coarse candles to emit, oldest first."""
+        _check_aligned(candle, self.source, "source")
+        start = bucket_start(candle.time, self.target)
+        if self._done_until is not None and start < self._done_until:
+            return []
+        emitted: list[Candle] = []
+        if self._start is not None:
+            if start < self._start:
+                return []
+            if start > self._start:
+                emitted.append(replace(self._bar(), closed=True))
+                self._finish()
+        if self._start is None:
+            self._start = start
+            self._last_part = previous_bucket(next_bucket(start, self.target), self.source)
+            self._parts = {}
+            self._settled = None
+        self._put(candle)
+        bar = self._bar()
+        if candle.closed and candle.time == self._last_part:
+            bar = replace(bar, closed=True)
+            self._finish()
+        emitted.append(bar)
+        return emitted
+
+    def _put(self, candle: Candle) -> None:
+        parts = self._parts
+        if not parts or candle.time > self._newest:
+            if parts:
+                previous = parts[self._newest]
+                self._settled = (
+                    _summarize([previous])
+                    if self._settled is None
+                    else _Summary(
+                        self._settled.open,
+                        max(self._settled.high, previous.high),
+                        min(self._settled.low, previous.low),
+                        self._settled.volume + previous.volume,
+                    )
+                )
+            self._newest = candle.time
+            parts[candle.time] = candle
+            return
+        parts[candle.time] = candle
+        if candle.time < self._newest:
+            older = [parts[t] for t in sorted(parts) if t != self._newest]
+            self._settled = _summarize(older)
+
+    def _bar(self) -> Candle:
+        assert self._start is not None
+        newest = self._parts[self._newest]
+        settled = self._settled
+        if settled is None:
+            return Candle(
+                self._start, newest.open, newest.high, newest.low, newest.close, newest.volume
+            )
+        return Candle(
+            self._start,
+            settled.open,
+            max(settled.high, newest.high),
+            min(settled.low, newest.low),
+            newest.close,
+            settled.volume + newest.volume,
+        )
+
+    def _finish(self) -> None:
+        assert self._start is not None
+        self._done_until = next_bucket(self._start, self.target)
+        self._start = None
+        self._parts = {}
+        self._settled = None
+
+
+def aggregate(candles: Sequence[Candle], target: Resolution, *, source: Resolution) -> list[Candle]:
+    """Batch form of ``CandleAggregator`` for history: the final version of every coarse bar,
+    ascending. Input may hold several versions of a finer bar; the last one (in time order,
+    then input order) wins, as it would live."""
+    aggregator = CandleAggregator(target, source=source)
+    latest: dict[Millis, Candle] = {}
+    for candle in sorted(candles, key=lambda c: c.time):
+        for bar in aggregator.add_candle(candle):
+            latest[bar.time] = bar
+    return list(latest.values())

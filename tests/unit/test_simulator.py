@@ -1,0 +1,355 @@
+"""SimulatorFeed, driven by a fake clock and a fake sleep: hours of trading in no real time."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from itertools import pairwise
+
+import pytest
+
+from marketcast.errors import ConfigurationError
+from marketcast.feeds.base import Feed
+from marketcast.feeds.simulator import MAX_HISTORY_BARS, SimulatorFeed, asset_class_of
+from marketcast.market import BarKey, Candle, Quote, QuoteKey, StreamKey
+from marketcast.settings import DEFAULT_SIM_SYMBOLS, Settings
+from marketcast.timeframes import RESOLUTIONS, bucket_start, next_bucket
+from marketcast.types import Millis, Resolution, Symbol
+
+#: 2024-05-06 09:59:30 UTC, a Monday, in real (= simulated, at start) seconds.
+START = datetime(2024, 5, 6, 9, 59, 30, tzinfo=UTC).timestamp()
+BTC1 = BarKey("BTCUSDT", "1")
+
+
+class FakeTime:
+    """A clock that only moves when the feed sleeps."""
+
+    def __init__(self, start: float = START) -> None:
+        self.now = start
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        assert seconds > 0, "the feed must never busy-loop"
+        self.now += seconds
+        await asyncio.sleep(0)
+
+    async def advance(self, seconds: float) -> None:
+        """Let the feed run until ``seconds`` of fake real time have passed."""
+        target = self.now + seconds
+        for _ in range(10_000_000):
+            if self.now >= target:
+                return
+            await asyncio.sleep(0)
+        raise AssertionError("the fake clock did not advance: is the feed running?")
+
+
+class Recorder:
+    """A FeedSink that remembers every update with the simulated time it arrived at."""
+
+    def __init__(self, feed: SimulatorFeed) -> None:
+        self.feed = feed
+        self.candles: list[tuple[BarKey, Candle, Millis]] = []
+        self.quotes: list[tuple[Symbol, Quote]] = []
+
+    async def on_candle(self, key: BarKey, candle: Candle) -> None:
+        self.candles.append((key, candle, self.feed.now()))
+
+    async def on_quote(self, symbol: Symbol, quote: Quote) -> None:
+        self.quotes.append((symbol, quote))
+
+    def bars(self, key: BarKey) -> list[Candle]:
+        return [c for k, c, _ in self.candles if k == key]
+
+    def final(self, key: BarKey) -> list[Candle]:
+        latest: dict[Millis, Candle] = {}
+        for candle in self.bars(key):
+            latest[candle.time] = candle
+        return list(latest.values())
+
+
+def make_feed(
+    fake: FakeTime, *, seed: int = 7, speed: float = 1.0, tick_interval: float = 0.25
+) -> SimulatorFeed:
+    return SimulatorFeed(
+        DEFAULT_SIM_SYMBOLS,
+        seed=seed,
+        speed=speed,
+        tick_interval=tick_interval,
+        clock=fake.clock,
+        sleep=fake.sleep,
+    )
+
+
+async def run(
+    feed: SimulatorFeed, fake: FakeTime, keys: list[StreamKey], seconds: float
+) -> Recorder:
+    recorder = Recorder(feed)
+    for key in keys:
+        await feed.watch(key)
+    await feed.start(recorder)
+    await fake.advance(seconds)
+    return recorder
+
+
+def assert_valid_series(bars: list[Candle], resolution: Resolution, decimals: int) -> None:
+    for a, b in pairwise(bars):
+        assert next_bucket(a.time, resolution) == b.time
+    for bar in bars:
+        assert bar.low <= min(bar.open, bar.close) <= max(bar.open, bar.close) <= bar.high
+        assert bar.low > 0
+        assert bar.volume >= 0
+        for price in (bar.open, bar.high, bar.low, bar.close):
+            assert round(price, decimals) == price
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("symbols", "message"),
+    [
+        ([], r"at least one symbol.*got \[\]"),
+        (["BTCUSDT", "btcusdt"], "'btcusdt'"),
+        (["EUR/USD", "EUR/USD"], "'EUR/USD' twice"),
+        (["A B"], "'A B'"),
+    ],
+)
+def test_bad_symbol_lists_are_refused(symbols: list[str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        SimulatorFeed(symbols)
+
+
+def test_bad_speed_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"sim_speed.*got 0"):
+        SimulatorFeed(["AAPL"], speed=0)
+
+
+def test_from_settings_and_symbols() -> None:
+    settings = Settings(sim_symbols=["BTCUSDT", "EUR/USD", "AAPL"], sim_seed=3, sim_speed=10)
+    feed = SimulatorFeed.from_settings(settings)
+    infos = {info.symbol: info for info in feed.symbols()}
+    assert {s: i.asset_class for s, i in infos.items()} == {
+        "BTCUSDT": "crypto",
+        "EUR/USD": "forex",
+        "AAPL": "stock",
+    }
+    assert all(i.source == "simulator" and i.resolutions == RESOLUTIONS for i in infos.values())
+    assert feed.price("BTCUSDT") == 60_000.0
+    assert feed.price("EUR/USD") == 1.08
+
+
+def test_asset_classes() -> None:
+    assert [asset_class_of(s) for s in ["ETHBTC", "SOLUSDC", "USD/JPY", "BRK.B"]] == [
+        "crypto",
+        "crypto",
+        "forex",
+        "stock",
+    ]
+
+
+def test_it_is_a_feed() -> None:
+    feed: Feed = SimulatorFeed(["AAPL"])
+    assert feed.name == "simulator"
+
+
+# -- history ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("resolution", RESOLUTIONS)
+@pytest.mark.parametrize(("symbol", "decimals"), [("BTCUSDT", 2), ("EUR/USD", 5), ("AAPL", 2)])
+async def test_history_shape(symbol: str, decimals: int, resolution: Resolution) -> None:
+    fake = FakeTime()
+    feed = make_feed(fake)
+    bars = await feed.fetch_history(BarKey(symbol, resolution), None, 300)
+    assert len(bars) == 300
+    assert_valid_series(bars, resolution, decimals)
+    assert bars[-1].time == bucket_start(feed.now(), resolution)
+    assert bars[-1].close == feed.price(symbol)
+    assert [b.closed for b in bars] == [True] * 299 + [False]
+
+
+async def test_history_is_deterministic() -> None:
+    a, b = make_feed(FakeTime()), make_feed(FakeTime())
+    other = make_feed(FakeTime(), seed=8)
+    key = BarKey("ETHUSDT", "15")
+    assert await a.fetch_history(key, None, 50) == await b.fetch_history(key, None, 50)
+    assert await a.fetch_history(key, None, 50) != await other.fetch_history(key, None, 50)
+
+
+async def test_history_pages_join_up_even_after_prices_moved() -> None:
+    fake = FakeTime()
+    feed = make_feed(fake)
+    newest = await feed.fetch_history(BTC1, None, 100)
+    await run(feed, fake, [BTC1], 30)  # live trades move the price
+    page = await feed.fetch_history(BTC1, newest[50].time, 20)
+    assert page == newest[30:50]
+    older = await feed.fetch_history(BTC1, newest[0].time, 10)
+    assert older[-1].close == newest[0].open
+    assert_valid_series(older + newest, "1", 2)
+    await feed.close()
+
+
+async def test_history_limits_and_bounds() -> None:
+    feed = make_feed(FakeTime())
+    assert await feed.fetch_history(BTC1, None, 0) == []
+    assert len(await feed.fetch_history(BarKey("BTCUSDT", "M"), None, 10_000)) == 653
+    # The depth bound: nothing further back than MAX_HISTORY_BARS behind the anchor.
+    assert await feed.fetch_history(BTC1, 0, 10) == []
+    oldest = (await feed.fetch_history(BTC1, None, MAX_HISTORY_BARS + 5))[0]
+    assert (feed.now() - oldest.time) // 60_000 == MAX_HISTORY_BARS - 1
+    with pytest.raises(ValueError, match="does not serve 'XRPUSDT'"):
+        await feed.fetch_history(BarKey("XRPUSDT", "1"), None, 10)
+
+
+async def test_a_later_end_re_anchors_at_the_current_bar() -> None:
+    fake = FakeTime()
+    feed = make_feed(fake)
+    first = await feed.fetch_history(BTC1, None, 3)
+    await run(feed, fake, [BTC1], 150)
+    await feed.close()
+    later = await feed.fetch_history(BTC1, feed.now() + 1, 3)
+    assert later[-1].time == bucket_start(feed.now(), "1") > first[-1].time
+    assert later[-1].close == feed.price("BTCUSDT")
+    assert not later[-1].closed
+
+
+# -- live ------------------------------------------------------------------------------------
+
+
+async def test_live_bars_continue_history() -> None:
+    fake = FakeTime()
+    feed = make_feed(fake)
+    history = await feed.fetch_history(BTC1, None, 10)
+    recorder = await run(feed, fake, [BTC1], 5)
+    first = recorder.bars(BTC1)[0]
+    assert (first.time, first.open) == (history[-1].time, history[-1].open)
+    assert first.high >= history[-1].high
+    assert first.volume >= history[-1].volume
+    await feed.close()
+
+
+async def test_closed_bars_are_emitted_at_bucket_boundaries() -> None:
+    fake = FakeTime()
+    feed = make_feed(fake, speed=600)  # ten simulated minutes per real second
+    keys: list[StreamKey] = [BTC1, BarKey("BTCUSDT", "5"), BarKey("EUR/USD", "1")]
+    start = feed.now()
+    recorder = await run(feed, fake, keys, 6)
+    for key in keys:
+        assert isinstance(key, BarKey)
+        bars = recorder.final(key)
+        assert_valid_series(bars, key.resolution, 5 if key.symbol == "EUR/USD" else 2)
+        assert bars[0].time == bucket_start(start, key.resolution)
+        # The bucket holding "now" has a bar once a trade landed in it (a tick spans 150
+        # simulated seconds here); until then the newest bar is the previous one, closed.
+        current = bucket_start(feed.now(), key.resolution)
+        assert bars[-1].time == current or (
+            bars[-1].closed and next_bucket(bars[-1].time, key.resolution) == current
+        )
+        closes = [(c, at) for k, c, at in recorder.candles if k == key and c.closed]
+        assert [c.time for c, _ in closes] == [b.time for b in bars if b.closed]
+        assert all(b.closed for b in bars[:-1])
+        for candle, at in closes:
+            end = next_bucket(candle.time, key.resolution)
+            assert end <= at <= end + 1000, "closed within a simulated second of its end"
+    await feed.close()
+
+
+async def test_quotes() -> None:
+    fake = FakeTime()
+    feed = make_feed(fake)
+    recorder = await run(feed, fake, [QuoteKey(s) for s in DEFAULT_SIM_SYMBOLS], 10)
+    assert {s for s, _ in recorder.quotes} == set(DEFAULT_SIM_SYMBOLS)
+    for symbol, quote in recorder.quotes:
+        assert quote.bid < quote.last < quote.ask
+        assert quote.ask - quote.bid < quote.last * 0.001
+        assert quote.volume is not None
+        assert quote.volume > 0
+        assert quote.change is not None
+        assert quote.change_percent is not None
+        start_price = make_feed(FakeTime()).price(symbol)
+        assert quote.change == pytest.approx(quote.last - start_price)
+    await feed.close()
+
+
+async def test_at_least_one_update_per_simulated_second_per_symbol_at_defaults() -> None:
+    fake = FakeTime()
+    settings = Settings()
+    feed = make_feed(fake, speed=settings.sim_speed, tick_interval=settings.sim_tick_interval)
+    keys: list[StreamKey] = [BarKey(s, "1") for s in DEFAULT_SIM_SYMBOLS]
+    keys += [QuoteKey(s) for s in DEFAULT_SIM_SYMBOLS]
+    start = feed.now()
+    recorder = await run(feed, fake, keys, 60)
+    for symbol in DEFAULT_SIM_SYMBOLS:
+        seconds = {(q.time - start) // 1000 for s, q in recorder.quotes if s == symbol}
+        assert seconds >= set(range(60))
+        bar_updates = [at for k, _, at in recorder.candles if k.symbol == symbol]
+        assert {(at - start) // 1000 for at in bar_updates} >= set(range(60))
+    await feed.close()
+
+
+async def test_same_seed_same_live_data() -> None:
+    results = []
+    for _ in range(2):
+        fake = FakeTime()
+        feed = make_feed(fake, speed=60)
+        await feed.fetch_history(BTC1, None, 5)
+        recorder = await run(feed, fake, [BTC1, QuoteKey("AAPL")], 20)
+        await feed.close()
+        results.append((recorder.candles, recorder.quotes))
+    assert results[0] == results[1]
+
+
+async def test_unwatch_stops_delivery_and_rewatch_continues_the_walk() -> None:
+    fake = FakeTime()
+    feed = make_feed(fake)
+    eth = QuoteKey("ETHUSDT")
+    recorder = await run(feed, fake, [BTC1, eth], 5)
+    await feed.unwatch(BTC1)
+    price = feed.price("BTCUSDT")
+    recorder.candles.clear()
+    recorder.quotes.clear()
+    await fake.advance(5)
+    assert recorder.candles == []
+    assert recorder.quotes, "other keys keep flowing"
+    assert feed.price("BTCUSDT") == price, "an unwatched symbol stands still"
+    await feed.watch(QuoteKey("BTCUSDT"))
+    await fake.advance(0.3)
+    first = next(q for s, q in recorder.quotes if s == "BTCUSDT")
+    assert abs(first.last - price) < price * 0.001, "the walk resumes where it stopped"
+    await feed.close()
+
+
+async def test_a_failing_sink_does_not_stop_the_feed(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeTime()
+    feed = make_feed(fake)
+    calls: list[Symbol] = []
+
+    class Flaky(Recorder):
+        async def on_quote(self, symbol: Symbol, quote: Quote) -> None:
+            calls.append(symbol)
+            if len(calls) == 1:
+                raise RuntimeError("boom")
+
+    await feed.watch(QuoteKey("AAPL"))
+    await feed.start(Flaky(feed))
+    await fake.advance(2)
+    assert len(calls) > 2
+    assert "sink failed" in caplog.text
+    await feed.close()
+
+
+async def test_start_twice_is_refused_and_close_is_idempotent() -> None:
+    fake = FakeTime()
+    feed = make_feed(fake)
+    await feed.close()  # before start: nothing to do
+    recorder = await run(feed, fake, [BTC1], 1)
+    with pytest.raises(RuntimeError, match="already running"):
+        await feed.start(recorder)
+    await feed.close()
+    await feed.close()
+    count = len(recorder.candles)
+    fake.now += 120
+    await asyncio.sleep(0)
+    assert len(recorder.candles) == count
