@@ -1,0 +1,1 @@
+"""Buses: how a published update reaches the hubs of every worker."""

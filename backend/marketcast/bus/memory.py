@@ -1,0 +1,27 @@
+"""The in-process bus: a direct call, for a single worker."""
+
+from __future__ import annotations
+
+from marketcast.bus.base import FrameHandler
+from marketcast.wire import Frame
+
+
+class MemoryBus:
+    """Delivers each published frame to this process's hub, synchronously.
+
+    Synchronous delivery keeps the single-worker path free of extra queues and task
+    switches: publishing an update costs one call per subscriber outbox.
+    """
+
+    def __init__(self) -> None:
+        self._deliver: FrameHandler | None = None
+
+    async def start(self, deliver: FrameHandler) -> None:
+        self._deliver = deliver
+
+    async def publish(self, frame: Frame) -> None:
+        if self._deliver is not None:
+            self._deliver(frame)
+
+    async def close(self) -> None:
+        self._deliver = None

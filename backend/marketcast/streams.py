@@ -1,0 +1,204 @@
+"""The stream manager: which upstream keys run, and the ingest path feed -> store -> bus.
+
+Why reference counting with a grace period: the first subscriber of a key starts it upstream
+and the last one leaving stops it, but a client that unsubscribes and re-subscribes (a chart
+switching back and forth) should not make the upstream churn, so stopping waits
+``grace_period`` seconds and is cancelled by a new subscriber.
+
+Why the store is written before the bus: snapshot de-duplication (``ws.connection``) relies on
+"stored, then published" for every candle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from contextlib import suppress
+
+from marketcast.bus.base import Bus
+from marketcast.errors import ConfigurationError
+from marketcast.feeds.base import Feed
+from marketcast.market import BarKey, Candle, Quote, QuoteKey, StreamKey, SymbolInfo
+from marketcast.store.base import CandleStore
+from marketcast.topics import build_topic
+from marketcast.types import Millis, Symbol, Topic
+from marketcast.wire import bar_update, quote_update
+
+log = logging.getLogger("marketcast.streams")
+
+
+def topic_of(key: StreamKey) -> Topic:
+    """The topic clients subscribe to for ``key``."""
+    if isinstance(key, BarKey):
+        return build_topic("bars", {"symbol": key.symbol, "resolution": key.resolution})
+    return build_topic("quotes", {"symbol": key.symbol})
+
+
+class StreamManager:
+    """Runs upstream keys on demand and turns feed data into stored, published updates."""
+
+    def __init__(
+        self,
+        feeds: Sequence[Feed],
+        store: CandleStore,
+        bus: Bus,
+        *,
+        grace_period: float,
+        history_size: int,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._grace_period = grace_period
+        self._history_size = history_size
+        self._feeds = list(feeds)
+        self._catalog: dict[Symbol, tuple[Feed, SymbolInfo]] = {}
+        for feed in feeds:
+            for info in feed.symbols():
+                if info.symbol in self._catalog:
+                    raise ConfigurationError(
+                        f"symbol {info.symbol!r} is served by two feeds: "
+                        f"{self._catalog[info.symbol][0].name!r} and {feed.name!r}"
+                    )
+                self._catalog[info.symbol] = (feed, info)
+        self._refs: dict[StreamKey, int] = {}
+        #: A key's start task; awaiting it lets concurrent first subscribers share one start.
+        self._running: dict[StreamKey, asyncio.Task[None]] = {}
+        self._stopping: dict[StreamKey, asyncio.TimerHandle] = {}
+        self._bootstrapped: set[BarKey] = set()
+        self._bootstrap_locks: dict[BarKey, asyncio.Lock] = {}
+        #: Topic strings are computed once per key: they are on the publish path.
+        self._topics: dict[StreamKey, Topic] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- catalog ------------------------------------------------------------------------------
+
+    def symbol_info(self, symbol: Symbol) -> SymbolInfo | None:
+        entry = self._catalog.get(symbol)
+        return entry[1] if entry else None
+
+    def symbols(self) -> list[SymbolInfo]:
+        return [info for _, info in self._catalog.values()]
+
+    def topic(self, key: StreamKey) -> Topic:
+        topic = self._topics.get(key)
+        if topic is None:
+            topic = self._topics[key] = topic_of(key)
+        return topic
+
+    def active_keys(self) -> list[StreamKey]:
+        return [key for key, task in self._running.items() if task.done()]
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for feed in self._feeds:
+            await feed.start(self)
+
+    async def close(self) -> None:
+        for handle in self._stopping.values():
+            handle.cancel()
+        self._stopping.clear()
+        for task in [*self._running.values(), *self._background]:
+            task.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+        self._running.clear()
+        for feed in self._feeds:
+            await feed.close()
+
+    # -- demand -------------------------------------------------------------------------------
+
+    async def acquire(self, key: StreamKey) -> None:
+        """One more consumer of ``key``; starts it upstream if it is the first."""
+        self._refs[key] = self._refs.get(key, 0) + 1
+        pending_stop = self._stopping.pop(key, None)
+        if pending_stop is not None:
+            pending_stop.cancel()
+        task = self._running.get(key)
+        if task is None:
+            task = asyncio.create_task(self._start_key(key), name=f"start-{key}")
+            self._running[key] = task
+        try:
+            await asyncio.shield(task)
+        except Exception:
+            self._refs[key] -= 1
+            if self._running.get(key) is task:
+                del self._running[key]
+            raise
+
+    def release(self, key: StreamKey) -> None:
+        """One consumer fewer; the last one stops the key after the grace period."""
+        refs = self._refs.get(key, 0) - 1
+        if refs > 0:
+            self._refs[key] = refs
+            return
+        self._refs.pop(key, None)
+        if key in self._running and key not in self._stopping:
+            loop = asyncio.get_running_loop()
+            self._stopping[key] = loop.call_later(self._grace_period, self._stop_soon, key)
+
+    def _stop_soon(self, key: StreamKey) -> None:
+        self._stopping.pop(key, None)
+        if self._refs.get(key, 0) > 0:
+            return
+        task = asyncio.create_task(self._stop_key(key), name=f"stop-{key}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _start_key(self, key: StreamKey) -> None:
+        feed = self._feed_for(key.symbol)
+        if isinstance(key, BarKey):
+            await self.ensure_history(key)
+        await feed.watch(key)
+        log.info("stream started: %s", self.topic(key))
+
+    async def _stop_key(self, key: StreamKey) -> None:
+        task = self._running.pop(key, None)
+        if task is None:
+            return
+        await self._feed_for(key.symbol).unwatch(key)
+        log.info("stream stopped: %s", self.topic(key))
+
+    def _feed_for(self, symbol: Symbol) -> Feed:
+        return self._catalog[symbol][0]
+
+    # -- history ------------------------------------------------------------------------------
+
+    async def ensure_history(self, key: BarKey) -> None:
+        """Load the key's recent history from its feed once, if the store has none."""
+        if key in self._bootstrapped:
+            return
+        lock = self._bootstrap_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if key in self._bootstrapped:
+                return
+            if await self._store.count(key) == 0:
+                feed = self._feed_for(key.symbol)
+                candles = await feed.fetch_history(key, None, self._history_size)
+                await self._store.upsert_many(key, candles)
+            self._bootstrapped.add(key)
+
+    async def snapshot(self, key: BarKey, count: int, since: Millis | None) -> list[Candle]:
+        """The last ``count`` bars, or every stored bar opening at or after ``since``."""
+        if since is not None:
+            return await self._store.range(key, since, None, self._history_size)
+        if count <= 0:
+            return []
+        return await self._store.last(key, count)
+
+    async def history(
+        self, key: BarKey, start: Millis | None, end: Millis | None, limit: int
+    ) -> list[Candle]:
+        await self.ensure_history(key)
+        return await self._store.range(key, start, end, limit)
+
+    # -- FeedSink -----------------------------------------------------------------------------
+
+    async def on_candle(self, key: BarKey, candle: Candle) -> None:
+        await self._store.upsert(key, candle)
+        await self._bus.publish(bar_update(self.topic(key), key, candle))
+
+    async def on_quote(self, symbol: Symbol, quote: Quote) -> None:
+        key = QuoteKey(symbol)
+        await self._bus.publish(quote_update(self.topic(key), symbol, quote))

@@ -1,0 +1,139 @@
+"""What subscribe and unsubscribe requests do, for every route.
+
+The generated routers stay thin: they validate the typed payload and call in here. This is the
+one place that maps (route, symbol, params) to a stream key and a topic, checks that the
+symbol and resolution are served, keeps per-connection subscriptions idempotent and bounded,
+and does the hold/snapshot/arm dance that makes snapshots continuous with the live stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from marketcast.errors import ErrorCode, ProtocolError
+from marketcast.market import BarKey, Candle, QuoteKey, StreamKey
+from marketcast.streams import StreamManager
+from marketcast.types import Millis, Route, Symbol, Topic
+from marketcast.ws.hub import Hub, Subscriber
+
+
+class SubscriberConnection(Subscriber, Protocol):
+    """What a subscription needs from a connection (``ws.connection.Connection``)."""
+
+    subscriptions: dict[Topic, StreamKey]
+
+    def hold(self, topic: Topic) -> None: ...
+
+    def arm(self, topic: Topic, snapshot: list[Candle] | None) -> None: ...
+
+    def cancel_hold(self, topic: Topic) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeResult:
+    topic: Topic
+    message: str
+    #: The snapshot (or bars since ``since``), or None when none was asked for.
+    bars: list[Candle] | None
+
+
+class Subscriptions:
+    """Subscribe/unsubscribe logic shared by every generated router."""
+
+    def __init__(self, streams: StreamManager, hub: Hub, *, max_per_connection: int) -> None:
+        self._streams = streams
+        self._hub = hub
+        self._max_per_connection = max_per_connection
+
+    def resolve(self, route: Route, symbol: Symbol, params: dict[str, Any]) -> StreamKey:
+        """The stream key behind a request, or a ProtocolError saying what is not served."""
+        info = self._streams.symbol_info(symbol)
+        if info is None:
+            served = ", ".join(sorted(i.symbol for i in self._streams.symbols()))
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_SYMBOL,
+                f"unknown symbol {symbol!r}: this server serves {served}",
+            )
+        if route == "quotes":
+            return QuoteKey(symbol)
+        resolution = params["resolution"]
+        if resolution not in info.resolutions:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED_RESOLUTION,
+                f"resolution {resolution!r} is not served for {symbol}: expected one of "
+                + ", ".join(info.resolutions),
+            )
+        return BarKey(symbol, resolution)
+
+    async def subscribe(
+        self,
+        conn: SubscriberConnection,
+        route: Route,
+        symbol: Symbol,
+        params: dict[str, Any],
+        *,
+        snapshot: int = 0,
+        since: Millis | None = None,
+    ) -> SubscribeResult:
+        key = self.resolve(route, symbol, params)
+        topic = self._streams.topic(key)
+        wants_bars = isinstance(key, BarKey) and (snapshot > 0 or since is not None)
+        if topic in conn.subscriptions:
+            # Idempotent: the live stream continues untouched; a requested snapshot is
+            # answered from the store as it is now.
+            bars = await self._snapshot(key, snapshot, since) if wants_bars else None
+            return SubscribeResult(topic, "already subscribed", bars)
+        if len(conn.subscriptions) >= self._max_per_connection:
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                f"a connection may hold at most {self._max_per_connection} subscriptions",
+            )
+        conn.subscriptions[topic] = key
+        try:
+            await self._streams.acquire(key)
+        except BaseException:
+            del conn.subscriptions[topic]
+            raise
+        if not wants_bars:
+            self._hub.add(topic, conn)
+            return SubscribeResult(topic, "subscribed", None)
+        conn.hold(topic)
+        self._hub.add(topic, conn)
+        try:
+            bars = await self._snapshot(key, snapshot, since)
+        except BaseException:
+            conn.cancel_hold(topic)
+            self._hub.remove(topic, conn)
+            del conn.subscriptions[topic]
+            self._streams.release(key)
+            raise
+        conn.arm(topic, bars)
+        return SubscribeResult(topic, "subscribed", bars)
+
+    async def unsubscribe(
+        self, conn: SubscriberConnection, route: Route, symbol: Symbol, params: dict[str, Any]
+    ) -> SubscribeResult:
+        key = self.resolve(route, symbol, params)
+        topic = self._streams.topic(key)
+        if self._drop(conn, topic):
+            return SubscribeResult(topic, "unsubscribed", None)
+        return SubscribeResult(topic, "not subscribed", None)
+
+    def drop_all(self, conn: SubscriberConnection) -> None:
+        """Forget every subscription of a connection that is gone."""
+        for topic in list(conn.subscriptions):
+            self._drop(conn, topic)
+
+    def _drop(self, conn: SubscriberConnection, topic: Topic) -> bool:
+        key = conn.subscriptions.pop(topic, None)
+        if key is None:
+            return False
+        conn.cancel_hold(topic)
+        self._hub.remove(topic, conn)
+        self._streams.release(key)
+        return True
+
+    async def _snapshot(self, key: StreamKey, count: int, since: Millis | None) -> list[Candle]:
+        assert isinstance(key, BarKey)
+        return await self._streams.snapshot(key, count, since)

@@ -1,0 +1,1 @@
+"""The WebSocket side: adapter, hub, outboxes and the generated routers."""

@@ -1,0 +1,171 @@
+"""One client connection: its outbox, its writer task, and how it is closed.
+
+Why snapshots need a hold: a ``subscribe`` with ``snapshot``/``since`` registers the client
+on the topic *before* reading the store, so no update can slip between the two; updates that
+arrive meanwhile are held back, and once the reply is queued they are released minus the ones
+the snapshot already contains. The rule relies on every candle being written to the store
+before it is published (``StreamManager.on_candle``): a held update older than the snapshot's
+last bar, or equal to it when that bar is already closed, is a duplicate and is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from fastws import Client
+from starlette.websockets import WebSocket, WebSocketState
+
+from marketcast.errors import CloseCode
+from marketcast.market import Candle, StreamKey
+from marketcast.types import Millis, Topic
+from marketcast.wire import Frame
+from marketcast.ws.outbox import Outbox
+
+log = logging.getLogger("marketcast.ws")
+
+
+@dataclass(slots=True)
+class _Hold:
+    """Updates of one topic held back while its snapshot is read."""
+
+    frames: list[Frame]
+    #: Set once the snapshot is known; the hold is released with the next reply.
+    armed: bool = False
+    last_time: Millis | None = None
+    last_closed: bool = False
+
+    def keeps(self, frame: Frame) -> bool:
+        if frame.bar_time is None or self.last_time is None:
+            return True
+        if frame.bar_time < self.last_time:
+            return False
+        return not (frame.bar_time == self.last_time and self.last_closed)
+
+
+class Connection(Client):
+    """A connected client, as the hub (``deliver``) and the adapter (``reply``) see it."""
+
+    def __init__(self, ws: WebSocket, outbox: Outbox, *, close_timeout: float = 2.0) -> None:
+        super().__init__(ws)
+        self.outbox = outbox
+        #: Topic -> the stream key it consumes, so a disconnect can release every key.
+        self.subscriptions: dict[Topic, StreamKey] = {}
+        self._holds: dict[Topic, _Hold] = {}
+        self._close_timeout = close_timeout
+        self._writer: asyncio.Task[None] | None = None
+        self._terminating: asyncio.Task[None] | None = None
+        #: Set when the server decided to close this client (slow consumer, shutdown...).
+        self.close_code: int | None = None
+
+    # -- inbound from the hub ---------------------------------------------------------------
+
+    def deliver(self, frame: Frame) -> None:
+        if self.close_code is not None:
+            return
+        if self._holds and frame.topic in self._holds:
+            hold = self._holds[frame.topic]
+            hold.frames.append(frame)
+            if len(hold.frames) > self.outbox.max_messages:
+                self.terminate(CloseCode.SLOW_CONSUMER, "slow consumer")
+            return
+        if not self.outbox.put(frame):
+            self.terminate(CloseCode.SLOW_CONSUMER, "slow consumer")
+
+    # -- replies and snapshot holds -----------------------------------------------------------
+
+    def reply(self, text: str) -> None:
+        """Queue a reply or error, then release the holds armed by the request it answers."""
+        self.deliver(Frame(text))
+        if self._holds:
+            for topic in [t for t, hold in self._holds.items() if hold.armed]:
+                hold = self._holds.pop(topic)
+                for frame in hold.frames:
+                    if hold.keeps(frame):
+                        self.deliver(frame)
+
+    def hold(self, topic: Topic) -> None:
+        self._holds[topic] = _Hold(frames=[])
+
+    def arm(self, topic: Topic, snapshot: list[Candle] | None) -> None:
+        """The snapshot for ``topic`` is read: release its hold after the next reply."""
+        hold = self._holds.get(topic)
+        if hold is None:
+            return
+        hold.armed = True
+        if snapshot:
+            hold.last_time = snapshot[-1].time
+            hold.last_closed = snapshot[-1].closed
+
+    def cancel_hold(self, topic: Topic) -> None:
+        self._holds.pop(topic, None)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def start_writer(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name=f"writer-{self.uid}")
+
+    async def _write_loop(self) -> None:
+        send = self.ws.send_text
+        outbox = self.outbox
+        try:
+            while True:
+                await outbox.wait()
+                for frame in outbox.take():
+                    await send(frame.text)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the socket went away under us; the reader sees it too
+            log.debug("writer for %s stopped: %r", self.uid, exc)
+
+    # -- closing ------------------------------------------------------------------------------
+
+    def terminate(self, code: int, reason: str) -> None:
+        """Close this client from a synchronous context (e.g. inside ``deliver``)."""
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        log.info("closing connection %s: %s (%d)", self.uid, reason, code)
+        self._terminating = asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        await self.stop_writer()
+        try:
+            async with asyncio.timeout(self._close_timeout):
+                if self.ws.application_state == WebSocketState.CONNECTED:
+                    await self.ws.close(code, reason)
+        except TimeoutError:
+            # The peer reads nothing, so even the close frame cannot be written: drop the
+            # TCP connection instead of keeping its buffers alive.
+            _abort_transport(self.ws)
+        except Exception as exc:
+            log.debug("close of %s failed: %r", self.uid, exc)
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close this client and wait until the close frame is out (or the deadline passed)."""
+        self.terminate(code, reason)
+        if self._terminating is not None:
+            await self._terminating
+
+    async def stop_writer(self) -> None:
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+
+def _abort_transport(ws: WebSocket) -> None:
+    """Abort the TCP connection under ``ws`` when the server exposes it.
+
+    Under uvicorn the ASGI ``send`` is a bound method of its protocol object, which holds the
+    asyncio transport. This is an implementation detail, not an ASGI guarantee: without it the
+    handler simply returns and the server closes the socket when it can.
+    """
+    send: Any = getattr(ws, "_send", None)
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    abort = getattr(transport, "abort", None)
+    if callable(abort):
+        abort()

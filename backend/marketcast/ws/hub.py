@@ -1,0 +1,61 @@
+"""The topic index: topic -> the subscribers that receive its updates.
+
+Why copy-on-write tuples: publishing happens for every update and must not allocate or be
+disturbed by a subscriber leaving mid-iteration; subscribing happens rarely. So each topic
+maps to an immutable tuple that ``add``/``remove`` replace, and ``publish`` just iterates it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from marketcast.types import Topic
+from marketcast.wire import Frame
+
+
+class Subscriber(Protocol):
+    def deliver(self, frame: Frame) -> None:
+        """Accept ``frame`` without blocking (queue it, or mark itself for closing)."""
+        ...
+
+
+class Hub:
+    """Routes each published frame to the subscribers of its topic, in this worker."""
+
+    def __init__(self) -> None:
+        self._index: dict[Topic, tuple[Subscriber, ...]] = {}
+        self.published = 0
+
+    def add(self, topic: Topic, subscriber: Subscriber) -> bool:
+        """Subscribe; False if it already was (idempotent)."""
+        current = self._index.get(topic, ())
+        if subscriber in current:
+            return False
+        self._index[topic] = (*current, subscriber)
+        return True
+
+    def remove(self, topic: Topic, subscriber: Subscriber) -> bool:
+        """Unsubscribe; False if it was not subscribed."""
+        current = self._index.get(topic, ())
+        if subscriber not in current:
+            return False
+        remaining = tuple(s for s in current if s is not subscriber)
+        if remaining:
+            self._index[topic] = remaining
+        else:
+            del self._index[topic]
+        return True
+
+    def publish(self, frame: Frame) -> None:
+        """Hand ``frame`` to every subscriber of its topic; never awaits."""
+        if frame.topic is None:
+            return
+        self.published += 1
+        for subscriber in self._index.get(frame.topic, ()):
+            subscriber.deliver(frame)
+
+    def subscriber_count(self, topic: Topic) -> int:
+        return len(self._index.get(topic, ()))
+
+    def topics(self) -> list[Topic]:
+        return list(self._index)

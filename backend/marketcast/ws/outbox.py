@@ -1,0 +1,100 @@
+"""A bounded, conflating per-client queue — pure data structure, no I/O.
+
+Why a queue per client at all: the publisher must never await a client's socket, or one
+stalled reader delays everybody. Each update is appended here (O(1)) and one writer task per
+client drains it.
+
+Why conflation: a client that falls a little behind does not need every intermediate state of
+a bar that is still open — only its latest. A newer update of the same open bar (same topic,
+same bar open time) replaces the queued one in place. Closed bars are final and are never
+replaced or dropped; replies and errors (no topic) are never conflated either.
+
+Why a hard limit: when even conflation cannot keep the queue under ``max_messages`` /
+``max_bytes``, ``put`` returns False and the owner closes the client as a slow consumer
+(close code 4008). Memory per client is therefore bounded by the limits (plus one batch in
+flight in the writer). Sizes are counted in characters of the JSON text, which equals bytes
+for the ASCII frames marketcast writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from marketcast.types import Topic
+from marketcast.wire import Frame
+
+
+class _Slot:
+    """A queue cell; conflation swaps the frame inside it without moving it."""
+
+    __slots__ = ("frame",)
+
+    def __init__(self, frame: Frame) -> None:
+        self.frame = frame
+
+
+class Outbox:
+    """Bounded FIFO of frames with latest-wins conflation for open-bar updates."""
+
+    def __init__(self, max_messages: int, max_bytes: int, *, conflate: bool = True) -> None:
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.conflate = conflate
+        self._queue: deque[_Slot] = deque()
+        #: The queued, still-replaceable update per topic (the newest open bar or quote).
+        self._replaceable: dict[Topic, _Slot] = {}
+        self._bytes = 0
+        #: Set while the queue is non-empty, so the writer sleeps without polling.
+        self._ready = asyncio.Event()
+        self.conflated = 0
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def put(self, frame: Frame) -> bool:
+        """Queue ``frame``; False when the client is over its limits (a slow consumer)."""
+        topic = frame.topic
+        if self.conflate and topic is not None:
+            slot = self._replaceable.get(topic)
+            if slot is not None and slot.frame.bar_time == frame.bar_time:
+                self._bytes += len(frame.text) - len(slot.frame.text)
+                slot.frame = frame
+                self.conflated += 1
+                if frame.closed:
+                    del self._replaceable[topic]
+                return True
+        if self._queue and (
+            len(self._queue) >= self.max_messages or self._bytes + len(frame.text) > self.max_bytes
+        ):
+            # An empty queue takes any frame: a large snapshot reply alone is not a sign of a
+            # slow consumer, and refusing it would make that reply impossible to receive.
+            return False
+        slot = _Slot(frame)
+        self._queue.append(slot)
+        self._bytes += len(frame.text)
+        if topic is not None:
+            if frame.conflatable:
+                self._replaceable[topic] = slot
+            else:
+                # A closed bar must not be overtaken by a later replacement of an older slot.
+                self._replaceable.pop(topic, None)
+        self._ready.set()
+        return True
+
+    def take(self) -> list[Frame]:
+        """Everything queued, oldest first; the queue is empty afterwards."""
+        frames = [slot.frame for slot in self._queue]
+        self._queue.clear()
+        self._replaceable.clear()
+        self._bytes = 0
+        self._ready.clear()
+        return frames
+
+    async def wait(self) -> None:
+        """Return once at least one frame is queued."""
+        await self._ready.wait()
