@@ -1,0 +1,1 @@
+"""Routers rendered from ``ws/generic.py.j2`` — generated, do not edit."""
