@@ -1,0 +1,166 @@
+"""REST endpoints: candle history, the symbol catalog, health and readiness.
+
+Errors use one shape, ``{"detail": {"code", "message"}}``, with the same codes as WebSocket
+errors where the cause is the same (``unknown_symbol``, ``unsupported_resolution``), so a
+client can share its error handling between the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from pydantic import BaseModel, Field
+
+from marketcast.errors import ErrorCode
+from marketcast.market import BarKey
+from marketcast.protocol import MAX_SNAPSHOT, SYMBOL_PATTERN, Bar
+from marketcast.streams import StreamManager
+from marketcast.timeframes import normalize_resolution
+from marketcast.types import Resolution
+from marketcast.wire import candle_dict
+
+
+class HistoryResponse(BaseModel):
+    symbol: str
+    resolution: Resolution
+    bars: list[Bar] = Field(description="Ascending by open time.")
+
+
+class SymbolEntry(BaseModel):
+    symbol: str
+    asset_class: str
+    source: str
+    resolutions: list[Resolution]
+
+
+class SymbolsResponse(BaseModel):
+    symbols: list[SymbolEntry]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    detail: ErrorDetail
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready", "not ready"]
+    connections: int
+    active_streams: int
+
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorResponse, "description": "A parameter is out of range."},
+    404: {"model": ErrorResponse, "description": "The symbol is not served."},
+}
+
+
+def _fail(status: int, code: ErrorCode, message: str) -> HTTPException:
+    return HTTPException(status_code=status, detail={"code": code.value, "message": message})
+
+
+def build_rest_router(
+    streams: StreamManager,
+    *,
+    is_ready: Callable[[], bool],
+    connection_count: Callable[[], int],
+) -> APIRouter:
+    """The REST routes, bound to this app's stream manager (no module-level state)."""
+    router = APIRouter()
+
+    @router.get(
+        "/api/v1/market-data/history",
+        response_model=HistoryResponse,
+        responses=_ERRORS,
+        tags=["market-data"],
+        summary="Candles of a symbol at a resolution, ascending by open time.",
+    )
+    async def history(
+        symbol: Annotated[str, Query(pattern=SYMBOL_PATTERN, examples=["BTCUSDT"])],
+        resolution: Annotated[str, Query(description="TradingView resolution, e.g. 1, 60, D")],
+        from_: Annotated[
+            int | None, Query(alias="from", ge=0, description="First open time, ms UTC.")
+        ] = None,
+        to: Annotated[
+            int | None, Query(ge=0, description="Open times strictly before this, ms UTC.")
+        ] = None,
+        limit: Annotated[
+            int, Query(ge=1, le=MAX_SNAPSHOT, description="At most this many, the newest.")
+        ] = 500,
+    ) -> HistoryResponse:
+        """The newest ``limit`` bars with ``from <= time < to``."""
+        info = streams.symbol_info(symbol)
+        if info is None:
+            raise _fail(404, ErrorCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
+        canonical = normalize_resolution(resolution)
+        if canonical is None or canonical not in info.resolutions:
+            raise _fail(
+                400,
+                ErrorCode.UNSUPPORTED_RESOLUTION,
+                f"unsupported resolution {resolution!r}: expected one of "
+                + ", ".join(info.resolutions),
+            )
+        if from_ is not None and to is not None and from_ >= to:
+            raise _fail(
+                400, ErrorCode.VALIDATION_ERROR, f"'from' ({from_}) must be before 'to' ({to})"
+            )
+        candles = await streams.history(BarKey(symbol, canonical), from_, to, limit)
+        return HistoryResponse(
+            symbol=symbol,
+            resolution=canonical,
+            bars=[Bar.model_validate(candle_dict(c)) for c in candles],
+        )
+
+    @router.get(
+        "/api/v1/market-data/symbols",
+        response_model=SymbolsResponse,
+        tags=["market-data"],
+        summary="The symbols this server serves.",
+    )
+    async def symbols(
+        asset_class: Annotated[str | None, Query(description="e.g. crypto, forex, stock")] = None,
+    ) -> SymbolsResponse:
+        entries = [
+            SymbolEntry(
+                symbol=info.symbol,
+                asset_class=info.asset_class,
+                source=info.source,
+                resolutions=list(info.resolutions),
+            )
+            for info in streams.symbols()
+            if asset_class is None or info.asset_class == asset_class
+        ]
+        return SymbolsResponse(symbols=sorted(entries, key=lambda e: e.symbol))
+
+    @router.get("/healthz", response_model=HealthResponse, tags=["health"])
+    async def healthz() -> HealthResponse:
+        """The process is alive."""
+        return HealthResponse(status="ok")
+
+    @router.get(
+        "/readyz",
+        response_model=ReadyResponse,
+        responses={503: {"model": ReadyResponse, "description": "Not ready."}},
+        tags=["health"],
+    )
+    async def readyz(response: Response) -> ReadyResponse:
+        """Ready to accept connections (feeds started, not shutting down); 503 otherwise."""
+        ready = is_ready()
+        if not ready:
+            response.status_code = 503
+        return ReadyResponse(
+            status="ready" if ready else "not ready",
+            connections=connection_count(),
+            active_streams=len(streams.active_keys()),
+        )
+
+    return router

@@ -1,0 +1,162 @@
+"""A real marketcast server in a subprocess on 127.0.0.1, and a JSON WebSocket client.
+
+Every frame a test receives passes through ``Client.recv``, so checks that apply to all
+frames (they are JSON objects with a known ``type``) live in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVER_TYPES = {
+    "bars.subscribe.response",
+    "bars.unsubscribe.response",
+    "bars.update",
+    "quotes.subscribe.response",
+    "quotes.unsubscribe.response",
+    "quotes.update",
+    "pong",
+    "error",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/v1/ws"
+
+    def rss_kib(self) -> int:
+        """Resident memory of the server process, from /proc."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS line")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def run_server(tmp_dir: Path, **settings: object) -> Iterator[Server]:
+    """Start ``marketcast serve`` with ``MARKETCAST_*`` settings; stop it afterwards."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETCAST_")}
+    env.update({f"MARKETCAST_{k.upper()}": str(v) for k, v in settings.items()})
+    env["MARKETCAST_PORT"] = str(port)
+    env["MARKETCAST_HOST"] = "127.0.0.1"
+    log_path = tmp_dir / f"server-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "marketcast.cli", "serve"],
+            env=env,
+            cwd=tmp_dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(process, port, log_path)
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def _wait_ready(server: Server, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.http}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server not ready within {timeout}s:\n{server.log()}")
+
+
+class Client:
+    """A WebSocket client speaking marketcast's JSON envelopes."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+        self.next_id = 0
+
+    async def send(self, message: Any) -> None:
+        await self.connection.send(
+            message if isinstance(message, str | bytes) else orjson.dumps(message).decode()
+        )
+
+    async def request(self, type_: str, payload: dict[str, Any] | None = None, **extra: Any) -> Any:
+        """Send a request with a fresh id and return the frame that answers it."""
+        self.next_id += 1
+        request_id = self.next_id
+        await self.send({"type": type_, "payload": payload or {}, "id": request_id, **extra})
+        while True:
+            frame = await self.recv()
+            if frame.get("id") == request_id:
+                return frame
+
+    async def recv(self, within: float = 10.0) -> dict[str, Any]:
+        """The next frame, which must arrive ``within`` seconds."""
+        raw = await asyncio.wait_for(self.connection.recv(), within)
+        frame = orjson.loads(raw)
+        assert isinstance(frame, dict), frame
+        assert frame["type"] in SERVER_TYPES, frame
+        assert isinstance(frame["payload"], dict), frame
+        return frame
+
+    async def recv_until(self, predicate: Any, within: float = 10.0) -> dict[str, Any]:
+        """The first frame matching ``predicate`` within ``within`` seconds."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            frame = await self.recv(within=max(remaining, 0.01))
+            if predicate(frame):
+                return frame
+
+    async def subscribe_bars(self, symbol: str, resolution: str, **extra: Any) -> Any:
+        payload = {"symbol": symbol, "params": {"resolution": resolution}, **extra}
+        return await self.request("bars.subscribe", payload)
+
+
+@contextlib.asynccontextmanager
+async def client(server: Server, **options: Any) -> AsyncIterator[Client]:
+    async with connect(server.ws, open_timeout=10, close_timeout=2, **options) as connection:
+        yield Client(connection)

@@ -1,0 +1,106 @@
+"""A client that never reads must not delay anybody, and must not grow server memory."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from itertools import pairwise
+from pathlib import Path
+
+import httpx
+import orjson
+from websockets.asyncio.client import connect
+
+from marketcast.timeframes import RESOLUTIONS, next_bucket
+from tests.integration.harness import Client, Server, client, run_server
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT", "EUR/USD", "AAPL"]
+TOPIC = 'bars:{"resolution":"1","symbol":"BTCUSDT"}'
+
+
+async def open_connections(server: Server) -> int:
+    async with httpx.AsyncClient() as http:
+        count: int = (await http.get(f"{server.http}/readyz")).json()["connections"]
+        return count
+
+
+async def collect_closed(
+    c: Client, server: Server, *, until_connections: int, limit: float = 30.0
+) -> tuple[list[int], list[float]]:
+    """Closed bar times and frame arrival times, until the server holds ``until_connections``
+    connections (the stalled one was dropped) or ``limit`` seconds passed."""
+    closed: list[int] = []
+    arrivals: list[float] = []
+    started = time.monotonic()
+    next_check = started + 1
+    while time.monotonic() - started < limit:
+        frame = await c.recv(within=5)
+        arrivals.append(time.monotonic())
+        if frame["type"] == "bars.update" and frame["payload"]["closed"]:
+            closed.append(frame["payload"]["time"])
+        if time.monotonic() > next_check:
+            next_check += 0.5
+            if await open_connections(server) <= until_connections:
+                break
+    return closed, arrivals
+
+
+async def test_stalled_client_delays_nobody_and_is_dropped(tmp_path: Path) -> None:
+    # 3600x: sixty 1-minute bars close per real second; a trade every 10 ms.
+    with run_server(
+        tmp_path,
+        sim_speed=3600,
+        sim_tick_interval=0.01,
+        outbox_max_messages=200,
+        outbox_max_bytes=262_144,
+        stream_grace_period=5,
+    ) as server:
+        raw = socket.socket()
+        # A tiny receive window so the kernel cannot absorb the flood for the stalled client.
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect(("127.0.0.1", server.port))
+        raw.setblocking(False)
+        # max_queue=1: the client library stops reading the socket after one unread frame.
+        async with connect(server.ws, sock=raw, max_queue=1, open_timeout=10) as stalled:
+            # Every subscribe asks for a 1000-bar snapshot (~110 KB per reply); re-subscribing
+            # answers with a fresh snapshot, so a few dozen requests queue more than the
+            # kernel's socket buffers (up to 4 MiB here) and the outbox can hold.
+            for _ in range(3):
+                for symbol in SYMBOLS:
+                    for resolution in RESOLUTIONS:
+                        payload = {
+                            "symbol": symbol,
+                            "params": {"resolution": resolution},
+                            "snapshot": 1000,
+                        }
+                        await stalled.send(
+                            orjson.dumps({"type": "bars.subscribe", "payload": payload}).decode()
+                        )
+            async with client(server) as healthy, client(server) as witness:
+                await healthy.subscribe_bars("BTCUSDT", "1")
+                await witness.subscribe_bars("BTCUSDT", "1")
+                rss_start = server.rss_kib()
+                (closed_times, arrivals), (witness_closed, _) = await asyncio.gather(
+                    collect_closed(healthy, server, until_connections=2),
+                    collect_closed(witness, server, until_connections=2),
+                )
+                connections = await open_connections(server)
+                rss_end = server.rss_kib()
+
+        assert len(closed_times) >= 30, f"only {len(closed_times)} closed bars"
+        assert all(next_bucket(a, "1") == b for a, b in pairwise(closed_times)), (
+            "the healthy client missed a closed bar"
+        )
+        # Both healthy clients saw the same closed bars wherever their windows overlap.
+        overlap = set(closed_times) & set(witness_closed)
+        assert len(overlap) >= len(closed_times) - 50
+        assert [t for t in closed_times if t in overlap] == [
+            t for t in witness_closed if t in overlap
+        ]
+        gaps = [b - a for a, b in pairwise(arrivals)]
+        assert max(gaps) < 1.0, f"the healthy client waited {max(gaps):.2f}s for an update"
+        # The stalled client was dropped (slow consumer) while the healthy ones stayed.
+        assert connections == 2, f"{connections} connections: the stalled one is still open"
+        assert "slow consumer" in server.log()
+        assert rss_end - rss_start < 30_000, f"server grew by {rss_end - rss_start} KiB"
