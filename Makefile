@@ -53,9 +53,8 @@ generate-asyncapi: setup ## write docs/asyncapi.json from the code
 
 generate: generate-ws-routers generate-asyncapi ## every generated file
 
-check-generated: setup ## regenerate into a scratch copy and fail on any difference
-	$(RUN) python scripts/generate_ws_routers.py --check
-	$(RUN) python scripts/generate_asyncapi.py --check
+check-generated: setup ## regenerate everything; fail if it differs from what git has committed
+	$(RUN) python scripts/check_generated.py
 
 clean:
 	rm -rf .venv $(NPM_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -1,8 +1,8 @@
 """Write ``docs/asyncapi.json``, the committed snapshot of the WebSocket contract.
 
-Usage: ``python scripts/generate_asyncapi.py [--check]``. The document is built with default
-settings (the environment's ``MARKETCAST_*`` variables are ignored) so that it only changes
-when the code does. With ``--check`` nothing is written and the exit status is 1 on a diff.
+Usage: ``python scripts/generate_asyncapi.py``. The document is built with default settings
+(the environment's ``MARKETCAST_*`` variables are ignored) so that it only changes when the
+code does. ``scripts/check_generated.py`` compares the result with git.
 """
 
 from __future__ import annotations
@@ -28,16 +28,10 @@ def render() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="fail if docs/asyncapi.json differs")
-    args = parser.parse_args()
+    argparse.ArgumentParser(description=__doc__).parse_args()
     text = render()
-    current = OUTPUT.read_text() if OUTPUT.exists() else None
-    if current == text:
+    if OUTPUT.exists() and OUTPUT.read_text() == text:
         return 0
-    if args.check:
-        print("docs/asyncapi.json is stale, run `make generate-asyncapi`")
-        return 1
     OUTPUT.write_text(text)
     print(f"wrote {OUTPUT.relative_to(ROOT)}")
     return 0
