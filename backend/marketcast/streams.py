@@ -70,6 +70,11 @@ class StreamManager:
         #: Topic strings are computed once per key: they are on the publish path.
         self._topics: dict[StreamKey, Topic] = {}
         self._background: set[asyncio.Task[None]] = set()
+        #: The newest closed bar published per key. A feed may repeat bars (gap-fill after a
+        #: reconnect, a second upstream owner taking over); clients must see each closed bar
+        #: once, so anything at or before this time is not published again.
+        self._last_closed: dict[BarKey, Millis] = {}
+        self.repeats_dropped = 0
 
     # -- catalog ------------------------------------------------------------------------------
 
@@ -196,6 +201,12 @@ class StreamManager:
     # -- FeedSink -----------------------------------------------------------------------------
 
     async def on_candle(self, key: BarKey, candle: Candle) -> None:
+        last_closed = self._last_closed.get(key)
+        if last_closed is not None and candle.time <= last_closed:
+            self.repeats_dropped += 1
+            return
+        if candle.closed:
+            self._last_closed[key] = candle.time
         await self._store.upsert(key, candle)
         await self._bus.publish(bar_update(self.topic(key), key, candle))
 
