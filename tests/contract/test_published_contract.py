@@ -14,7 +14,9 @@ from marketcast.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLISHED = ROOT / "docs" / "asyncapi.json"
-OFFICIAL_SCHEMA = ROOT / "frontend-types/node_modules/@asyncapi/specs/schemas/2.6.0-without-$id.json"
+OFFICIAL_SCHEMA = (
+    ROOT / "frontend-types/node_modules/@asyncapi/specs/schemas/2.6.0-without-$id.json"
+)
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,22 @@ def http(server: Server) -> Iterator[httpx.Client]:
 
 
 def test_history_returns_ascending_bars(http: httpx.Client) -> None:
-    body = http.get("/api/v1/market-data/history", params={"symbol": "BTCUSDT", "resolution": "5", "limit": 50}).json()
+    body = http.get(
+        "/api/v1/market-data/history", params={"symbol": "BTCUSDT", "resolution": "5", "limit": 50}
+    ).json()
     times = [b["time"] for b in body["bars"]]
     assert len(times) == 50
     assert times == sorted(set(times))
-    assert all(b["low"] <= min(b["open"], b["close"]) <= max(b["open"], b["close"]) <= b["high"] for b in body["bars"])
+    assert all(
+        b["low"] <= min(b["open"], b["close"]) <= max(b["open"], b["close"]) <= b["high"]
+        for b in body["bars"]
+    )
 
 
 def test_history_range_is_from_inclusive_to_exclusive(http: httpx.Client) -> None:
-    bars = http.get("/api/v1/market-data/history", params={"symbol": "EUR/USD", "resolution": "1", "limit": 20}).json()["bars"]
+    bars = http.get(
+        "/api/v1/market-data/history", params={"symbol": "EUR/USD", "resolution": "1", "limit": 20}
+    ).json()["bars"]
     start, end = bars[5]["time"], bars[10]["time"]
     window = http.get(
         "/api/v1/market-data/history",
@@ -36,7 +43,9 @@ def test_history_range_is_from_inclusive_to_exclusive(http: httpx.Client) -> Non
 
 
 def test_history_accepts_resolution_aliases(http: httpx.Client) -> None:
-    body = http.get("/api/v1/market-data/history", params={"symbol": "AAPL", "resolution": "1D", "limit": 3}).json()
+    body = http.get(
+        "/api/v1/market-data/history", params={"symbol": "AAPL", "resolution": "1D", "limit": 3}
+    ).json()
     assert body["resolution"] == "D"
 
 
@@ -48,7 +57,9 @@ def test_history_accepts_resolution_aliases(http: httpx.Client) -> None:
         ({"symbol": "BTCUSDT", "resolution": "1", "from": 10, "to": 5}, 400, "validation_error"),
     ],
 )
-def test_history_errors_are_typed(http: httpx.Client, params: dict[str, object], status: int, code: str) -> None:
+def test_history_errors_are_typed(
+    http: httpx.Client, params: dict[str, object], status: int, code: str
+) -> None:
     response = http.get("/api/v1/market-data/history", params=params)
     assert response.status_code == status
     assert response.json()["detail"]["code"] == code
@@ -66,7 +77,9 @@ def test_history_errors_are_typed(http: httpx.Client, params: dict[str, object],
         {"symbol": "BTCUSDT", "resolution": "1", "to": "yesterday"},
     ],
 )
-def test_history_rejects_bad_parameters_with_422(http: httpx.Client, params: dict[str, object]) -> None:
+def test_history_rejects_bad_parameters_with_422(
+    http: httpx.Client, params: dict[str, object]
+) -> None:
     assert http.get("/api/v1/market-data/history", params=params).status_code == 422
 
 
@@ -74,7 +87,9 @@ def test_symbols_and_filter(http: httpx.Client) -> None:
     symbols = http.get("/api/v1/market-data/symbols").json()["symbols"]
     assert {s["symbol"] for s in symbols} == {"BTCUSDT", "ETHUSDT", "EUR/USD", "AAPL"}
     assert all(s["source"] == "simulator" and "1" in s["resolutions"] for s in symbols)
-    forex = http.get("/api/v1/market-data/symbols", params={"asset_class": "forex"}).json()["symbols"]
+    forex = http.get("/api/v1/market-data/symbols", params={"asset_class": "forex"}).json()[
+        "symbols"
+    ]
     assert [s["symbol"] for s in forex] == ["EUR/USD"]
 
 
@@ -87,7 +102,12 @@ def test_health_and_readiness(http: httpx.Client) -> None:
 
 def test_openapi_lists_rest_routes_only(http: httpx.Client) -> None:
     paths = set(http.get("/openapi.json").json()["paths"])
-    assert paths == {"/api/v1/market-data/history", "/api/v1/market-data/symbols", "/healthz", "/readyz"}
+    assert paths == {
+        "/api/v1/market-data/history",
+        "/api/v1/market-data/symbols",
+        "/healthz",
+        "/readyz",
+    }
 
 
 def test_asyncapi_docs_page_is_self_contained(http: httpx.Client) -> None:
