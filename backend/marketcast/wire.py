@@ -48,18 +48,8 @@ def envelope(type_: str, payload: dict[str, Any], request_id: RequestId | None =
 
 def bar_update(topic: Topic, key: BarKey, candle: Candle) -> Frame:
     """A ``bars.update`` frame."""
-    payload = {
-        "topic": topic,
-        "symbol": key.symbol,
-        "resolution": key.resolution,
-        "time": candle.time,
-        "open": candle.open,
-        "high": candle.high,
-        "low": candle.low,
-        "close": candle.close,
-        "volume": candle.volume,
-        "closed": candle.closed,
-    }
+    payload = {"topic": topic, "symbol": key.symbol, "resolution": key.resolution}
+    payload.update(candle_dict(candle))
     return Frame(envelope("bars.update", payload), topic, candle.time, candle.closed)
 
 
