@@ -1,0 +1,383 @@
+/**
+ * Generated from docs/asyncapi.json by scripts/generate_ws_types.mjs: do not edit.
+ * Regenerate with `make generate-ws-types` after the contract changes.
+ */
+
+/**
+ * Any message on the wire, in either direction.
+ */
+export type AnyMessage = ServerMessage | ClientMessage;
+/**
+ * Any message the server sends; `type` tells them apart.
+ */
+export type ServerMessage =
+  | BarsSubscribeResponseMessage
+  | BarsUnsubscribeResponseMessage
+  | BarsUpdateMessage
+  | ErrorMessage
+  | NoticeMessage
+  | PongMessage
+  | QuotesSubscribeResponseMessage
+  | QuotesUnsubscribeResponseMessage
+  | QuotesUpdateMessage;
+/**
+ * The ``code`` of an ``error`` message. Clients switch on these, so they are stable.
+ */
+export type ErrorCode =
+  | "invalid_json"
+  | "invalid_message"
+  | "unsupported_frame"
+  | "unknown_type"
+  | "validation_error"
+  | "invalid_symbol"
+  | "unknown_symbol"
+  | "unsupported_resolution"
+  | "too_many_subscriptions"
+  | "rate_limited"
+  | "forbidden"
+  | "internal_error";
+/**
+ * Any message the client sends; `type` tells them apart.
+ */
+export type ClientMessage =
+  | BarsSubscribeMessage
+  | BarsUnsubscribeMessage
+  | PingMessage
+  | QuotesSubscribeMessage
+  | QuotesUnsubscribeMessage;
+/**
+ * An application-level ping; browsers cannot see protocol pings, so clients use this.
+ */
+export type PingPayload = Record<string, never>;
+/**
+ * Topic parameters of the ``quotes`` route (none today; the object is kept for symmetry).
+ */
+export type QuotesParams = Record<string, never>;
+
+/**
+ * Reply to bars.subscribe.
+ */
+export interface BarsSubscribeResponseMessage {
+  type: "bars.subscribe.response";
+  payload: BarsSubscribeResponsePayload;
+  /**
+   * The `id` of the `bars.subscribe` request this answers, if it had one.
+   */
+  id?: string | number;
+}
+/**
+ * Reply to ``bars.subscribe``; ``bars`` holds the snapshot or the bars since ``since``.
+ */
+export interface BarsSubscribeResponsePayload {
+  status: "ok" | "error";
+  symbol: string;
+  message: string;
+  topic: string;
+  bars?: Bar[] | null;
+  /**
+   * Only with `since`: true when `bars` holds every bar since `since` (from the store, filled from the upstream where the store has a hole); false when history does not reach back that far and bars are missing before the first one returned.
+   */
+  recovered?: boolean | null;
+}
+/**
+ * One candle in a snapshot or history: ``time`` is the bucket's open time, ms UTC.
+ */
+export interface Bar {
+  time: number;
+  open: number;
+  high: number;
+  low: number;
+  close: number;
+  volume: number;
+  closed: boolean;
+}
+/**
+ * Reply to bars.unsubscribe.
+ */
+export interface BarsUnsubscribeResponseMessage {
+  type: "bars.unsubscribe.response";
+  payload: BarsUnsubscribeResponsePayload;
+  /**
+   * The `id` of the `bars.unsubscribe` request this answers, if it had one.
+   */
+  id?: string | number;
+}
+/**
+ * Reply to ``bars.unsubscribe``.
+ */
+export interface BarsUnsubscribeResponsePayload {
+  status: "ok" | "error";
+  symbol: string;
+  message: string;
+  topic: string;
+}
+/**
+ * A candle changed or closed.
+ */
+export interface BarsUpdateMessage {
+  type: "bars.update";
+  payload: BarsUpdatePayload;
+}
+/**
+ * A live candle: the open bar changed, or a bar closed (``closed`` = final).
+ */
+export interface BarsUpdatePayload {
+  topic: string;
+  symbol: string;
+  resolution: "1" | "3" | "5" | "15" | "30" | "60" | "120" | "240" | "D" | "W" | "M";
+  time: number;
+  open: number;
+  high: number;
+  low: number;
+  close: number;
+  volume: number;
+  closed: boolean;
+}
+/**
+ * A client frame was refused; the connection stays open.
+ */
+export interface ErrorMessage {
+  type: "error";
+  payload: ErrorPayload;
+  /**
+   * The `id` of the refused request, when it could be read.
+   */
+  id?: string | number;
+}
+/**
+ * Why a client frame was refused; the connection stays open.
+ */
+export interface ErrorPayload {
+  code: ErrorCode;
+  message: string;
+  /**
+   * The `type` of the refused request, when it could be read.
+   */
+  request_type?: string | null;
+}
+/**
+ * The server will close this connection soon; reconnect to resume.
+ */
+export interface NoticeMessage {
+  type: "notice";
+  payload: NoticePayload;
+}
+/**
+ * The server will close this connection soon; reconnect (with ``since``) to resume.
+ */
+export interface NoticePayload {
+  /**
+   * `shutdown`: the server is draining; `max_lifetime`: this connection reached its maximum lifetime.
+   */
+  code: "shutdown" | "max_lifetime";
+  message: string;
+  /**
+   * The WebSocket close code that will follow (1001).
+   */
+  close_code: number;
+  /**
+   * Milliseconds until the close; queued updates are still delivered.
+   */
+  close_in_ms: number;
+}
+/**
+ * Reply to ping.
+ */
+export interface PongMessage {
+  type: "pong";
+  payload: PongPayload;
+  /**
+   * The `id` of the `ping` request this answers, if it had one.
+   */
+  id?: string | number;
+}
+/**
+ * Reply to ``ping``: the server's clock, ms UTC.
+ */
+export interface PongPayload {
+  time: number;
+}
+/**
+ * Reply to quotes.subscribe.
+ */
+export interface QuotesSubscribeResponseMessage {
+  type: "quotes.subscribe.response";
+  payload: QuotesSubscribeResponsePayload;
+  /**
+   * The `id` of the `quotes.subscribe` request this answers, if it had one.
+   */
+  id?: string | number;
+}
+/**
+ * Reply to ``quotes.subscribe``.
+ */
+export interface QuotesSubscribeResponsePayload {
+  status: "ok" | "error";
+  symbol: string;
+  message: string;
+  topic: string;
+}
+/**
+ * Reply to quotes.unsubscribe.
+ */
+export interface QuotesUnsubscribeResponseMessage {
+  type: "quotes.unsubscribe.response";
+  payload: QuotesUnsubscribeResponsePayload;
+  /**
+   * The `id` of the `quotes.unsubscribe` request this answers, if it had one.
+   */
+  id?: string | number;
+}
+/**
+ * Reply to ``quotes.unsubscribe``.
+ */
+export interface QuotesUnsubscribeResponsePayload {
+  status: "ok" | "error";
+  symbol: string;
+  message: string;
+  topic: string;
+}
+/**
+ * A new quote.
+ */
+export interface QuotesUpdateMessage {
+  type: "quotes.update";
+  payload: QuotesUpdatePayload;
+}
+/**
+ * A live quote.
+ */
+export interface QuotesUpdatePayload {
+  topic: string;
+  symbol: string;
+  time: number;
+  bid: number;
+  ask: number;
+  last: number;
+  volume?: number | null;
+  change?: number | null;
+  change_percent?: number | null;
+}
+/**
+ * Receive a symbol's candles at one resolution, after a snapshot.
+ */
+export interface BarsSubscribeMessage {
+  type: "bars.subscribe";
+  payload: BarsSubscribePayload;
+  /**
+   * Optional request id; the reply and any `error` for this request echo it.
+   */
+  id?: string | number;
+}
+/**
+ * Subscribe to a symbol's candles at one resolution, optionally with history first.
+ */
+export interface BarsSubscribePayload {
+  /**
+   * Upper-case symbol, e.g. `BTCUSDT`, `EUR/USD`, `AAPL`.
+   */
+  symbol: string;
+  params: BarsParams;
+  /**
+   * Return the last N bars in the response, then stream from there.
+   */
+  snapshot?: number;
+  /**
+   * Return every bar whose open time is >= since (ms UTC) in the response.
+   */
+  since?: number | null;
+}
+/**
+ * Topic parameters of the ``bars`` route.
+ */
+export interface BarsParams {
+  /**
+   * TradingView resolution; `1D`, `1W`, `1M` are accepted as aliases.
+   */
+  resolution: "1" | "3" | "5" | "15" | "30" | "60" | "120" | "240" | "D" | "W" | "M";
+}
+/**
+ * Stop receiving candles for a symbol (idempotent).
+ */
+export interface BarsUnsubscribeMessage {
+  type: "bars.unsubscribe";
+  payload: BarsUnsubscribePayload;
+  /**
+   * Optional request id; the reply and any `error` for this request echo it.
+   */
+  id?: string | number;
+}
+/**
+ * Stop receiving a symbol's candles at one resolution.
+ */
+export interface BarsUnsubscribePayload {
+  /**
+   * Upper-case symbol, e.g. `BTCUSDT`, `EUR/USD`, `AAPL`.
+   */
+  symbol: string;
+  params: BarsParams;
+}
+/**
+ * Application-level ping; answered by pong.
+ */
+export interface PingMessage {
+  type: "ping";
+  payload: PingPayload;
+  /**
+   * Optional request id; the reply and any `error` for this request echo it.
+   */
+  id?: string | number;
+}
+/**
+ * Receive a symbol's quotes.
+ */
+export interface QuotesSubscribeMessage {
+  type: "quotes.subscribe";
+  payload: QuotesSubscribePayload;
+  /**
+   * Optional request id; the reply and any `error` for this request echo it.
+   */
+  id?: string | number;
+}
+/**
+ * Subscribe to a symbol's quotes.
+ */
+export interface QuotesSubscribePayload {
+  /**
+   * Upper-case symbol, e.g. `BTCUSDT`, `EUR/USD`, `AAPL`.
+   */
+  symbol: string;
+  params?: QuotesParams;
+}
+/**
+ * Stop receiving quotes for a symbol (idempotent).
+ */
+export interface QuotesUnsubscribeMessage {
+  type: "quotes.unsubscribe";
+  payload: QuotesUnsubscribePayload;
+  /**
+   * Optional request id; the reply and any `error` for this request echo it.
+   */
+  id?: string | number;
+}
+/**
+ * Stop receiving a symbol's quotes.
+ */
+export interface QuotesUnsubscribePayload {
+  /**
+   * Upper-case symbol, e.g. `BTCUSDT`, `EUR/USD`, `AAPL`.
+   */
+  symbol: string;
+  params?: QuotesParams;
+}
+
+/**
+ * For each request `type`, the `type` of the reply that answers it (from `x-reply-to`).
+ */
+export interface ReplyTypes {
+  "bars.subscribe": "bars.subscribe.response";
+  "bars.unsubscribe": "bars.unsubscribe.response";
+  "ping": "pong";
+  "quotes.subscribe": "quotes.subscribe.response";
+  "quotes.unsubscribe": "quotes.unsubscribe.response";
+}

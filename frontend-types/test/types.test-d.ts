@@ -1,0 +1,178 @@
+/**
+ * Compile-time guarantees: this file is type-checked by `tsc --strict` (npm test) and never run.
+ *
+ * Each `@ts-expect-error` line is misuse that must not compile. tsc reports an unused directive
+ * (TS2578) when the line below it compiles after all, so a clean tsc run proves every expected
+ * error occurs. The rest is correct use that must keep compiling.
+ */
+
+import {
+  type Bar,
+  type BarsUpdatePayload,
+  type ClientMessage,
+  type ErrorCode,
+  MarketcastClient,
+  type QuotesUpdatePayload,
+  RequestError,
+  type Resolution,
+  type Route,
+  type ServerMessage,
+  type TopicKey,
+} from "../src/index.js";
+
+declare const client: MarketcastClient;
+declare const incoming: ServerMessage;
+
+// ---- the unions are discriminated on `type` ------------------------------------------------
+
+/** Every server message handled; adding a message type to the contract breaks this switch. */
+export function describe(message: ServerMessage): string {
+  switch (message.type) {
+    case "bars.update":
+      return `${message.payload.symbol} ${message.payload.resolution} close ${message.payload.close}`;
+    case "quotes.update":
+      return `${message.payload.symbol} bid ${message.payload.bid} ask ${message.payload.ask}`;
+    case "bars.subscribe.response":
+      return `${message.payload.topic}: ${message.payload.bars?.length ?? 0} bars`;
+    case "bars.unsubscribe.response":
+    case "quotes.subscribe.response":
+    case "quotes.unsubscribe.response":
+      return message.payload.message;
+    case "pong":
+      return String(message.payload.time);
+    case "notice":
+      return `closing in ${message.payload.close_in_ms} ms with ${message.payload.close_code}`;
+    case "error": {
+      const code: ErrorCode = message.payload.code;
+      return code;
+    }
+    default: {
+      const unreachable: never = message;
+      return unreachable;
+    }
+  }
+}
+
+export function clientTypes(message: ClientMessage): string {
+  switch (message.type) {
+    case "bars.subscribe":
+    case "bars.unsubscribe":
+      return message.payload.params.resolution;
+    case "quotes.subscribe":
+    case "quotes.unsubscribe":
+      return message.payload.symbol;
+    case "ping":
+      return "ping";
+    default: {
+      const unreachable: never = message;
+      return unreachable;
+    }
+  }
+}
+
+if (incoming.type === "bars.update") {
+  const closed: boolean = incoming.payload.closed;
+  // @ts-expect-error narrowed to a candle: it has no bid
+  void incoming.payload.bid;
+  void closed;
+}
+
+// @ts-expect-error a type the contract does not have
+export const unknownType: ServerMessage = { type: "bars.explode", payload: {} };
+
+export const mixedUp: ServerMessage = {
+  type: "bars.update",
+  // @ts-expect-error a quote payload in a candle envelope
+  payload: { topic: "t", symbol: "X", time: 1, bid: 1, ask: 2, last: 1 },
+};
+
+export const updatesCarryNoId: ServerMessage = {
+  type: "quotes.update",
+  payload: { topic: "t", symbol: "X", time: 1, bid: 1, ask: 2, last: 1 },
+  // @ts-expect-error pushed updates never carry a request id
+  id: 3,
+};
+
+// ---- resolutions and topic keys ------------------------------------------------------------
+
+export const minute: Resolution = "1";
+// @ts-expect-error "7" is no TradingView resolution the contract lists
+export const seven: Resolution = "7";
+
+export const routes: Route[] = ["bars", "quotes"];
+// @ts-expect-error no such route
+export const trades: Route = "trades";
+
+export const barsKey: TopicKey<"bars"> = { symbol: "BTCUSDT", resolution: "D" };
+export const quotesKey: TopicKey<"quotes"> = { symbol: "EUR/USD" };
+
+// ---- the client ----------------------------------------------------------------------------
+
+export const stopBars = client.subscribe("bars", { symbol: "BTCUSDT", resolution: "1" }, (bar) => {
+  const update: BarsUpdatePayload = bar;
+  void update.closed;
+});
+export const stopQuotes = client.subscribe("quotes", { symbol: "EUR/USD" }, (quote) => {
+  const update: QuotesUpdatePayload = quote;
+  void update.change_percent;
+});
+client.subscribe("bars", { symbol: "ETHUSDT", resolution: "5" }, () => {}, {
+  snapshot: 100,
+  onSnapshot: (bars: Bar[]) => void bars.length,
+  onError: (error: RequestError) => void error.code,
+});
+
+// @ts-expect-error wrong resolution
+client.subscribe("bars", { symbol: "BTCUSDT", resolution: "7" }, () => {});
+// @ts-expect-error candles need a resolution
+client.subscribe("bars", { symbol: "BTCUSDT" }, () => {});
+// @ts-expect-error wrong field: bars have no depth parameter
+client.subscribe("bars", { symbol: "BTCUSDT", resolution: "1", depth: 5 }, () => {});
+// @ts-expect-error wrong field: quotes take no resolution
+client.subscribe("quotes", { symbol: "BTCUSDT", resolution: "1" }, () => {});
+// @ts-expect-error unknown route
+client.subscribe("trades", { symbol: "BTCUSDT" }, () => {});
+// @ts-expect-error snapshots exist for candles only
+client.subscribe("quotes", { symbol: "BTCUSDT" }, () => {}, { snapshot: 10 });
+// @ts-expect-error the callback gets quotes, which have no close
+client.subscribe("quotes", { symbol: "BTCUSDT" }, (quote) => quote.close);
+// @ts-expect-error the callback gets candles, which have no bid
+client.subscribe("bars", { symbol: "BTCUSDT", resolution: "1" }, (bar) => bar.bid);
+
+export async function requests(): Promise<void> {
+  const reply = await client.request("bars.subscribe", {
+    symbol: "BTCUSDT",
+    params: { resolution: "1" },
+    snapshot: 10,
+  });
+  const type: "bars.subscribe.response" = reply.type;
+  const bars: Bar[] | null | undefined = reply.payload.bars;
+  void type;
+  void bars;
+  const pong = await client.ping();
+  const time: number = pong.payload.time;
+  void time;
+
+  // @ts-expect-error wrong message type: the server would answer unknown_type
+  await client.request("bars.explode", {});
+  // @ts-expect-error server-to-client types cannot be sent
+  await client.request("bars.update", {});
+  // @ts-expect-error wrong field in a request payload
+  await client.request("ping", { symbol: "BTCUSDT" });
+  // @ts-expect-error wrong resolution in a request payload
+  await client.request("bars.unsubscribe", { symbol: "BTCUSDT", params: { resolution: "7" } });
+  // @ts-expect-error the reply to ping is a pong, not a subscribe response
+  const wrong: "bars.subscribe.response" = pong.type;
+  void wrong;
+
+  try {
+    await client.request("quotes.subscribe", { symbol: "NOPE", params: {} });
+  } catch (error) {
+    if (error instanceof RequestError) {
+      const code: ErrorCode = error.code;
+      // @ts-expect-error codes are the contract's, not any string
+      const other: typeof code = "teapot";
+      void other;
+    }
+  }
+}
