@@ -1,0 +1,199 @@
+"""Logging for ``marketcast serve``: one line per record, text or JSON, secrets redacted.
+
+Why one place: uvicorn installs its own handlers and formats when its ``Config`` is built, so
+left alone a server writes two formats, and a redaction filter attached to some handlers but
+not others leaks through the rest. ``configure_logging`` owns the one root handler; uvicorn's
+loggers lose their handlers and propagate to it, so every line — ours, uvicorn's access and
+error logs — has one format (``MARKETCAST_LOG_FORMAT``) and passes one redactor.
+
+Why redaction happens in the formatter and not in a filter on ``record.msg``: the secret may
+sit in an argument or in the traceback of an exception (an HTTP client error quoting the URL
+with its ``apikey=``); only the finished line has all of them. What is redacted:
+
+- every configured secret value (each ``SecretStr`` setting, e.g. ``MARKETCAST_AUTH_TOKENS``,
+  ``MARKETCAST_TWELVEDATA_API_KEY``, and passwords inside ``*_url`` settings), also in its
+  URL-encoded spelling; values shorter than four characters are not searched for, since they
+  would blank out ordinary words (use real secrets);
+- token-like query parameters (``apikey=``, ``api_key=``, ``token=``, ``access_token=``,
+  ``key=``, ``secret=``, ``password=``, ``signature=``), ``Authorization`` values, passwords
+  in ``scheme://user:password@host`` URLs, and ``token.<TOKEN>`` subprotocols
+  (``ws.security.redact``).
+
+Why uvicorn's per-connection WebSocket lines are dropped below DEBUG: the adapter logs one
+line when a connection opens and one when it closes, each with the connection id; uvicorn's
+``[accepted]``, ``connection open`` and ``connection closed`` would triple that without an id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any, Final, TextIO
+from urllib.parse import quote, urlsplit
+
+from pydantic import SecretStr
+
+from marketcast.settings import Settings
+from marketcast.ws.security import redact as redact_tokens
+
+#: The handler ``configure_logging`` installs is found again (and replaced) by this name.
+HANDLER_NAME: Final = "marketcast"
+#: uvicorn's TRACE level (below DEBUG): protocol-level details.
+TRACE: Final = 5
+LEVELS: Final = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": TRACE,
+}
+MASK: Final = "[redacted]"
+#: Shorter configured secrets are not searched for (see the module docstring).
+MIN_SECRET_LENGTH: Final = 4
+
+_QUERY_SECRET: Final = re.compile(
+    r"(?i)([?&;](?:api[_-]?key|access[_-]?token|token|key|secret|password|passwd|signature)=)"
+    r"[^&;\s\"'#]*"
+)
+_AUTHORIZATION: Final = re.compile(
+    r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|apikey|token)\s+)?)"
+    r"[^\s\"',;}]+"
+)
+_URL_PASSWORD: Final = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
+
+#: uvicorn.error's per-connection WebSocket messages (their unformatted ``msg``).
+_CONNECTION_CHATTER: Final = frozenset(
+    {"connection open", "connection closed", '%s - "WebSocket %s" [accepted]'}
+)
+_UVICORN_LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+#: Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_FIELDS: Final = frozenset(
+    {*logging.LogRecord("", 0, "", 0, "", None, None).__dict__, "message", "asctime"}
+    | {"color_message", "taskName"}
+)
+
+
+class Redactor:
+    """Replaces secrets in a finished log line with ``[redacted]``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        spellings: set[str] = set()
+        for secret in secrets:
+            if len(secret) >= MIN_SECRET_LENGTH:
+                spellings.update({secret, quote(secret, safe="")})
+        #: Longest first, so a secret containing another is replaced whole.
+        self._secrets = sorted(spellings, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        text = _QUERY_SECRET.sub(rf"\1{MASK}", text)
+        text = _AUTHORIZATION.sub(rf"\1{MASK}", text)
+        text = _URL_PASSWORD.sub(rf"\1{MASK}@", text)
+        return redact_tokens(text)
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret ``settings`` holds: ``SecretStr`` values and passwords in URLs."""
+    found: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, SecretStr):
+                found.append(item.get_secret_value())
+            elif isinstance(item, str) and "://" in item and "@" in item:
+                try:
+                    password = urlsplit(item).password
+                except ValueError:
+                    password = None
+                if password:
+                    found.append(password)
+    return found
+
+
+class TextFormatter(logging.Formatter):
+    """``2026-11-21 06:28:03,123 INFO marketcast.ws connection opened ...``, redacted."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+        self._redact = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redact(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (UTC, ISO 8601), ``level``, ``logger``,
+    ``message``, ``exception`` when there is one, and every ``extra=`` field."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self._redact = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        entry: dict[str, Any] = {
+            "time": f"{stamp}.{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_FIELDS and key not in entry:
+                entry[key] = value
+        # Redacting the serialized line covers every field at once; a mask never needs
+        # escaping, so the line stays valid JSON.
+        return self._redact(json.dumps(entry, ensure_ascii=False, default=str))
+
+
+class QuietConnectionChatter(logging.Filter):
+    """Drops uvicorn's per-connection WebSocket lines unless the server logs at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name == "uvicorn.error"
+            and record.levelno == logging.INFO
+            and record.msg in _CONNECTION_CHATTER
+        )
+
+
+def configure_logging(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
+    """Install the one handler on the root logger and take over uvicorn's loggers.
+
+    Idempotent: call it again after ``uvicorn.Config`` was built (it installs handlers of
+    its own) and the same handler is installed once more, with uvicorn's removed again.
+    """
+    level = LEVELS[settings.log_level]
+    redactor = Redactor(secret_values(settings))
+    formatter: logging.Formatter = (
+        JsonFormatter(redactor) if settings.log_format == "json" else TextFormatter(redactor)
+    )
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.set_name(HANDLER_NAME)
+    handler.setFormatter(formatter)
+    if level > logging.DEBUG:
+        handler.addFilter(QuietConnectionChatter())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in _UVICORN_LOGGERS:
+        # No handler, no level of their own: uvicorn's records reach ours at our level.
+        logger = logging.getLogger(name)
+        for own in list(logger.handlers):
+            logger.removeHandler(own)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+        logger.disabled = False
+    return handler

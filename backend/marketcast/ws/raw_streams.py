@@ -1,0 +1,180 @@
+"""Raw streams: one topic per connection, pushed with no subscribe message.
+
+``/api/v1/ws/stream/bars/{symbol}/{resolution}`` and ``/api/v1/ws/stream/quotes/{symbol}``
+serve quick consumers — a shell one-liner, a dashboard widget, a script — that want one
+stream and no request protocol, like an exchange's raw streams. The frames are exactly the
+``bars.update`` / ``quotes.update`` messages of the main endpoint.
+
+Why they are ordinary connections of the adapter: a raw stream gets the same handshake gate
+(origins, tokens), connection cap, bounded outbox and slow-consumer close, drain notice,
+metrics and logs as any other, because it *is* one — ``FastWSAdapter.serve_socket`` with an
+``on_open`` that subscribes through ``Subscriptions.subscribe``, exactly as a
+``bars.subscribe`` request would. Client frames are optional and handled as on the main
+endpoint (a ``ping``, further subscriptions).
+
+Why a symbol with a slash works: the server decodes the path before routing, so
+``EUR%2FUSD`` arrives as ``EUR/USD``; the symbol uses Starlette's ``path`` converter (the
+resolution is the last segment), so the encoded and the plain spelling both work. Clients
+should encode it: it is one path segment.
+
+Why accept-then-close for a stream that cannot be served rather than refusing the handshake:
+a browser sees neither the status nor the body of a refused handshake. Accepted, the client
+gets one ``error`` message with the same code and text a refused ``bars.subscribe`` gets
+(``invalid_symbol``, ``unknown_symbol``, ``unsupported_resolution``, ``forbidden``), then the
+close code 4404 (``CloseCode.STREAM_NOT_SERVED``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from fastapi import FastAPI
+from starlette.websockets import WebSocket
+
+from marketcast.errors import CloseCode, ErrorCode, ProtocolError
+from marketcast.protocol import SYMBOL_PATTERN
+from marketcast.subscriptions import Subscriptions
+from marketcast.timeframes import RESOLUTION_ALIASES, RESOLUTIONS, normalize_resolution
+from marketcast.types import Route
+from marketcast.wire import envelope
+from marketcast.ws.adapter import FastWSAdapter
+from marketcast.ws.connection import Connection
+from marketcast.ws.spec import CONTENT_TYPE, message_name
+
+log = logging.getLogger("marketcast.ws")
+
+#: Below the main endpoint's path; the AsyncAPI channel names are relative to it.
+STREAM_SEGMENT: Final = "stream"
+BARS_CHANNEL: Final = f"{STREAM_SEGMENT}/bars/{{symbol}}/{{resolution}}"
+QUOTES_CHANNEL: Final = f"{STREAM_SEGMENT}/quotes/{{symbol}}"
+_SYMBOL = re.compile(SYMBOL_PATTERN)
+_SUMMARIES: Final = {
+    "bars.update": "A candle of this stream's topic, open or closed.",
+    "quotes.update": "A quote of this stream's symbol.",
+    "notice": "The server will close this connection soon; reconnect to resume.",
+    "error": "The stream cannot be served (sent once, before close code 4404).",
+}
+
+Opener = Callable[[Connection], Awaitable[None]]
+
+
+def stream_opener(
+    subscriptions: Subscriptions, close_timeout: float, route: Route, symbol: str, resolution: str
+) -> Opener:
+    """What a raw stream does once its connection is open: subscribe, or explain and close."""
+
+    async def open_stream(conn: Connection) -> None:
+        try:
+            params: dict[str, Any] = {}
+            if not _SYMBOL.match(symbol):
+                raise ProtocolError(
+                    ErrorCode.INVALID_SYMBOL,
+                    f"invalid symbol {symbol[:40]!r}: expected upper-case letters and digits, "
+                    "optionally BASE/QUOTE (percent-encoded in the path: EUR%2FUSD)",
+                )
+            if route == "bars":
+                canonical = normalize_resolution(resolution)
+                if canonical is None:
+                    raise ProtocolError(
+                        ErrorCode.UNSUPPORTED_RESOLUTION,
+                        f"unsupported resolution {resolution[:20]!r}: expected one of "
+                        + ", ".join(RESOLUTIONS),
+                    )
+                params["resolution"] = canonical
+            await subscriptions.subscribe(conn, route, symbol, params)
+        except ProtocolError as exc:
+            conn.reply(envelope("error", {"code": exc.code.value, "message": exc.message}))
+            log.info("raw stream of %s refused: %s", conn.uid, exc.message)
+            await conn.close_after_flush(CloseCode.STREAM_NOT_SERVED, exc.code.value, close_timeout)
+
+    return open_stream
+
+
+def mount_raw_streams(
+    app: FastAPI, adapter: FastWSAdapter, subscriptions: Subscriptions, *, ws_path: str
+) -> None:
+    """Register both raw-stream routes below ``ws_path``."""
+    base = ws_path.rstrip("/")
+    close_timeout = adapter.limits.close_timeout
+
+    async def bars_stream(ws: WebSocket, symbol: str, resolution: str) -> None:
+        opener = stream_opener(subscriptions, close_timeout, "bars", symbol, resolution)
+        await adapter.serve_socket(ws, opener)
+
+    async def quotes_stream(ws: WebSocket, symbol: str) -> None:
+        opener = stream_opener(subscriptions, close_timeout, "quotes", symbol, "")
+        await adapter.serve_socket(ws, opener)
+
+    app.add_api_websocket_route(
+        f"{base}/{STREAM_SEGMENT}/bars/{{symbol:path}}/{{resolution}}", bars_stream
+    )
+    app.add_api_websocket_route(f"{base}/{STREAM_SEGMENT}/quotes/{{symbol:path}}", quotes_stream)
+
+
+def raw_stream_channels(ws_path: str) -> dict[str, Any]:
+    """The raw streams as AsyncAPI 2.6 channels (names relative to the server URL)."""
+    symbol = {
+        "description": "A served symbol (`GET /api/v1/market-data/symbols`), one path segment: "
+        "percent-encode a slash, `EUR/USD` is `EUR%2FUSD`.",
+        "schema": {"type": "string", "pattern": SYMBOL_PATTERN, "examples": ["BTCUSDT", "EUR/USD"]},
+    }
+    resolution = {
+        "description": "A TradingView resolution the symbol is served at; "
+        + ", ".join(f"`{alias}`" for alias in RESOLUTION_ALIASES)
+        + " are accepted for "
+        + ", ".join(f"`{canonical}`" for canonical in RESOLUTION_ALIASES.values())
+        + ".",
+        "schema": {"type": "string", "enum": [*RESOLUTIONS, *RESOLUTION_ALIASES]},
+    }
+    common = (
+        "No subscribe message: the stream starts when the connection opens. The limits, "
+        "notices and close codes of the main endpoint apply (4008 for a slow consumer, 1001 "
+        "after a `notice`). A stream that cannot be served gets one `error` message "
+        "(`invalid_symbol`, `unknown_symbol`, `unsupported_resolution`, `forbidden`), then "
+        "close code 4404. Client frames are optional; they are handled as on the main "
+        "endpoint (e.g. `ping`)."
+    )
+    base = ws_path.rstrip("/")
+
+    def channel(route: str, name: str, parameters: dict[str, Any], summary: str) -> Any:
+        path = f"{base}/{name}".replace("{symbol}", "BTCUSDT").replace("{resolution}", "1")
+        return {
+            "description": f"Raw stream of one {route} topic, at `{base}/{name}` "
+            f"(e.g. `{path}`). {common}",
+            "parameters": parameters,
+            "subscribe": {
+                "operationId": f"receiveRaw{route.capitalize()}",
+                "summary": summary,
+                "message": {"oneOf": [_message(t) for t in (f"{route}.update", "notice", "error")]},
+            },
+        }
+
+    return {
+        BARS_CHANNEL: channel(
+            "bars",
+            BARS_CHANNEL,
+            {"symbol": symbol, "resolution": resolution},
+            "`bars.update` for this symbol and resolution, open and closed bars.",
+        ),
+        QUOTES_CHANNEL: channel(
+            "quotes", QUOTES_CHANNEL, {"symbol": symbol}, "`quotes.update` for this symbol."
+        ),
+    }
+
+
+def _message(message_type: str) -> dict[str, Any]:
+    """A message of a raw channel: the same envelope as on the main endpoint.
+
+    Inline, pointing at the envelope's schema, rather than a ``$ref`` to the component
+    message: AsyncAPI 2 wants each ``messageId`` once in the document, and the component
+    messages are already used by the route channels.
+    """
+    return {
+        "title": message_type,
+        "summary": _SUMMARIES[message_type],
+        "contentType": CONTENT_TYPE,
+        "payload": {"$ref": f"#/components/schemas/{message_name(message_type)}"},
+    }

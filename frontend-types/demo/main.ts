@@ -1,0 +1,166 @@
+/**
+ * The demo page: pick a symbol and a resolution, see its candles, watch them move.
+ *
+ * History comes from REST (`/api/v1/market-data/history`), live bars from the WebSocket API
+ * through the package's own typed client, which reconnects after a drop or a server restart
+ * and asks for the bars it missed (`since`), so the chart goes on without a gap. A small
+ * WebSocket snapshot bridges the REST backfill and the stream: bars that closed between the
+ * two requests are not lost.
+ */
+
+import { connect, type ConnectionState, type Resolution } from "../src/index.js";
+import { fetchHistory, fetchSymbols, type SymbolEntry } from "./api.js";
+import { ChartView, library } from "./charting.js";
+
+/** Bars of REST history shown at first (the server keeps up to 1000 per key). */
+const HISTORY_BARS = 1000;
+/** Bars of WebSocket snapshot that overlap the REST history's end. */
+const BRIDGE_BARS = 10;
+
+const RESOLUTION_LABELS: Readonly<Record<string, string>> = {
+  "1": "1 min",
+  "3": "3 min",
+  "5": "5 min",
+  "15": "15 min",
+  "30": "30 min",
+  "60": "1 hour",
+  "120": "2 hours",
+  "240": "4 hours",
+  D: "1 day",
+  W: "1 week",
+  M: "1 month",
+};
+
+const STATE_TEXT: Readonly<Record<ConnectionState, string>> = {
+  connecting: "connecting",
+  open: "live",
+  reconnecting: "reconnecting",
+  closed: "closed",
+};
+
+function element<T extends HTMLElement>(id: string, kind: new () => T): T {
+  const found = document.getElementById(id);
+  if (!(found instanceof kind)) throw new Error(`the page has no <${kind.name}> #${id}`);
+  return found;
+}
+
+const symbolSelect = element("symbol", HTMLSelectElement);
+const resolutionSelect = element("resolution", HTMLSelectElement);
+const stateBadge = element("state", HTMLElement);
+const lastOutput = element("last", HTMLElement);
+const statusLine = element("status", HTMLElement);
+const base = new URL(document.baseURI);
+
+function status(text: string, level: "info" | "error" = "info"): void {
+  statusLine.textContent = text;
+  statusLine.dataset["level"] = level;
+}
+
+function webSocketUrl(): string {
+  const url = new URL("api/v1/ws", base);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  return url.href;
+}
+
+function fill(select: HTMLSelectElement, values: readonly string[], label = (v: string) => v) {
+  select.replaceChildren(...values.map((value) => new Option(label(value), value)));
+}
+
+async function main(): Promise<void> {
+  const view = new ChartView(element("chart", HTMLElement), library());
+  const client = connect(webSocketUrl(), {
+    onError: (error) => status(error.message, "error"),
+    onNotice: (notice) => status(`server: ${notice.message}`),
+  });
+  const showState = (state: ConnectionState) => {
+    stateBadge.dataset["state"] = state;
+    stateBadge.textContent = STATE_TEXT[state];
+    if (state === "reconnecting") status("connection lost: reconnecting, the chart resumes");
+  };
+  client.onStateChange(showState);
+  showState(client.state);
+
+  const symbols: SymbolEntry[] = await fetchSymbols(base);
+  if (symbols.length === 0) throw new Error("the server serves no symbols");
+  const wanted = new URLSearchParams(location.search);
+  fill(
+    symbolSelect,
+    symbols.map((s) => s.symbol),
+    (s) => `${s} (${symbols.find((e) => e.symbol === s)?.asset_class ?? "?"})`,
+  );
+  symbolSelect.value = symbols.some((s) => s.symbol === wanted.get("symbol"))
+    ? (wanted.get("symbol") ?? "")
+    : (symbols[0]?.symbol ?? "");
+
+  let generation = 0;
+  let stop: (() => void) | undefined;
+
+  const showLast = (symbol: string, resolution: string) => {
+    const bar = view.last;
+    const candles = view.count;
+    lastOutput.textContent =
+      bar === undefined
+        ? `${symbol} · no bars`
+        : `${symbol} ${RESOLUTION_LABELS[resolution] ?? resolution} · ${candles} candles · ` +
+          `O ${bar.open} H ${bar.high} L ${bar.low} C ${bar.close} · ` +
+          `${new Date(bar.time).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  };
+
+  /** Show `symbol` at `resolution`: history first, then the live stream. */
+  const show = async (symbol: string, resolution: Resolution) => {
+    const mine = ++generation;
+    stop?.();
+    stop = undefined;
+    history.replaceState(null, "", `?${new URLSearchParams({ symbol, resolution })}`);
+    status(`loading ${symbol} history…`);
+    const bars = await fetchHistory(base, symbol, resolution, HISTORY_BARS);
+    if (mine !== generation) return; // another choice was made meanwhile
+    view.setHistory(bars);
+    showLast(symbol, resolution);
+    status(`${bars.length} bars of history; live updates over WebSocket`);
+    stop = client.subscribe(
+      "bars",
+      { symbol, resolution },
+      (bar) => {
+        if (mine === generation && view.update(bar, true)) showLast(symbol, resolution);
+      },
+      {
+        snapshot: BRIDGE_BARS,
+        onSnapshot: (snapshot) => {
+          if (mine !== generation) return;
+          for (const bar of snapshot) view.update(bar, false);
+          showLast(symbol, resolution);
+        },
+        onError: (error) => status(`${symbol}: ${error.message}`, "error"),
+      },
+    );
+  };
+
+  const choose = () => {
+    const entry = symbols.find((s) => s.symbol === symbolSelect.value) ?? symbols[0];
+    if (entry === undefined) return;
+    const current = resolutionSelect.value || wanted.get("resolution") || "1";
+    fill(resolutionSelect, entry.resolutions, (r) => RESOLUTION_LABELS[r] ?? r);
+    resolutionSelect.value = entry.resolutions.includes(current)
+      ? current
+      : (entry.resolutions[0] ?? "");
+    // The value is one the server listed for this symbol: a Resolution by the contract.
+    show(entry.symbol, resolutionSelect.value as Resolution).catch((error: unknown) =>
+      status(String(error instanceof Error ? error.message : error), "error"),
+    );
+  };
+  symbolSelect.addEventListener("change", choose);
+  resolutionSelect.addEventListener("change", choose);
+  symbolSelect.disabled = false;
+  resolutionSelect.disabled = false;
+  choose();
+
+  // For people poking around in the console, and for the browser test.
+  Object.assign(globalThis, {
+    marketcastDemo: { view, client, snapshot: (tail?: number) => view.snapshot(tail) },
+  });
+}
+
+main().catch((error: unknown) => {
+  status(String(error instanceof Error ? error.message : error), "error");
+});

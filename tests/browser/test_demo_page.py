@@ -1,0 +1,199 @@
+"""The demo page in a real browser, against a real server on 127.0.0.1.
+
+Headless Debian Chromium (``make setup`` installs the ``chromium`` package), driven by
+playwright-core from ``demo_driver.mjs``; this test owns the servers and makes every
+assertion. Issue 7, acceptance 1: the page shows at least 100 candles, the last candle changes
+with a live update, and the screenshot shows a chart with candles (pixels of both candle
+colours, far from a blank page). Also the page's other promises: every request stays on
+127.0.0.1, no script error, and when the server restarts the page reconnects by itself and
+the chart continues with no missing and no repeated bar.
+
+The screenshot is kept under the test's tmp dir and copied to ``.artifacts/demo.png``
+(git-ignored) for people to look at.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.browser.png import decode
+from tests.integration.harness import ROOT, free_port, run_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+DRIVER = Path(__file__).with_name("demo_driver.mjs")
+ARTIFACT = ROOT / ".artifacts" / "demo.png"
+#: The demo's colours (frontend-types/demo/charting.ts): candle bodies and the background.
+UP, DOWN, BACKGROUND = (38, 166, 154), (239, 83, 80), (19, 23, 34)
+#: The page opens on resolution "1": one bar per simulated minute.
+STEP_MS = 60_000
+
+pytestmark = pytest.mark.integration
+
+
+def _missing_prerequisite() -> str | None:
+    frontend = ROOT / "frontend-types"
+    needs = {
+        CHROMIUM: "Debian's chromium",
+        frontend / "node_modules/playwright-core/package.json": "playwright-core",
+        frontend / "dist/demo/demo/main.js": "the compiled demo page",
+    }
+    for path, what in needs.items():
+        if not path.exists():
+            return f"{what} is missing ({path}): run `make setup`"
+    if shutil.which("node") is None:
+        return "node is not on PATH"
+    return None
+
+
+class Driver:
+    """The node process driving Chromium; its stdout is a stream of JSON events."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.process = subprocess.Popen(
+            ["node", str(DRIVER), json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._events.put(json.loads(line))
+        self._events.put(None)
+
+    def expect(self, event: str, within: float) -> dict[str, Any]:
+        """The next event, which must be ``event`` and come ``within`` seconds."""
+        try:
+            got = self._events.get(timeout=within)
+        except queue.Empty:
+            pytest.fail(f"the browser driver sent no {event!r} within {within}s")
+        if got is None:
+            pytest.fail(f"the browser driver exited before {event!r}: {self.stderr()}")
+        if got["event"] != event:
+            pytest.fail(f"expected {event!r} from the browser driver, got {got}")
+        return got
+
+    def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def stderr(self) -> str:
+        if self.process.poll() is None:
+            return "(still running)"
+        assert self.process.stderr is not None
+        return self.process.stderr.read()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        self._reader.join(timeout=5)
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+@pytest.fixture
+def driver_factory() -> Iterator[list[Driver]]:
+    made: list[Driver] = []
+    yield made
+    for driver in made:
+        driver.close()
+
+
+def test_demo_page_shows_a_live_chart_and_survives_a_restart(
+    tmp_path: Path, driver_factory: list[Driver]
+) -> None:
+    missing = _missing_prerequisite()
+    if missing is not None:
+        pytest.fail(missing)
+    settings: dict[str, object] = {
+        "sim_speed": 60,
+        "sim_tick_interval": 0.1,
+        # Both servers share one simulated clock, as the workers of a cluster do: the second
+        # one continues the first one's timeline instead of starting its own.
+        "sim_anchor": time.time(),
+        "close_notice_seconds": 0.2,
+    }
+    port = free_port()
+    screenshot = tmp_path / "demo.png"
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    with run_server(tmp_path / "first", port=port, **settings) as server:
+        driver = Driver(
+            {
+                "url": f"{server.http}/",
+                "screenshot": str(screenshot),
+                "profile": str(tmp_path / "chromium-profile"),
+                "minCandles": 100,
+                "timeoutMs": 20_000,
+                "restart": True,
+            }
+        )
+        driver_factory.append(driver)
+        loaded = driver.expect("loaded", within=60)
+        driver.expect("restart-now", within=5)
+    with run_server(tmp_path / "second", port=port, **settings):
+        driver.send("restarted")
+        resumed = driver.expect("resumed", within=40)
+        done = driver.expect("done", within=10)
+
+    # At least 100 candles, and the last one changed through a live WebSocket update.
+    before, after = loaded["before"], loaded["after"]
+    assert before["candles"] >= 100, loaded
+    assert after["liveUpdates"] > before["liveUpdates"]
+    assert after["last"] != before["last"]
+    assert after["last"]["time"] >= before["last"]["time"]
+    assert loaded["state"] == "open"
+    assert loaded["canvas"] is True
+    assert f"{after['candles']} candles" in loaded["lastText"]
+    assert loaded["problems"] == []
+
+    # The screenshot shows candles of both colours on a mostly dark, far from blank, chart.
+    ARTIFACT.parent.mkdir(exist_ok=True)
+    shutil.copyfile(screenshot, ARTIFACT)
+    image = decode(screenshot.read_bytes())
+    colours = image.colours()
+    total = image.width * image.height
+    assert (image.width, image.height) == (1200, 700)
+    assert colours[UP] > 500, colours.most_common(8)
+    assert colours[DOWN] > 500, colours.most_common(8)
+    assert len(colours) > 50
+    assert 0.05 < 1 - colours[BACKGROUND] / total < 0.6
+
+    # After the restart: reconnected by itself, and the bars run on with no gap, no repeat.
+    assert "reconnecting" in resumed["states"]
+    assert resumed["states"][-1] == "open"
+    assert resumed["state"] == "open"
+    final, resumed_from = resumed["final"], resumed["resumedFrom"]
+    assert final["last"]["time"] > resumed_from["last"]["time"]
+    times = final["times"]
+    assert resumed_from["last"]["time"] in times  # the restart lies inside the window checked
+    steps = {b - a for a, b in itertools.pairwise(times)}
+    assert steps == {STEP_MS}, f"bar times are not continuous across the restart: {times}"
+
+    # Nothing left the machine, and no script failed (the refused reconnect attempts while
+    # the server was down are the browser's own WebSocket messages).
+    hosts = {urlsplit(url).hostname for url in done["requests"]}
+    assert hosts == {"127.0.0.1"}, done["requests"]
+    assert any(url.startswith("ws://127.0.0.1") for url in done["requests"])
+    unexpected = [p for p in done["problems"] if "WebSocket connection to" not in p]
+    assert unexpected == []
