@@ -1,0 +1,95 @@
+"""Running the app under uvicorn, with a drain before uvicorn's own shutdown.
+
+Why a ``uvicorn.Server`` subclass: on SIGTERM uvicorn immediately closes every WebSocket with
+1012 and drops whatever was queued for it; clients then see an abrupt restart instead of a
+``notice`` and a going-away close (1001). ``GracefulServer`` intercepts the first SIGTERM or
+SIGINT, runs the app's ``Lifecycle.drain()`` (readiness off, new connections refused, notice,
+flush, 1001) and only then lets uvicorn proceed with its normal shutdown, which by then has
+nothing left to cut. A second signal during the drain skips it (uvicorn's own behaviour:
+immediate shutdown, 1012).
+
+The uvicorn settings marketcast relies on are set here from ``Settings`` rather than left to
+uvicorn's defaults: the frame size limit (1009), protocol pings (dead peers), and the
+``websockets-sansio`` implementation that the transport-abort fallback was checked against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from marketcast.lifecycle import Lifecycle
+from marketcast.settings import Settings
+from marketcast.ws.security import install_log_redaction
+
+log = logging.getLogger("marketcast.serving")
+
+
+class GracefulServer(uvicorn.Server):
+    """``uvicorn.Server`` whose first exit signal drains the app before shutting down."""
+
+    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(config)
+        self._drain = drain
+        #: The loop ``serve`` runs on; signal handlers run outside it and hand over to it.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Held so the drain task is not garbage-collected while it runs.
+        self._drain_task: asyncio.Task[None] | None = None
+        self._drain_requested = False
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        loop = self._loop
+        if self._drain_requested or loop is None or not self.started or self.should_exit:
+            super().handle_exit(sig, frame)
+            return
+        self._drain_requested = True
+        # A ``signal.signal`` handler runs between two bytecodes of the main thread, maybe
+        # inside the loop's select(): hand over to the loop rather than touch it from here.
+        loop.call_soon_threadsafe(self._start_drain, sig)
+
+    def _start_drain(self, sig: int) -> None:
+        log.info("signal %d: draining before shutdown", sig)
+        self._drain_task = asyncio.get_running_loop().create_task(self._drain_then_exit(sig))
+
+    async def _drain_then_exit(self, sig: int) -> None:
+        try:
+            await self._drain()
+        except Exception:
+            log.exception("drain failed; shutting down anyway")
+        finally:
+            super().handle_exit(sig, None)
+
+
+def build_server(app: FastAPI, settings: Settings) -> GracefulServer:
+    """The uvicorn server for ``app`` (built by ``create_app``) with marketcast's settings."""
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws="websockets-sansio",
+        # Frames larger than this are refused by the protocol layer with close code 1009,
+        # before they are read into memory.
+        ws_max_size=settings.max_message_bytes,
+        # Protocol pings detect dead peers that an idle stream would never notice; a peer
+        # that does not answer within the timeout is dropped (close 1011, TCP closed).
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_timeout,
+        lifespan="on",
+    )
+    # uvicorn.Config configured its loggers' handlers just now; filter them from here on.
+    # (``marketcast serve`` then routes everything through ``marketcast.logs``, which redacts
+    # in its formatter; this covers a server built without it, e.g. embedded in tests.)
+    install_log_redaction(("", "uvicorn", "uvicorn.error", "uvicorn.access"))
+    lifecycle: Lifecycle = app.state.lifecycle
+    return GracefulServer(config, lifecycle.drain)

@@ -1,0 +1,193 @@
+"""Per-connection message rate limiting — pure, no I/O, the clock is injected.
+
+Why a token bucket: clients legitimately send bursts (a chart page subscribing to a few dozen
+topics at load) and then almost nothing, so a fixed "N per second" window would either refuse
+the burst or allow a sustained flood. The bucket holds ``burst`` tokens, refills at ``rate``
+tokens per second, and each client frame takes one.
+
+Why a second bucket for refusals: a frame over the limit is answered with one
+``rate_limited`` error and otherwise ignored, which is the right answer for a client that is a
+little too eager. A client that keeps sending regardless is abusive, and answering every frame
+with an error would let it make the server write as much as it reads; so refusals drain their
+own bucket (``max_refused`` deep, one forgiven per second) and when that is empty the
+connection is closed with 1008 (policy violation).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from marketcast.errors import close_code_meanings
+from marketcast.settings import Settings
+
+#: Refused frames forgiven per second: a client slightly over its rate is told so on every
+#: excess frame but never closed; only a sustained flood empties the refusal bucket.
+REFUSALS_FORGIVEN_PER_SECOND = 1.0
+#: The largest fraction by which a connection's lifetime is shortened at random.
+LIFETIME_JITTER = 0.1
+
+
+class TokenBucket:
+    """``capacity`` tokens, refilled continuously at ``rate`` per second of ``clock``."""
+
+    __slots__ = ("_clock", "_stamp", "_tokens", "capacity", "rate")
+
+    def __init__(self, rate: float, capacity: float, clock: Callable[[], float]) -> None:
+        if rate < 0:
+            raise ValueError(f"rate must be >= 0 tokens per second, got {rate}")
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1 token, got {capacity}")
+        self.rate = rate
+        self.capacity = capacity
+        self._clock = clock
+        #: Starts full: a new connection may use its whole burst at once.
+        self._tokens = float(capacity)
+        #: When ``_tokens`` was last brought up to date.
+        self._stamp = clock()
+
+    @property
+    def tokens(self) -> float:
+        self._refill()
+        return self._tokens
+
+    def take(self, cost: float = 1.0) -> bool:
+        """Take ``cost`` tokens if there are that many; False (and nothing taken) otherwise."""
+        self._refill()
+        if self._tokens >= cost:
+            self._tokens -= cost
+            return True
+        return False
+
+    def _refill(self) -> None:
+        now = self._clock()
+        elapsed = now - self._stamp
+        self._stamp = now
+        if elapsed > 0:  # a clock that steps backwards adds nothing rather than subtracting
+            self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
+
+
+class Verdict(Enum):
+    """What to do with one client frame."""
+
+    ALLOW = "allow"
+    #: Answer with one ``rate_limited`` error; do not process the frame.
+    REFUSE = "refuse"
+    #: Close the connection with 1008: the client keeps flooding.
+    CLOSE = "close"
+
+
+class RateLimiter:
+    """The verdict for each frame of one connection."""
+
+    __slots__ = ("_frames", "_refusals", "enabled", "refused")
+
+    def __init__(
+        self, rate: float, burst: int, max_refused: int, clock: Callable[[], float]
+    ) -> None:
+        #: ``rate == 0`` means no limit: every frame is allowed and no clock is read.
+        self.enabled = rate > 0
+        self._frames = TokenBucket(rate, burst, clock)
+        self._refusals = TokenBucket(REFUSALS_FORGIVEN_PER_SECOND, max_refused, clock)
+        #: Frames refused so far on this connection (for logs and tests).
+        self.refused = 0
+
+    def check(self) -> Verdict:
+        """Account for one frame and say what to do with it."""
+        if not self.enabled or self._frames.take():
+            return Verdict.ALLOW
+        self.refused += 1
+        return Verdict.REFUSE if self._refusals.take() else Verdict.CLOSE
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """Every per-connection and per-worker limit the WebSocket adapter enforces."""
+
+    #: Token bucket: frames per second (0 = off), bucket size, refusals before a 1008 close.
+    rate_per_second: float = 0.0
+    rate_burst: int = 1
+    max_refused: int = 1
+    #: Seconds a connection may live (0 = no limit), before jitter.
+    max_lifetime: float = 0.0
+    #: Open connections per worker (0 = no cap).
+    max_connections: int = 0
+    #: Seconds from a ``notice`` to the close it announces.
+    close_notice_seconds: float = 0.0
+    #: Seconds a planned close waits for queued frames to be written.
+    drain_timeout: float = 0.0
+    #: Seconds a close frame may take before the TCP connection is aborted.
+    close_timeout: float = 2.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConnectionLimits:
+        return cls(
+            rate_per_second=settings.rate_limit_per_second,
+            rate_burst=settings.rate_limit_burst,
+            max_refused=settings.rate_limit_max_refused,
+            max_lifetime=settings.max_connection_lifetime,
+            max_connections=settings.max_connections,
+            close_notice_seconds=settings.close_notice_seconds,
+            drain_timeout=settings.drain_timeout,
+            close_timeout=settings.close_timeout,
+        )
+
+    def rate_limiter(self, clock: Callable[[], float]) -> RateLimiter:
+        return RateLimiter(self.rate_per_second, self.rate_burst, self.max_refused, clock)
+
+    def lifetime(self, rng: random.Random) -> float:
+        """This connection's lifetime: up to ``LIFETIME_JITTER`` shorter than the maximum, so
+        connections opened together (after a deploy) do not all reconnect together."""
+        return self.max_lifetime * (1.0 - LIFETIME_JITTER * rng.random())
+
+
+def describe(settings: Settings) -> str:
+    """The limits and close codes as Markdown, for the AsyncAPI document's description.
+
+    Written from the settings in force, so the document states the numbers a client meets.
+    """
+    rate = settings.rate_limit_per_second
+    lifetime = settings.max_connection_lifetime
+    cap = settings.max_connections
+    lines = [
+        "**Limits** (per connection unless stated):",
+        "",
+        f"- frame size: {settings.max_message_bytes} bytes; a larger frame closes with 1009;",
+        (
+            f"- rate: {rate:g} frames/s with bursts of {settings.rate_limit_burst} (token "
+            "bucket); an excess frame gets one `rate_limited` error and is not processed; "
+            f"after {settings.rate_limit_max_refused} refusals (one forgiven per second) the "
+            "connection closes with 1008;"
+            if rate > 0
+            else "- rate: not limited;"
+        ),
+        f"- subscriptions: {settings.max_subscriptions}; more get `too_many_subscriptions`;",
+        (
+            f"- outbox: {settings.outbox_max_messages} frames or {settings.outbox_max_bytes} "
+            "bytes queued (after conflating updates of a still-open bar; closed bars are "
+            "never dropped); beyond it the connection closes with 4008;"
+        ),
+        (
+            f"- lifetime: {lifetime:g} s (up to {LIFETIME_JITTER:.0%} shorter), a `notice` "
+            f"{settings.close_notice_seconds:g} s before the close (1001);"
+            if lifetime > 0
+            else "- lifetime: unlimited;"
+        ),
+        (
+            f"- connections per worker: {cap}; beyond it accept + close 1013."
+            if cap
+            else "- connections per worker: not capped."
+        ),
+        "",
+        "A handshake is refused with HTTP 403 — never a 101 — when its `Origin` is not on "
+        "the allow-list, or (when tokens are configured) it carries no valid token. Tokens "
+        "travel as the subprotocol `token.<TOKEN>` next to `marketcast.v1`; the server "
+        "echoes `marketcast.v1` only.",
+        "",
+        "**Close codes**:",
+        "",
+        *(f"- `{int(code)}`: {meaning}." for code, meaning in close_code_meanings()),
+    ]
+    return "\n".join(lines)
