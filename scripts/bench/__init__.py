@@ -1,0 +1,9 @@
+"""The fan-out benchmark (``make bench``): marketcast against its baselines in one run.
+
+Modules: ``runner`` (command line, orchestration), ``scenarios`` (what is run), ``cases``
+(one scenario against one server), ``server`` and ``targets`` (the server-under-test process
+and the servers themselves), ``publisher`` (the load inside the server), ``client`` and
+``rawws`` (client load processes), ``stats`` (histograms, /proc), ``report`` (tables, ratios,
+the JSON line), ``procs`` and ``common`` (plumbing shared by the processes). Method and
+latest figures: ``docs/performance.md``.
+"""

@@ -1,0 +1,206 @@
+"""``make bench``: every scenario against every server under test, in one invocation.
+
+The orchestrator pins itself to the clients' core, starts the client processes once, then for
+each scenario runs each target in turn (targets interleaved per scenario, so a burst of noise
+from other work on the machine hits one scenario's comparison rather than one target), prints
+a table per scenario, the goal checks, and finally one JSON line with every figure and ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .cases import Bench, CaseResult, run_case
+from .common import pin_to_cpu, raise_nofile
+from .procs import Child
+from .report import LEGEND, goals, goals_text, json_line, table
+from .scenarios import preset
+from .stats import load_average
+from .targets import DESCRIPTIONS
+
+FULL_TARGETS = ["marketcast", "fastws", "websockets", "naive"]
+#: --quick leaves out the naive loop, the cheapest baseline to drop, to stay under a minute.
+QUICK_TARGETS = ["marketcast", "fastws", "websockets"]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench",
+        description="Fan-out benchmark: marketcast against its baselines, in one run.",
+        epilog="Targets: " + "; ".join(f"{k} = {v}" for k, v in DESCRIPTIONS.items()),
+    )
+    parser.add_argument("--quick", action="store_true", help="CI-sized run (well under 60 s)")
+    parser.add_argument("--targets", help=f"comma list (default {','.join(FULL_TARGETS)})")
+    parser.add_argument("--scenarios", help="comma list, e.g. saturation,market")
+    parser.add_argument("--clients", type=int, help="clients in saturation and market")
+    parser.add_argument("--client-procs", type=int, default=4, help="client processes (4)")
+    parser.add_argument("--measure", type=float, help="seconds measured per load case")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up per load case")
+    parser.add_argument("--server-cpu", type=int, default=0, help="core of the server (0)")
+    parser.add_argument("--client-cpu", type=int, default=1, help="core of the clients (1)")
+    parser.add_argument("--log-dir", type=Path, help="keep process logs here")
+    parser.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="event loop of every server under test (uvloop: run with `uv run --with uvloop`)",
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="experiment: gc.collect() + gc.freeze() in every server before it publishes",
+    )
+    parser.add_argument("--profile", type=Path, help="py-spy marketcast's load runs into DIR")
+    parser.add_argument(
+        "--marketcast-src",
+        type=Path,
+        help="a backend/ directory to import marketcast from (e.g. an exported older commit)",
+    )
+    args = parser.parse_args(argv)
+    if args.client_procs < 1:
+        parser.error("--client-procs must be at least 1")
+    if args.marketcast_src and not (args.marketcast_src / "marketcast").is_dir():
+        parser.error(f"--marketcast-src {args.marketcast_src} has no marketcast/ package")
+    if args.server_cpu == args.client_cpu:
+        parser.error("--server-cpu and --client-cpu must differ: that is the point")
+    return args
+
+
+def _targets(args: argparse.Namespace) -> list[str]:
+    if not args.targets:
+        return QUICK_TARGETS if args.quick else FULL_TARGETS
+    names = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = [t for t in names if t not in DESCRIPTIONS]
+    if unknown:
+        raise SystemExit(f"unknown target(s) {unknown}: expected some of {list(DESCRIPTIONS)}")
+    return names
+
+
+async def run(args: argparse.Namespace) -> int:
+    scenarios = preset(
+        args.quick,
+        names=args.scenarios.split(",") if args.scenarios else None,
+        clients=args.clients,
+        measure_s=args.measure,
+        warmup_s=args.warmup,
+    )
+    targets = _targets(args)
+    most = max(s.clients for s in scenarios)
+    nofile = most + 1000
+    soft, hard = raise_nofile(nofile)
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="marketcast-bench-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    meta: dict[str, Any] = {
+        "mode": "quick" if args.quick else "full",
+        "targets": targets,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "server_cpu": args.server_cpu,
+            "client_cpu": args.client_cpu,
+            "client_procs": args.client_procs,
+            "server_loop": args.loop,
+            "gc_freeze": args.gc_freeze,
+            "python": platform.python_version(),
+            "nofile": [soft, hard],
+            "load_before": load_average(),
+        },
+    }
+    if hard < most + 100:
+        print(
+            f"note: the open-files hard limit is {hard}, below the {most} connections of the "
+            "largest scenario: some connections will fail and be reported",
+            file=sys.stderr,
+        )
+    started = time.monotonic()
+    clients: list[Child] = []
+    by_scenario: dict[str, dict[str, CaseResult]] = {}
+    try:
+        for i in range(args.client_procs):
+            client = await Child.start(
+                f"client-{i}",
+                "scripts.bench.client",
+                ["--cpu", str(args.client_cpu), "--nofile", str(nofile)],
+                log_dir,
+            )
+            clients.append(client)
+        hellos = [await client.expect("hello", 30) for client in clients]
+        meta["machine"]["client_loop"] = hellos[0].get("loop")
+        bench = Bench(
+            clients=clients,
+            log_dir=log_dir,
+            server_cpu=args.server_cpu,
+            client_cpu=args.client_cpu,
+            nofile=nofile,
+            profile_dir=args.profile,
+            marketcast_src=args.marketcast_src,
+            loop=args.loop,
+            gc_freeze=args.gc_freeze,
+        )
+        print(LEGEND, end="\n\n", flush=True)
+        for scenario in scenarios:
+            by_scenario[scenario.name] = {}
+            for target in targets:
+                began = time.monotonic()
+                case = await run_case(bench, scenario, target)
+                _progress(f"{scenario.name} / {target}: {time.monotonic() - began:.1f} s")
+                by_scenario[scenario.name][target] = case
+            print(table(scenario, by_scenario[scenario.name]), flush=True)
+            print(flush=True)
+        meta["sources"] = bench.sources
+    finally:
+        for client in clients:
+            await client.stop({"cmd": "quit"})
+    meta["duration_s"] = round(time.monotonic() - started, 1)
+    meta["machine"]["load_after"] = load_average()
+    if args.log_dir is None:
+        # A successful run's logs are not worth keeping in /tmp; a failed run never gets here
+        # and its logs stay where the error message points.
+        shutil.rmtree(log_dir, ignore_errors=True)
+    meta["logs"] = str(args.log_dir) if args.log_dir else None
+    checks = goals_text(goals(by_scenario))
+    if checks:
+        print(checks)
+    print(
+        f"(load average before {_load(meta['machine']['load_before'])}, after "
+        f"{_load(meta['machine']['load_after'])}; {meta['duration_s']} s"
+        + (f"; logs in {args.log_dir})" if args.log_dir else ")")
+    )
+    print(json_line(meta, scenarios, by_scenario), flush=True)
+    return 0
+
+
+def _load(values: tuple[float, float, float]) -> str:
+    return "/".join(f"{v:.2f}" for v in values)
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _check_cpus(args: argparse.Namespace) -> None:
+    allowed = os.sched_getaffinity(0)
+    missing = {args.server_cpu, args.client_cpu} - allowed
+    if missing:
+        raise SystemExit(
+            f"CPU(s) {sorted(missing)} are not available to this process (it may use "
+            f"{sorted(allowed)}): the benchmark needs one core for the server and one for the "
+            "clients; choose them with --server-cpu / --client-cpu"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    _check_cpus(args)
+    pin_to_cpu(args.client_cpu)
+    return asyncio.run(run(args))

@@ -1,0 +1,72 @@
+"""The servers under test: marketcast and the baselines it is compared with.
+
+Each target serves WebSocket clients on a listening socket it is given, answers the same
+``bars.subscribe`` request, and publishes one update to every subscriber of a topic when
+``publish`` is called — marketcast through its real publish path, each baseline the way its
+library documents fan-out. The baselines are written here, from the libraries' public APIs,
+so that one benchmark run measures everything on the same machine under the same noise.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from importlib.metadata import version
+from typing import Protocol
+
+
+class Target(Protocol):
+    """A server under test, run inside the benchmark's server process."""
+
+    #: Short name used in tables, flags and the JSON line.
+    name: str
+    #: What is being served, with versions (and for marketcast, where it was imported from).
+    source: str
+
+    async def serve(self, sock: socket.socket, on_ready: Callable[[], None]) -> None:
+        """Serve clients on ``sock`` (already bound) until ``stop``; call ``on_ready`` once
+        connections are being accepted."""
+        ...
+
+    def stop(self) -> None:
+        """Ask ``serve`` to return soon."""
+        ...
+
+    async def publish(self, index: int, bar_time: int, stamp_us: int) -> None:
+        """Publish one update of topic ``index`` (bar open time, publish stamp in µs)."""
+        ...
+
+
+#: Target name -> a one-line description for tables and ``--help``.
+DESCRIPTIONS = {
+    "marketcast": "marketcast: create_app + uvicorn, StreamManager.on_candle -> hub -> outboxes",
+    "fastws": "stock FastWS 0.1.7 broadcast() on FastAPI + uvicorn",
+    "websockets": "bare websockets server, library broadcast()",
+    "naive": "FastAPI + uvicorn, naive `await send_text` loop per update",
+}
+
+
+def versions(*packages: str) -> str:
+    """``name version`` of each installed package, for the report."""
+    return ", ".join(f"{p} {version(p)}" for p in packages)
+
+
+def build_target(name: str, topics: int) -> Target:
+    """The target called ``name``, serving ``topics`` benchmark symbols."""
+    if name == "marketcast":
+        from .marketcast import MarketcastTarget
+
+        return MarketcastTarget(topics)
+    if name == "fastws":
+        from .fastws_stock import FastWSTarget
+
+        return FastWSTarget(topics)
+    if name == "websockets":
+        from .websockets_bare import WebsocketsTarget
+
+        return WebsocketsTarget(topics)
+    if name == "naive":
+        from .naive import NaiveTarget
+
+        return NaiveTarget(topics)
+    raise ValueError(f"unknown target {name!r}: expected one of {', '.join(DESCRIPTIONS)}")

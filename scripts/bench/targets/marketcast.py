@@ -1,0 +1,74 @@
+"""marketcast as deployed: ``create_app(settings)`` served by uvicorn, published into through
+``StreamManager.on_candle`` — the path every feed uses (store, then bus, hub, outboxes,
+per-client writers).
+
+The simulator feed is kept (it is what serves the benchmark symbols) but idled: one simulated
+trade per minute (``sim_tick_interval=60``) at a thousandth of real speed, so no simulated bar
+closes during a run; its open-bar updates are dropped by ``on_candle`` once the benchmark's
+closed bars (dated 2100) exist, and clients ignore the few that come before.
+Settings come from ``MARKETCAST_*`` variables on top of these, so a run can try other limits.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import cast
+
+import marketcast
+from marketcast.app import create_app
+from marketcast.market import BarKey, Candle
+from marketcast.settings import Settings
+from marketcast.streams import StreamManager
+
+from ..common import PRICES, RESOLUTION, symbol
+from . import versions
+from .uvicorn_host import UvicornHost
+
+#: The benchmark's defaults; a MARKETCAST_* variable set by the caller wins.
+BENCH_SETTINGS = {
+    "sim_tick_interval": "60",
+    "sim_speed": "0.001",
+    "log_level": "warning",
+}
+
+
+def bench_settings(topics: int) -> Settings:
+    for name, value in BENCH_SETTINGS.items():
+        os.environ.setdefault(f"MARKETCAST_{name.upper()}", value)
+    os.environ["MARKETCAST_SIM_SYMBOLS"] = ",".join(symbol(i) for i in range(topics))
+    return Settings()
+
+
+class MarketcastTarget:
+    name = "marketcast"
+
+    def __init__(self, topics: int) -> None:
+        self.settings = bench_settings(topics)
+        where = os.path.dirname(os.path.dirname(os.path.abspath(marketcast.__file__)))
+        self.source = f"marketcast {marketcast.__version__} from {where}, " + versions(
+            "fastapi", "uvicorn"
+        )
+        app = create_app(self.settings)
+        self.streams = cast(StreamManager, app.state.streams)
+        self.keys = [BarKey(symbol(i), RESOLUTION) for i in range(topics)]
+        self.host = UvicornHost(
+            app,
+            lifespan="on",
+            max_message_bytes=self.settings.max_message_bytes,
+            # Newer settings carry the ping options; the same 20 s as everywhere otherwise.
+            ping_interval=getattr(self.settings, "ws_ping_interval", 20.0),
+            ping_timeout=getattr(self.settings, "ws_ping_timeout", 20.0),
+        )
+
+    async def serve(self, sock: socket.socket, on_ready: Callable[[], None]) -> None:
+        await self.host.serve(sock, on_ready)
+
+    def stop(self) -> None:
+        self.host.stop()
+
+    async def publish(self, index: int, bar_time: int, stamp_us: int) -> None:
+        open_, high, low, close = PRICES
+        candle = Candle(bar_time, open_, high, low, close, float(stamp_us), closed=True)
+        await self.streams.on_candle(self.keys[index], candle)

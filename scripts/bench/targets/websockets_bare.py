@@ -1,0 +1,69 @@
+"""Baseline: a bare ``websockets`` server fanning out with the library's ``broadcast()``.
+
+``broadcast`` writes the frame synchronously into every open connection's buffer and never
+waits; it has no backpressure (a stalled client's buffer grows until the ping timeout closes
+it), which makes it fast and a useful upper reference for "pure Python fan-out".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
+
+from ..common import WS_PATH, symbol, topic_of, update_frame
+from . import versions
+from .replies import subscribe_reply
+from .uvicorn_host import BACKLOG, MAX_MESSAGE_BYTES
+
+
+class WebsocketsTarget:
+    name = "websockets"
+
+    def __init__(self, topics: int) -> None:
+        self.source = versions("websockets")
+        self.symbols = [symbol(i) for i in range(topics)]
+        self.topics = [topic_of(s) for s in self.symbols]
+        self.subscribers: dict[str, set[ServerConnection]] = {t: set() for t in self.topics}
+        self._stop = asyncio.Event()
+
+    async def handler(self, ws: ServerConnection) -> None:
+        if ws.request is None or ws.request.path != WS_PATH:
+            await ws.close(1008, "unknown path")
+            return
+        mine: list[str] = []
+        try:
+            async for message in ws:
+                text, topic = subscribe_reply(message, self.subscribers)
+                if topic is not None:
+                    self.subscribers[topic].add(ws)
+                    mine.append(topic)
+                await ws.send(text)
+        except ConnectionClosed:
+            pass
+        finally:
+            for topic in mine:
+                self.subscribers[topic].discard(ws)
+
+    async def serve(self, sock: socket.socket, on_ready: Callable[[], None]) -> None:
+        async with serve(
+            self.handler,
+            sock=sock,
+            ping_interval=20.0,
+            ping_timeout=20.0,
+            max_size=MAX_MESSAGE_BYTES,
+            backlog=BACKLOG,
+        ):
+            on_ready()
+            await self._stop.wait()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def publish(self, index: int, bar_time: int, stamp_us: int) -> None:
+        topic = self.topics[index]
+        frame = update_frame(topic, self.symbols[index], bar_time, stamp_us)
+        broadcast(self.subscribers[topic], frame, text=True)
