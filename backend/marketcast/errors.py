@@ -7,7 +7,8 @@ The tree::
     │   │                           the connection stays open
     │   ├── (code) invalid_json, invalid_message, unsupported_frame, unknown_type,
     │   │          validation_error, invalid_symbol, unknown_symbol,
-    │   │          unsupported_resolution, too_many_subscriptions
+    │   │          unsupported_resolution, too_many_subscriptions, rate_limited,
+    │   │          forbidden
     ├── SlowConsumer                a client's outbox overflowed; closed with 4008
     ├── ConfigurationError          a setting is wrong; the server refuses to start with one line
     └── FeedError                   an upstream failed; the feed retries, clients see staleness
@@ -33,6 +34,10 @@ class ErrorCode(StrEnum):
     UNKNOWN_SYMBOL = "unknown_symbol"
     UNSUPPORTED_RESOLUTION = "unsupported_resolution"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+    #: The connection sent faster than its token bucket allows; the frame was not processed.
+    RATE_LIMITED = "rate_limited"
+    #: The topic authorization hook refused this subscription for this client.
+    FORBIDDEN = "forbidden"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -41,11 +46,19 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    #: Sustained abuse: the client kept sending over its rate limit.
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    #: Sent by uvicorn itself when it stops without a drain; marketcast never sends it.
+    SERVICE_RESTART = 1012
+    #: The server is at its connection cap or shutting down: reconnect later or elsewhere.
+    TRY_AGAIN_LATER = 1013
     #: The client did not read fast enough and its bounded outbox overflowed.
     SLOW_CONSUMER = 4008
+    #: A raw stream (``/api/v1/ws/stream/...``) that cannot be served to this client; the
+    #: ``error`` message sent just before says why.
+    STREAM_NOT_SERVED = 4404
 
 
 class MarketcastError(Exception):
@@ -72,3 +85,48 @@ class ConfigurationError(MarketcastError):
 
 class FeedError(MarketcastError):
     """An upstream feed failed in a way its own retry logic reports upward."""
+
+
+def close_code_meanings() -> list[tuple[CloseCode, str]]:
+    """Every close code a client can see, with what it means and what to do; the AsyncAPI
+    description and docs/websocket.md are written from this list."""
+    return [
+        (
+            CloseCode.GOING_AWAY,
+            "planned close (shutdown or maximum lifetime), announced by a `notice`; "
+            "reconnect, with `since` to resume bars",
+        ),
+        (
+            CloseCode.POLICY_VIOLATION,
+            "sustained abuse: the client kept sending over its rate limit after "
+            "`rate_limited` errors",
+        ),
+        (CloseCode.MESSAGE_TOO_BIG, "a client frame was larger than the maximum frame size"),
+        (
+            CloseCode.INTERNAL_ERROR,
+            "a protocol ping was not answered in time (sent by the server's WebSocket layer; "
+            "a dead peer never sees it)",
+        ),
+        (
+            CloseCode.SERVICE_RESTART,
+            "the server stopped without draining (e.g. a second SIGTERM); reconnect",
+        ),
+        (
+            CloseCode.TRY_AGAIN_LATER,
+            "the server is at its connection cap or shutting down; reconnect after a "
+            "back-off, or elsewhere",
+        ),
+        (
+            CloseCode.SLOW_CONSUMER,
+            "slow consumer: the client read too slowly and its bounded queue overflowed; "
+            "reconnect with `since` to recover missed bars. A client that reads nothing at "
+            "all may not even receive this close frame: after the close timeout the server "
+            "aborts the TCP connection",
+        ),
+        (
+            CloseCode.STREAM_NOT_SERVED,
+            "a raw stream cannot be served: invalid or unknown symbol, unsupported "
+            "resolution, or not allowed for this client; the `error` message just before "
+            "says which; do not retry the same URL",
+        ),
+    ]

@@ -8,7 +8,8 @@ two cannot drift.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any
 
 import orjson
@@ -31,6 +32,10 @@ class Frame:
     bar_time: Millis | None = None
     #: A closed bar is final: never conflated away, never dropped.
     closed: bool = False
+    #: ``perf_counter()`` when the frame was built: the start of its fan-out latency, which
+    #: writers sample (``ws.stats``). Not part of equality: two frames with the same text are
+    #: the same message.
+    created: float = field(default_factory=perf_counter, compare=False)
 
     @property
     def conflatable(self) -> bool:
@@ -46,10 +51,12 @@ def envelope(type_: str, payload: dict[str, Any], request_id: RequestId | None =
     return orjson.dumps(message).decode()
 
 
-def bar_update(topic: Topic, key: BarKey, candle: Candle) -> Frame:
-    """A ``bars.update`` frame."""
-    payload = {"topic": topic, "symbol": key.symbol, "resolution": key.resolution}
+def bar_update(topic: Topic, key: BarKey, candle: Candle, *, stale: bool = False) -> Frame:
+    """A ``bars.update`` frame; ``stale`` repeats a bar to say the upstream went silent."""
+    payload: dict[str, Any] = {"topic": topic, "symbol": key.symbol, "resolution": key.resolution}
     payload.update(candle_dict(candle))
+    if stale:
+        payload["stale"] = True
     return Frame(envelope("bars.update", payload), topic, candle.time, candle.closed)
 
 

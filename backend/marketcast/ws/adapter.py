@@ -5,13 +5,21 @@ validation and the AsyncAPI document. Replaced: the receive loop (bad frames get
 ``error`` reply and the connection stays open, request ids are echoed), ``broadcast`` (a topic
 index and bounded per-client outboxes instead of awaiting every socket), and the AsyncAPI
 document (``ws.spec``, with stable names and ``type`` constants).
+
+Added: the handshake gate (origin allow-list and token auth, ``ws.security``, refused with an
+HTTP status and never a 101), the connection cap and the shutdown refusal (accept, then close
+1013), per-connection rate limiting (``ws.limits``), and planned closes — maximum lifetime and
+shutdown drain — that announce themselves with a ``notice`` and flush before closing (1001).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-from collections.abc import Callable
+import random
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -20,11 +28,15 @@ from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from marketcast.errors import CloseCode, ErrorCode, ProtocolError
+from marketcast.lifecycle import Lifecycle
 from marketcast.subscriptions import Subscriptions
-from marketcast.wire import envelope
+from marketcast.wire import Frame, envelope
 from marketcast.ws.connection import Connection
 from marketcast.ws.hub import Hub
+from marketcast.ws.limits import ConnectionLimits, Verdict
 from marketcast.ws.outbox import Outbox
+from marketcast.ws.security import HandshakeGate, Refusal
+from marketcast.ws.stats import FanoutStats
 from marketcast.ws.validation import describe_validation_error
 
 log = logging.getLogger("marketcast.ws")
@@ -43,6 +55,11 @@ class FastWSAdapter(FastWS):
         outbox_factory: Callable[[], Outbox],
         max_message_bytes: int,
         spec_builder: Callable[[FastWSAdapter], dict[str, Any]],
+        gate: HandshakeGate,
+        lifecycle: Lifecycle,
+        limits: ConnectionLimits,
+        clock: Callable[[], float] = time.monotonic,
+        stats: FanoutStats | None = None,
         **fastws_options: Any,
     ) -> None:
         super().__init__(asyncapi_url=None, asyncapi_docs_url=None, **fastws_options)
@@ -51,9 +68,21 @@ class FastWSAdapter(FastWS):
         self._outbox_factory = outbox_factory
         self._max_message_bytes = max_message_bytes
         self._spec_builder = spec_builder
+        self._gate = gate
+        self._lifecycle = lifecycle
+        self.limits = limits
+        #: Injected so rate limiting can be driven by a fake clock.
+        self._clock = clock
+        #: Counters of closed connections and the latency histogram, read by ``/metrics``.
+        self.stats = stats if stats is not None else FanoutStats()
+        #: Lifetime jitter; seeded per adapter, not shared with anything else.
+        self._rng = random.Random()
         #: Live connections by id; read by health and shutdown, never scanned to publish.
         #: (fastws's own ``connections`` map stays empty: its Client type is too narrow.)
         self.open_connections: dict[str, Connection] = {}
+        #: Connections admitted, counted before the handshake's first await so that
+        #: concurrent handshakes cannot overshoot ``max_connections``.
+        self._admitted = 0
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -70,27 +99,99 @@ class FastWSAdapter(FastWS):
 
     async def endpoint(self, ws: WebSocket) -> None:
         """The ASGI WebSocket handler mounted at ``/api/v1/ws``."""
-        await ws.accept()
-        conn = Connection(ws, self._outbox_factory())
+        await self.serve_socket(ws)
+
+    async def serve_socket(
+        self, ws: WebSocket, on_open: Callable[[Connection], Awaitable[None]] | None = None
+    ) -> None:
+        """Admit, accept and serve one WebSocket under every limit of this adapter.
+
+        ``on_open`` runs once the connection is registered, before its first frame is read:
+        raw streams subscribe there (``ws.raw_streams``), and may close the connection.
+        """
+        verdict = await self._gate.admit(
+            {"origin": ws.headers.getlist("origin")}, ws.scope.get("subprotocols", [])
+        )
+        if isinstance(verdict, Refusal):
+            log.info("handshake refused for %s: %s: %s", _peer(ws), verdict.code, verdict.message)
+            await _deny(ws)
+            return
+        busy = self._busy_reason()
+        if busy is not None:
+            # Accepted and closed rather than refused: a browser sees a close code, never an
+            # HTTP status, and 1013 tells it to come back later.
+            await ws.accept(subprotocol=verdict.subprotocol)
+            await ws.close(CloseCode.TRY_AGAIN_LATER, busy)
+            log.info("connection from %s turned away: %s", _peer(ws), busy)
+            return
+        self._admitted += 1
+        try:
+            await ws.accept(subprotocol=verdict.subprotocol)
+            conn = Connection(
+                ws,
+                self._outbox_factory(),
+                close_timeout=self.limits.close_timeout,
+                principal=verdict.principal,
+                stats=self.stats,
+            )
+            await self._serve(conn, on_open)
+        finally:
+            self._admitted -= 1
+
+    def _busy_reason(self) -> str | None:
+        if not self._lifecycle.accepting:
+            return "server shutting down"
+        cap = self.limits.max_connections
+        if cap and self._admitted >= cap:
+            return f"server at its connection limit ({cap})"
+        return None
+
+    async def _serve(
+        self, conn: Connection, on_open: Callable[[Connection], Awaitable[None]] | None = None
+    ) -> None:
         self.open_connections[conn.uid] = conn
         conn.start_writer()
-        log.info("connection opened %s from %s", conn.uid, _peer(ws))
+        log.info(
+            "connection opened %s from %s as %s", conn.uid, _peer(conn.ws), conn.principal.subject
+        )
+        closer: asyncio.Task[None] | None = None
+        if self._lifecycle.draining:
+            # The drain began while this handshake was in flight and did not see it.
+            closer = asyncio.create_task(
+                self._planned_close(conn, "shutdown", "server shutting down", 0.0)
+            )
+        elif self.limits.max_lifetime > 0:
+            closer = asyncio.create_task(self._expire(conn), name=f"lifetime-{conn.uid}")
         try:
+            if on_open is not None:
+                await on_open(conn)
             await self._receive_loop(conn)
         finally:
+            if closer is not None:
+                closer.cancel()
             self.subscriptions.drop_all(conn)
             self.open_connections.pop(conn.uid, None)
             await conn.stop_writer()
+            self.stats.connection_closed(conn)
             log.info("connection closed %s (code %s)", conn.uid, conn.close_code)
 
     async def _receive_loop(self, conn: Connection) -> None:
         ws = conn.ws
+        limiter = self.limits.rate_limiter(self._clock)
         while conn.close_code is None:
             try:
                 message = await ws.receive()
             except (WebSocketDisconnect, RuntimeError):
                 return
             if message["type"] == "websocket.disconnect":
+                return
+            verdict = limiter.check()
+            if verdict is Verdict.REFUSE:
+                conn.reply(_error(ErrorCode.RATE_LIMITED, self._rate_message()))
+                continue
+            if verdict is Verdict.CLOSE:
+                log.warning("closing %s: rate limit exceeded %d times", conn.uid, limiter.refused)
+                await conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
                 return
             text = message.get("text")
             if text is None:
@@ -105,6 +206,66 @@ class FastWSAdapter(FastWS):
                 await conn.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
                 return
             await self.handle_text(conn, text)
+
+    def _rate_message(self) -> str:
+        limits = self.limits
+        return (
+            f"rate limit exceeded: at most {limits.rate_per_second:g} frames per second "
+            f"(bursts of {limits.rate_burst}); this frame was not processed"
+        )
+
+    # -- planned closes -------------------------------------------------------------------------
+
+    async def _expire(self, conn: Connection) -> None:
+        """Close ``conn`` at the end of its lifetime, with a notice before."""
+        lifetime = self.limits.lifetime(self._rng)
+        lead = min(self.limits.close_notice_seconds, lifetime)
+        await asyncio.sleep(lifetime - lead)
+        await self._planned_close(conn, "max_lifetime", "connection lifetime reached", lead)
+
+    async def drain(self) -> None:
+        """Shutdown: notice to every client, the notice period, flush, close with 1001.
+
+        Registered with the app's ``Lifecycle``; new connections are refused from the moment
+        the lifecycle started draining (``_busy_reason``).
+        """
+        lead = self.limits.close_notice_seconds
+        conns = list(self.open_connections.values())
+        log.info("draining %d connection(s): closing in %.1fs", len(conns), lead)
+        await asyncio.gather(
+            *(self._planned_close(c, "shutdown", "server shutting down", lead) for c in conns),
+            return_exceptions=True,
+        )
+
+    async def _planned_close(self, conn: Connection, code: str, reason: str, lead: float) -> None:
+        """Notice, ``lead`` seconds of updates, flush, 1001 — once per connection: a shutdown
+        that meets a lifetime close already under way waits for that one instead."""
+        if conn.planned_close is not None:
+            await asyncio.shield(conn.planned_close)
+            return
+        done = conn.planned_close = asyncio.get_running_loop().create_future()
+        try:
+            await self._notice_then_close(conn, code, reason, lead)
+        finally:
+            done.set_result(None)
+
+    async def _notice_then_close(
+        self, conn: Connection, code: str, reason: str, lead: float
+    ) -> None:
+        notice = {
+            "code": code,
+            "message": f"{reason}: reconnect (with `since` to resume bars)",
+            "close_code": int(CloseCode.GOING_AWAY),
+            "close_in_ms": round(lead * 1000),
+        }
+        conn.deliver(Frame(envelope("notice", notice)))
+        if lead > 0:
+            await asyncio.sleep(lead)
+        flushed = await conn.close_after_flush(
+            CloseCode.GOING_AWAY, reason, self.limits.drain_timeout
+        )
+        if not flushed:
+            log.warning("connection %s closed before its queue was flushed", conn.uid)
 
     # -- one client frame ---------------------------------------------------------------------
 
@@ -225,6 +386,15 @@ def _error(
     if request_type is not None:
         payload["request_type"] = request_type
     return envelope("error", payload, request_id)
+
+
+async def _deny(ws: WebSocket) -> None:
+    """Refuse a handshake: closing before accepting makes the server answer 403, never 101.
+
+    (A ``websocket.http.response`` denial could carry 401 and a body, but uvicorn then logs
+    an error for every refused handshake, and browsers show neither status nor body.)
+    """
+    await ws.close()
 
 
 def _peer(ws: WebSocket) -> str:

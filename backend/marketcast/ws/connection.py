@@ -6,6 +6,11 @@ arrive meanwhile are held back, and once the reply is queued they are released m
 the snapshot already contains. The rule relies on every candle being written to the store
 before it is published (``StreamManager.on_candle``): a held update older than the snapshot's
 last bar, or equal to it when that bar is already closed, is a duplicate and is dropped.
+
+Why a planned close flushes first: a close announced by a ``notice`` (shutdown, maximum
+lifetime) is a promise that nothing queued is lost, so ``close_after_flush`` stops taking new
+updates, waits (up to a deadline) until the writer has sent everything queued, and only then
+sends the close frame. A close because of abuse or a slow consumer does not wait.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from time import perf_counter
 
 from fastws import Client
 from starlette.websockets import WebSocket, WebSocketState
@@ -24,6 +29,9 @@ from marketcast.market import Candle, StreamKey
 from marketcast.types import Millis, Topic
 from marketcast.wire import Frame
 from marketcast.ws.outbox import Outbox
+from marketcast.ws.security import ANONYMOUS, Principal
+from marketcast.ws.stats import FanoutStats
+from marketcast.ws.transport import abort_transport
 
 log = logging.getLogger("marketcast.ws")
 
@@ -49,9 +57,23 @@ class _Hold:
 class Connection(Client):
     """A connected client, as the hub (``deliver``) and the adapter (``reply``) see it."""
 
-    def __init__(self, ws: WebSocket, outbox: Outbox, *, close_timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        ws: WebSocket,
+        outbox: Outbox,
+        *,
+        close_timeout: float = 2.0,
+        principal: Principal = ANONYMOUS,
+        stats: FanoutStats | None = None,
+    ) -> None:
         super().__init__(ws)
         self.outbox = outbox
+        #: Who the handshake said this is; the topic authorization hook sees it.
+        self.principal = principal
+        #: Frames handed to the socket, and where sampled latencies go (``ws.stats``): plain
+        #: counters that ``/metrics`` reads at scrape time, nothing on the hot path.
+        self.frames_sent = 0
+        self.stats = stats if stats is not None else FanoutStats()
         #: Topic -> the stream key it consumes, so a disconnect can release every key.
         self.subscriptions: dict[Topic, StreamKey] = {}
         self._holds: dict[Topic, _Hold] = {}
@@ -60,11 +82,19 @@ class Connection(Client):
         self._terminating: asyncio.Task[None] | None = None
         #: Set when the server decided to close this client (slow consumer, shutdown...).
         self.close_code: int | None = None
+        #: Set while nothing is queued and the writer is not in the middle of a batch.
+        self._idle = asyncio.Event()
+        self._idle.set()
+        #: A planned close has begun: later updates are dropped so the flush can finish.
+        self._sealed = False
+        #: Resolved when the planned close (notice, flush, 1001) under way has finished; a
+        #: second one (shutdown meeting a lifetime close) waits for it instead of repeating it.
+        self.planned_close: asyncio.Future[None] | None = None
 
     # -- inbound from the hub ---------------------------------------------------------------
 
     def deliver(self, frame: Frame) -> None:
-        if self.close_code is not None:
+        if self.close_code is not None or self._sealed:
             return
         if self._holds and frame.topic in self._holds:
             hold = self._holds[frame.topic]
@@ -72,7 +102,9 @@ class Connection(Client):
             if len(hold.frames) > self.outbox.max_messages:
                 self.terminate(CloseCode.SLOW_CONSUMER, "slow consumer")
             return
-        if not self.outbox.put(frame):
+        if self.outbox.put(frame):
+            self._idle.clear()
+        else:
             self.terminate(CloseCode.SLOW_CONSUMER, "slow consumer")
 
     # -- replies and snapshot holds -----------------------------------------------------------
@@ -111,15 +143,24 @@ class Connection(Client):
     async def _write_loop(self) -> None:
         send = self.ws.send_text
         outbox = self.outbox
+        sample_every, observe = self.stats.sample_every, self.stats.latency.observe
         try:
             while True:
                 await outbox.wait()
                 for frame in outbox.take():
                     await send(frame.text)
+                    self.frames_sent += 1
+                    if not self.frames_sent % sample_every:
+                        observe(perf_counter() - frame.created)
+                if not len(outbox):
+                    self._idle.set()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the socket went away under us; the reader sees it too
             log.debug("writer for %s stopped: %r", self.uid, exc)
+        finally:
+            # Nothing more will be written: a flush waiting for the queue must not wait on.
+            self._idle.set()
 
     # -- closing ------------------------------------------------------------------------------
 
@@ -140,9 +181,33 @@ class Connection(Client):
         except TimeoutError:
             # The peer reads nothing, so even the close frame cannot be written: drop the
             # TCP connection instead of keeping its buffers alive.
-            _abort_transport(self.ws)
+            aborted = abort_transport(self.ws)
+            log.warning(
+                "connection %s: close frame (%d) not written within %.1fs, %s",
+                self.uid,
+                code,
+                self._close_timeout,
+                "aborting TCP" if aborted else "left to the server (no transport to abort)",
+            )
         except Exception as exc:
             log.debug("close of %s failed: %r", self.uid, exc)
+
+    async def close_after_flush(self, code: int, reason: str, deadline: float) -> bool:
+        """Planned close: send what is queued (for up to ``deadline`` s), then close.
+
+        Returns whether everything queued went out before the close.
+        """
+        self._sealed = True
+        flushed = True
+        if self.close_code is None:
+            try:
+                async with asyncio.timeout(deadline):
+                    await self._idle.wait()
+            except TimeoutError:
+                flushed = False
+                log.info("connection %s: queue not flushed within %.1fs", self.uid, deadline)
+        await self.close(code, reason)
+        return flushed
 
     async def close(self, code: int, reason: str) -> None:
         """Close this client and wait until the close frame is out (or the deadline passed)."""
@@ -155,17 +220,3 @@ class Connection(Client):
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
-
-
-def _abort_transport(ws: WebSocket) -> None:
-    """Abort the TCP connection under ``ws`` when the server exposes it.
-
-    Under uvicorn the ASGI ``send`` is a bound method of its protocol object, which holds the
-    asyncio transport. This is an implementation detail, not an ASGI guarantee: without it the
-    handler simply returns and the server closes the socket when it can.
-    """
-    send: Any = getattr(ws, "_send", None)
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    abort = getattr(transport, "abort", None)
-    if callable(abort):
-        abort()

@@ -76,6 +76,15 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "ping": {"type": "ping", "id": 7, "payload": {}},
     "pong": {"type": "pong", "id": 7, "payload": {"time": 1763683212345}},
+    "notice": {
+        "type": "notice",
+        "payload": {
+            "code": "shutdown",
+            "message": "server shutting down: reconnect (with `since` to resume bars)",
+            "close_code": 1001,
+            "close_in_ms": 5000,
+        },
+    },
     "error": {
         "type": "error",
         "id": 3,

@@ -13,13 +13,14 @@ from typing import Any
 from fastws import Operation
 from pydantic import BaseModel
 
-from marketcast.protocol import ErrorPayload
+from marketcast.protocol import ErrorPayload, NoticePayload
 from marketcast.ws.examples import example_for
 from marketcast.ws.spec import MessageSpec
 
 
 def message_specs(operations: Sequence[Operation]) -> list[MessageSpec]:
-    """One MessageSpec per client message, reply and server update, plus ``error``."""
+    """One MessageSpec per client message, reply and server update, plus ``error`` and
+    ``notice`` (sent outside any route)."""
     specs: list[MessageSpec] = []
     for op in operations:
         channel = op.operation.split(".")[0] if "." in op.operation else "system"
@@ -45,9 +46,28 @@ def message_specs(operations: Sequence[Operation]) -> list[MessageSpec]:
             description=(
                 "Sent once for each refused frame: invalid JSON, an unknown type, an invalid "
                 "payload, an unknown symbol, an unsupported resolution, too many "
-                "subscriptions. Carries the request's `id` when it could be read."
+                "subscriptions, a topic the client may not read (`forbidden`), a frame over "
+                "the rate limit (`rate_limited`, not processed, no `id`). Carries the "
+                "request's `id` when it could be read."
             ),
             example=example_for("error"),
+        )
+    )
+    specs.append(
+        MessageSpec(
+            type="notice",
+            direction="server",
+            payload=NoticePayload,
+            channel="system",
+            summary="The server will close this connection soon; reconnect to resume.",
+            description=(
+                "Sent before a planned close: the server is shutting down (`shutdown`) or the "
+                "connection reached its maximum lifetime (`max_lifetime`). Updates keep "
+                "flowing until the close (code `close_code`, 1001) after `close_in_ms`; "
+                "everything queued before the close is delivered. Open the next connection "
+                "now and resubscribe bars with `since` = the last closed bar's time + 1."
+            ),
+            example=example_for("notice"),
         )
     )
     return specs

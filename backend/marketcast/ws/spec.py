@@ -95,8 +95,14 @@ def build_asyncapi(
     server_url: str,
     ws_path: str,
     channel_descriptions: Mapping[str, str],
+    extra_channels: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Return the AsyncAPI 2.6.0 document for ``messages``; raise ValueError on a bad table."""
+    """Return the AsyncAPI 2.6.0 document for ``messages``; raise ValueError on a bad table.
+
+    ``extra_channels`` are added as given: channels that are connections of their own at a
+    path below the endpoint (raw streams, ``ws.raw_streams``), whose messages must be among
+    ``messages``.
+    """
     if not description.strip():
         raise ValueError("info.description must not be empty")
     specs = sorted(messages, key=lambda spec: message_name(spec.type))
@@ -122,11 +128,19 @@ def build_asyncapi(
                 "url": server_url.rstrip("/") + "/" + ws_path.lstrip("/"),
                 "protocol": "ws",
                 "description": f"The WebSocket endpoint `{ws_path}`; every channel below is "
-                "multiplexed over this one connection, told apart by the envelope `type`.",
+                "multiplexed over this one connection, told apart by the envelope `type`"
+                + (
+                    ", except the `stream/...` channels: each of those is a connection of its "
+                    "own at this URL + `/` + the channel name (raw streams)."
+                    if extra_channels
+                    else "."
+                ),
             }
         },
         "defaultContentType": CONTENT_TYPE,
-        "channels": _channels(specs, topics, channel_descriptions),
+        "channels": _with_extra_channels(
+            _channels(specs, topics, channel_descriptions), extra_channels or {}, specs, schemas
+        ),
         "components": {
             "schemas": dict(sorted(schemas.items())),
             "messages": {message_name(s.type): _message(s, specs, examples) for s in specs},
@@ -369,6 +383,35 @@ def _channels(
                 }
         channels[channel] = item
     return channels
+
+
+def _with_extra_channels(
+    channels: dict[str, Any],
+    extra: Mapping[str, Mapping[str, Any]],
+    specs: Sequence[MessageSpec],
+    schemas: Mapping[str, Schema],
+) -> dict[str, Any]:
+    """``channels`` plus ``extra``, refusing a name clash or a reference to nothing."""
+    known = {_MESSAGE_REF.format(name=message_name(s.type)) for s in specs}
+    known |= {_SCHEMA_REF.format(model=name) for name in schemas}
+    for name, item in sorted(extra.items()):
+        if name in channels:
+            raise ValueError(f"extra channel {name!r} clashes with a route channel")
+        dangling = sorted(set(_refs(item)) - known)
+        if dangling:
+            raise ValueError(f"extra channel {name!r} refers to unknown components: {dangling}")
+        channels[name] = json.loads(json.dumps(item))
+    return channels
+
+
+def _refs(value: Any) -> list[str]:
+    """Every ``$ref`` string inside ``value``."""
+    if isinstance(value, Mapping):
+        found = [value["$ref"]] if isinstance(value.get("$ref"), str) else []
+        return found + [ref for sub in value.values() for ref in _refs(sub)]
+    if isinstance(value, list):
+        return [ref for sub in value for ref in _refs(sub)]
+    return []
 
 
 def _channel_description(channel: str, topic: str | None, descriptions: Mapping[str, str]) -> str:

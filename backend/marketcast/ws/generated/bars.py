@@ -53,6 +53,7 @@ def build_router() -> OperationRouter:
             bars=None
             if result.bars is None
             else [Bar.model_validate(candle_dict(candle)) for candle in result.bars],
+            recovered=result.recovered,
         )
 
     @router.send(
