@@ -1,0 +1,232 @@
+"""``RedisBus``: updates published by one worker reach the hubs of all workers.
+
+Why one channel for every topic: each worker receives every update and its hub drops the
+topics nobody there subscribes to (one dict lookup). Per-topic channels would save that
+traffic but make each worker SUBSCRIBE/UNSUBSCRIBE as its clients come and go and replay all
+of it after each reconnect; one channel is one subscription, and every worker also keeps its
+``ClosedBarGuard`` floors current for topics it does not serve yet. At the rates one upstream
+produces (thousands of updates a second) the extra traffic is small; a deployment that
+outgrows it can shard the channel by topic hash without changing the message format.
+
+Why local delivery first: the publishing worker hands the frame to its own hub directly and
+skips its own echo from Redis, so its clients do not wait on a round trip, and each frame
+reaches each worker's hub exactly once.
+
+Why resync: Redis pub/sub drops whatever is published while a subscriber is disconnected.
+After every (re)subscribe, before reading the next message, the reader asks the resync source
+for the stored bars at or after each topic's guard floor and delivers them through the guard;
+messages published meanwhile wait in the subscription's buffer, so the order holds. An owner
+that caught a key up after a takeover sends a resync request for its topic; every worker
+answers it the same way, in order with the live stream.
+
+Message format, encoded once per publish (the frame text is never re-encoded)::
+
+    kind \\n sender \\n topic \\n bar_time \\n closed \\n text
+
+``kind`` is ``F`` (a frame) or ``R`` (resync this topic from the store); unknown kinds are
+ignored, so a newer worker can add one during a rolling upgrade. Neither topics (compact JSON)
+nor frame texts contain a raw newline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Collection
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from marketcast.bus.base import FrameHandler
+from marketcast.bus.guard import ClosedBarGuard
+from marketcast.cluster.health import CONNECTION_ERRORS, RedisHealth, cancel_and_wait
+from marketcast.types import Millis, Topic
+from marketcast.wire import Frame
+
+log = logging.getLogger("marketcast.bus")
+
+#: Reads the store for a resync: (topics or None for all, floor per topic) -> frames to
+#: deliver, ascending per topic.
+ResyncSource = Callable[
+    [Collection[Topic] | None, Callable[[Topic], Millis | None]], Awaitable[list[Frame]]
+]
+
+_FRAME = b"F"
+_RESYNC = b"R"
+
+
+def encode(kind: bytes, sender: bytes, frame: Frame) -> bytes:
+    """One bus message; see the module docstring for the layout."""
+    return b"\n".join(
+        (
+            kind,
+            sender,
+            (frame.topic or "").encode(),
+            b"" if frame.bar_time is None else str(frame.bar_time).encode(),
+            b"1" if frame.closed else b"0",
+            frame.text.encode(),
+        )
+    )
+
+
+def decode(data: bytes) -> tuple[bytes, bytes, Frame]:
+    """(kind, sender, frame) of a bus message; ValueError if it is malformed."""
+    kind, sender, topic, bar_time, closed, text = data.split(b"\n", 5)
+    frame = Frame(
+        text.decode(),
+        topic.decode() or None,
+        int(bar_time) if bar_time else None,
+        closed == b"1",
+    )
+    return kind, sender, frame
+
+
+class RedisBus:
+    """``Bus`` over one Redis pub/sub channel, with resync after every reconnect."""
+
+    def __init__(
+        self,
+        publisher: Redis,
+        subscriber: Redis,
+        *,
+        channel: str,
+        worker_id: str,
+        health: RedisHealth | None = None,
+        retry_delay: tuple[float, float] = (0.05, 1.0),
+    ) -> None:
+        self._publisher = publisher
+        #: A client of its own that never retries by itself: the reader must notice each
+        #: reconnect, since every reconnect may have lost messages.
+        self._subscriber = subscriber
+        self._channel = channel
+        #: Messages carry it so a worker skips its own (already delivered locally).
+        self._sender = worker_id.encode()
+        self._health = health
+        self._retry_delay = retry_delay
+        self.guard = ClosedBarGuard()
+        self._deliver: FrameHandler | None = None
+        self._resync: ResyncSource | None = None
+        self._reader: asyncio.Task[None] | None = None
+        #: True while subscribed and caught up; readiness requires it.
+        self.connected = False
+        #: Times the reader subscribed and resynced (the first start counts).
+        self.subscriptions = 0
+        #: Frames this worker could not publish because Redis was unreachable.
+        self.publish_failures = 0
+
+    def set_resync(self, source: ResyncSource) -> None:
+        """Where resyncs read from; set once the stream manager and hub exist."""
+        self._resync = source
+
+    # -- Bus ----------------------------------------------------------------------------------
+
+    async def start(self, deliver: FrameHandler) -> None:
+        if self._reader is not None:
+            raise RuntimeError("RedisBus.start called twice")
+        self._deliver = deliver
+        self._reader = asyncio.create_task(self._read_loop(), name="redis-bus-reader")
+
+    async def publish(self, frame: Frame) -> None:
+        """Deliver locally, then to the other workers; never raises for a Redis outage (the
+        other workers resync from the store once it is back)."""
+        self.deliver_local(frame)
+        await self._send(_FRAME, frame)
+
+    async def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await cancel_and_wait(reader)
+        self._deliver = None
+        self.connected = False
+
+    # -- resync -------------------------------------------------------------------------------
+
+    def deliver_local(self, frame: Frame) -> None:
+        """Hand ``frame`` to this worker's hub unless the guard has seen it (or newer)."""
+        deliver = self._deliver
+        if deliver is not None and self.guard.admit(frame):
+            deliver(frame)
+
+    async def request_resync(self, topic: Topic) -> None:
+        """After catching ``topic`` up in the store: resync it here, then everywhere else."""
+        await self._resync_topics((topic,))
+        await self._send(_RESYNC, Frame("", topic))
+
+    async def _resync_topics(self, topics: Collection[Topic] | None) -> None:
+        if self._resync is None or self._deliver is None:
+            return
+        for frame in await self._resync(topics, self.guard.floor):
+            self.deliver_local(frame)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    async def _send(self, kind: bytes, frame: Frame) -> None:
+        try:
+            await self._publisher.publish(self._channel, encode(kind, self._sender, frame))
+        except CONNECTION_ERRORS as exc:
+            self.publish_failures += 1
+            if self._health is not None:
+                self._health.report_failure(exc)
+
+    async def _read_loop(self) -> None:
+        delay, max_delay = self._retry_delay
+        pause = delay
+        while True:
+            try:
+                await self._read_once()
+            except asyncio.CancelledError:
+                raise
+            except CONNECTION_ERRORS as exc:
+                if self._health is not None:
+                    self._health.report_failure(exc)
+                log.debug("bus reader disconnected: %r", exc)
+            except Exception:
+                log.exception("bus reader failed; reconnecting")
+            if self.connected:
+                pause = delay
+            self.connected = False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, max_delay)
+
+    async def _read_once(self) -> None:
+        """Subscribe, resync, then deliver messages until the connection breaks."""
+        pubsub = self._subscriber.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+            await self._confirm(pubsub)
+            # Subscribed: from here on nothing is lost, messages queue up while we resync.
+            await self._resync_topics(None)
+            self.subscriptions += 1
+            self.connected = True
+            if self.subscriptions > 1:
+                log.info("bus resubscribed and resynced")
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    await self._handle(message["data"])
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py lacks a hint
+
+    async def _confirm(self, pubsub: PubSub) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10.0
+        while loop.time() < deadline:
+            message = await pubsub.get_message(timeout=1.0)
+            if message is not None and message.get("type") == "subscribe":
+                return
+        raise TimeoutError(f"no confirmation of SUBSCRIBE {self._channel} within 10 s")
+
+    async def _handle(self, data: bytes) -> None:
+        try:
+            kind, sender, frame = decode(data)
+        except ValueError:
+            log.warning("ignoring a malformed bus message: %r", data[:200])
+            return
+        if sender == self._sender:
+            return
+        if kind == _FRAME:
+            self.deliver_local(frame)
+        elif kind == _RESYNC and frame.topic is not None:
+            await self._resync_topics((frame.topic,))

@@ -1,0 +1,95 @@
+"""The ``Ownership`` seam: which worker runs a key upstream.
+
+The stream manager counts local demand for a key (its subscribers) and tells the ownership
+when a key becomes wanted or unwanted here; the ownership decides when this worker starts and
+stops the key upstream, through the ``Upstream`` calls the stream manager provides.
+
+``LocalOwnership`` — the default — owns every key it is asked for, at once: a single worker
+behaves exactly as it would without the seam. ``leases.RedisOwnership`` owns a key only while
+it holds the key's lease in Redis, so one worker in the cluster ingests each key.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from marketcast.market import BarKey, StreamKey, SymbolInfo
+from marketcast.types import Symbol, Topic
+
+
+class Upstream(Protocol):
+    """What an ownership drives: implemented by ``StreamManager``."""
+
+    def symbol_info(self, symbol: Symbol) -> SymbolInfo | None: ...
+
+    def topic(self, key: StreamKey) -> Topic: ...
+
+    async def start_upstream(self, key: StreamKey) -> None:
+        """Watch ``key`` at its feed: from now on this worker ingests it."""
+        ...
+
+    async def stop_upstream(self, key: StreamKey) -> None:
+        """Stop watching ``key``."""
+        ...
+
+    async def catch_up(self, key: BarKey) -> None:
+        """Store what the feed has since the newest stored bar (before ``start_upstream``)."""
+        ...
+
+
+class Ownership(Protocol):
+    def bind(self, upstream: Upstream) -> None:
+        """Called once by the stream manager with itself."""
+        ...
+
+    async def start(self) -> None:
+        """Begin background work (after the feeds started)."""
+        ...
+
+    async def want(self, key: StreamKey) -> None:
+        """This worker has subscribers for ``key`` (called once per start of the key)."""
+        ...
+
+    async def unwant(self, key: StreamKey) -> None:
+        """This worker no longer has subscribers for ``key``."""
+        ...
+
+    def owned(self) -> list[StreamKey]:
+        """The keys this worker runs upstream now."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class LocalOwnership:
+    """Every wanted key is ours: a single worker, or workers that do not coordinate."""
+
+    def __init__(self) -> None:
+        self._upstream: Upstream | None = None
+        self._owned: dict[StreamKey, None] = {}
+
+    def bind(self, upstream: Upstream) -> None:
+        self._upstream = upstream
+
+    async def start(self) -> None:
+        pass
+
+    async def want(self, key: StreamKey) -> None:
+        await self._bound().start_upstream(key)
+        self._owned[key] = None
+
+    async def unwant(self, key: StreamKey) -> None:
+        self._owned.pop(key, None)
+        await self._bound().stop_upstream(key)
+
+    def owned(self) -> list[StreamKey]:
+        return list(self._owned)
+
+    async def close(self) -> None:
+        """The feeds are closed right after; nothing to release."""
+        self._owned.clear()
+
+    def _bound(self) -> Upstream:
+        if self._upstream is None:
+            raise RuntimeError("LocalOwnership used before StreamManager bound it")
+        return self._upstream

@@ -1,0 +1,50 @@
+"""``StoreResync``: what this worker's subscribers may have missed, read from the store.
+
+Used by ``RedisBus`` after every (re)subscribe and on every resync request. For each bar key
+that has subscribers here, it reads the stored bars at or after the topic's guard floor (the
+oldest bar time this worker has not delivered as final) and returns them as update frames; the
+bus delivers them through the same guard, so nothing is delivered twice.
+
+Topics with no floor yet — subscribed here, but no update of theirs ever reached this worker —
+are skipped: the subscriber's snapshot is all it has, and without a floor there is no telling
+which stored bars it already holds. Quotes are not resynced: each quote replaces the last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+
+from marketcast.market import BarKey
+from marketcast.store.base import CandleStore
+from marketcast.streams import StreamManager
+from marketcast.types import Millis, Topic
+from marketcast.wire import Frame, bar_update
+from marketcast.ws.hub import Hub
+
+
+class StoreResync:
+    """A ``bus.redis.ResyncSource`` over this worker's streams, hub and the shared store."""
+
+    def __init__(self, streams: StreamManager, hub: Hub, store: CandleStore, *, limit: int):
+        self._streams = streams
+        self._hub = hub
+        self._store = store
+        #: Bars read per topic at most: the store's capacity, i.e. everything it has.
+        self._limit = limit
+
+    async def __call__(
+        self, topics: Collection[Topic] | None, floor: Callable[[Topic], Millis | None]
+    ) -> list[Frame]:
+        frames: list[Frame] = []
+        for key in self._streams.active_keys():
+            if not isinstance(key, BarKey):
+                continue
+            topic = self._streams.topic(key)
+            if topics is not None and topic not in topics:
+                continue
+            start = floor(topic)
+            if start is None or self._hub.subscriber_count(topic) == 0:
+                continue
+            for candle in await self._store.range(key, start, None, self._limit):
+                frames.append(bar_update(topic, key, candle))
+        return frames

@@ -1,0 +1,213 @@
+"""RedisOwnership against a real redis-server: one owner per key, demand shared by workers,
+takeover after a release or a death, and re-taking after Redis was unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from marketcast.cluster.health import RedisHealth, cancel_and_wait
+from marketcast.cluster.leases import RedisOwnership, key_id, parse_key_id
+from marketcast.market import BarKey, QuoteKey, StreamKey, SymbolInfo
+from marketcast.types import Symbol, Topic
+
+KEY = BarKey("BTCUSDT", "1")
+TTL = 1.2  # renewals every 0.4 s: slack for a loaded machine, still quick
+
+
+class FakeUpstream:
+    """Records what an ownership asks of the stream manager."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, StreamKey]] = []
+        self.running: set[StreamKey] = set()
+        #: Seconds a catch-up takes (a real feed's history request).
+        self.catch_up_delay = 0.0
+
+    def symbol_info(self, symbol: Symbol) -> SymbolInfo | None:
+        if symbol != "BTCUSDT":
+            return None
+        return SymbolInfo(symbol, "crypto", "fake", ("1", "3", "5", "15", "30"))
+
+    def topic(self, key: StreamKey) -> Topic:
+        return f"topic:{key_id(key)}"
+
+    async def start_upstream(self, key: StreamKey) -> None:
+        self.events.append(("start", key))
+        self.running.add(key)
+
+    async def stop_upstream(self, key: StreamKey) -> None:
+        self.events.append(("stop", key))
+        self.running.discard(key)
+
+    async def catch_up(self, key: BarKey) -> None:
+        self.events.append(("catch_up", key))
+        await asyncio.sleep(self.catch_up_delay)
+
+
+class Worker:
+    def __init__(self, ownership: RedisOwnership, upstream: FakeUpstream, health: RedisHealth):
+        self.ownership = ownership
+        self.upstream = upstream
+        self.health = health
+        self.resyncs: list[Topic] = []
+
+
+MakeWorker = Callable[[str], Awaitable[Worker]]
+
+
+@pytest.fixture
+async def make_worker(redis_client: Redis) -> AsyncIterator[MakeWorker]:
+    made: list[Worker] = []
+
+    async def make(name: str) -> Worker:
+        health = RedisHealth(redis_client, interval=0.05, timeout=1.0)
+        await health.start()
+        upstream = FakeUpstream()
+        worker: Worker
+
+        async def resync(topic: Topic) -> None:
+            worker.resyncs.append(topic)
+
+        ownership = RedisOwnership(
+            redis_client,
+            health,
+            worker_id=name,
+            lease_ttl=TTL,
+            prefix="t",
+            request_resync=resync,
+        )
+        ownership.bind(upstream)
+        await ownership.start()
+        worker = Worker(ownership, upstream, health)
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        await worker.ownership.close()
+        await worker.health.close()
+
+
+async def eventually(check: Callable[[], bool], within: float = 5.0) -> float:
+    """Wait until ``check()`` holds; return the seconds it took; fail after ``within``."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while not check():
+        if loop.time() - start > within:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+    return loop.time() - start
+
+
+async def holder(client: Redis, key: StreamKey) -> str | None:
+    value = await client.get(f"t:lease:{key_id(key)}")
+    return None if value is None else value.decode()
+
+
+def test_key_ids_round_trip() -> None:
+    for key in (BarKey("EUR/USD", "D"), QuoteKey("AAPL"), BarKey("BTCUSDT", "1")):
+        assert parse_key_id(key_id(key)) == key
+    assert parse_key_id("bars|X|7") is None
+    assert parse_key_id("candles|X") is None
+
+
+async def test_one_owner_per_key(make_worker: MakeWorker, redis_client: Redis) -> None:
+    a, b = await make_worker("a"), await make_worker("b")
+    await asyncio.gather(a.ownership.want(KEY), b.ownership.want(KEY))
+    await asyncio.sleep(TTL)  # several loop periods: nobody else may take it meanwhile
+    owners = [w for w in (a, b) if KEY in w.upstream.running]
+    assert len(owners) == 1
+    assert await holder(redis_client, KEY) == owners[0].ownership.worker_id
+    assert owners[0].upstream.events == [("catch_up", KEY), ("start", KEY)]
+    assert owners[0].resyncs == [f"topic:{key_id(KEY)}"]
+
+
+async def test_owner_keeps_a_key_another_worker_wants(make_worker: MakeWorker) -> None:
+    a = await make_worker("a")
+    await a.ownership.want(KEY)
+    b = await make_worker("b")
+    await b.ownership.want(KEY)
+    assert a.ownership.owned() == [KEY]
+    await a.ownership.unwant(KEY)  # a's clients left, b's remain
+    await asyncio.sleep(TTL)
+    assert a.ownership.owned() == [KEY]
+    assert not b.ownership.owned()
+    await b.ownership.unwant(KEY)  # nobody wants it: a stops it at its next loop
+    await eventually(lambda: not a.upstream.running, within=2 * TTL)
+    assert a.upstream.events[-1] == ("stop", KEY)
+
+
+async def test_a_closing_owner_hands_over_at_once(
+    make_worker: MakeWorker, redis_client: Redis
+) -> None:
+    a, b = await make_worker("a"), await make_worker("b")
+    await a.ownership.want(KEY)
+    await b.ownership.want(KEY)
+    await a.ownership.close()
+    assert await holder(redis_client, KEY) is None  # released, not left to expire
+    await eventually(lambda: KEY in b.upstream.running, within=TTL)
+    assert b.upstream.events == [("catch_up", KEY), ("start", KEY)]
+
+
+async def test_a_dead_owner_is_replaced_within_the_ttl(
+    make_worker: MakeWorker, redis_client: Redis
+) -> None:
+    a, b = await make_worker("a"), await make_worker("b")
+    await a.ownership.want(KEY)
+    await b.ownership.want(KEY)
+    # Death: a's loop stops renewing; nothing is released.
+    task = a.ownership._task
+    assert task is not None
+    await cancel_and_wait(task)
+    a.ownership._task = None
+    took = await eventually(lambda: KEY in b.upstream.running, within=3 * TTL)
+    assert took <= TTL + 0.2  # lease_ttl bounds the takeover (plus scheduling slack)
+    assert await holder(redis_client, KEY) == "b"
+
+
+async def test_a_redis_outage_stops_ingest_and_retakes_with_catch_up(
+    make_worker: MakeWorker, redis_client: Redis
+) -> None:
+    a = await make_worker("a")
+    await a.ownership.want(KEY)
+    a.health.report_failure(ConnectionError("simulated"))  # e.g. a store write failed
+    await eventually(lambda: not a.upstream.running, within=1.0)
+    # The probe finds Redis answering; the same worker re-takes its own lease.
+    await eventually(lambda: KEY in a.upstream.running, within=2.0)
+    assert a.upstream.events == [
+        ("catch_up", KEY),
+        ("start", KEY),
+        ("stop", KEY),
+        ("catch_up", KEY),
+        ("start", KEY),
+    ]
+    assert await holder(redis_client, KEY) == "a"
+    assert a.ownership.takeovers == 2
+
+
+async def test_keys_no_feed_serves_are_never_taken(
+    make_worker: MakeWorker, redis_client: Redis
+) -> None:
+    a = await make_worker("a")
+    await redis_client.zadd("t:demand", {"bars|NOPE|1#other": 1e15, "bars|BTCUSDT|7#x": 1e15})
+    await asyncio.sleep(TTL)
+    assert a.upstream.events == []
+
+
+async def test_a_long_series_of_takeovers_keeps_the_first_leases(
+    make_worker: MakeWorker, redis_client: Redis
+) -> None:
+    """Taking many keys at once (after a Redis restart) with slow catch-ups renews the leases
+    already taken in between, so none of them lapses before the pass ends."""
+    keys = [BarKey("BTCUSDT", r) for r in ("1", "3", "5", "15", "30")]
+    await redis_client.zadd("t:demand", {f"{key_id(k)}#elsewhere": 1e15 for k in keys})
+    a = await make_worker("a")
+    a.upstream.catch_up_delay = 0.35  # five of them: twice the lease's 0.8 s lifetime
+    await eventually(lambda: a.upstream.running == set(keys), within=10.0)
+    await asyncio.sleep(TTL)
+    assert [event for event, _ in a.upstream.events].count("stop") == 0
+    assert [await holder(redis_client, k) for k in keys] == ["a"] * 5
