@@ -85,6 +85,9 @@ def build_server(app: FastAPI, settings: Settings) -> GracefulServer:
         # that does not answer within the timeout is dropped (close 1011, TCP closed).
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
+        # uvicorn offers permessage-deflate by default: each frame is then compressed once
+        # per connection, and the fan-out cannot write one pre-encoded frame to every socket.
+        ws_per_message_deflate=settings.ws_per_message_deflate,
         lifespan="on",
     )
     # uvicorn.Config configured its loggers' handlers just now; filter them from here on.

@@ -4,10 +4,17 @@ Updates are encoded here with orjson from plain dicts instead of through the pyd
 an update is encoded once per publish and must be cheap. ``tests/unit/test_wire.py`` checks
 that every frame built here validates against the pydantic models in ``protocol``, so the
 two cannot drift.
+
+Why frames carry their WebSocket bytes: a server's frames are unmasked (RFC 6455 5.1), so the
+complete frame — header and UTF-8 payload — is the same for every client. ``Frame.wire()``
+builds it once, on first use, and every subscriber's socket gets the same ``bytes``
+(``ws.direct``); ``tests/unit/test_wire_framing.py`` checks it against the ``websockets``
+library's own framing.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
@@ -36,11 +43,37 @@ class Frame:
     #: writers sample (``ws.stats``). Not part of equality: two frames with the same text are
     #: the same message.
     created: float = field(default_factory=perf_counter, compare=False)
+    #: The complete WebSocket frame, built by the first ``wire()`` call and shared by every
+    #: subscriber; frames only ever sent through ASGI never pay for it.
+    _wire: bytes | None = field(default=None, init=False, compare=False, repr=False)
+
+    def wire(self) -> bytes:
+        """This frame as one unmasked, unfragmented WebSocket text frame."""
+        data = self._wire
+        if data is None:
+            data = text_frame(self.text.encode())
+            # Frozen for users; this cache is invisible to equality and to the text.
+            object.__setattr__(self, "_wire", data)
+        return data
 
     @property
     def conflatable(self) -> bool:
         """An update that a newer update of the same open bar may replace in a queue."""
         return self.topic is not None and not self.closed
+
+
+_LEN16 = struct.Struct("!BBH")
+_LEN64 = struct.Struct("!BBQ")
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A final, unmasked text frame (opcode 1) carrying ``payload`` (UTF-8), RFC 6455 5.2."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return _LEN16.pack(0x81, 126, size) + payload
+    return _LEN64.pack(0x81, 127, size) + payload
 
 
 def envelope(type_: str, payload: dict[str, Any], request_id: RequestId | None = None) -> str:
@@ -56,7 +89,10 @@ def bar_update(topic: Topic, key: BarKey, candle: Candle, *, stale: bool = False
     payload: dict[str, Any] = {"topic": topic, "symbol": key.symbol, "resolution": key.resolution}
     payload.update(candle_dict(candle))
     if stale:
+        # A notice that repeats a bar, not a bar: no snapshot de-duplication, closed-bar
+        # guard or conflation by bar time may treat it as one (it would be dropped).
         payload["stale"] = True
+        return Frame(envelope("bars.update", payload), topic)
     return Frame(envelope("bars.update", payload), topic, candle.time, candle.closed)
 
 

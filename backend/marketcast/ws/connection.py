@@ -11,6 +11,17 @@ Why a planned close flushes first: a close announced by a ``notice`` (shutdown, 
 lifetime) is a promise that nothing queued is lost, so ``close_after_flush`` stops taking new
 updates, waits (up to a deadline) until the writer has sent everything queued, and only then
 sends the close frame. A close because of abuse or a slow consumer does not wait.
+
+Why two write paths: under uvicorn the transport is reachable (``ws.direct``), and a frame to
+a client that is keeping up is written from ``deliver`` itself, synchronously, as the
+pre-encoded bytes every subscriber shares — no task wake-up, no ASGI layers. Only when
+something is queued, the writer is mid-batch, or the transport is over its high-water mark
+does a frame go to the outbox; the writer then waits for the transport to drain and writes
+everything queued in one ``transport.write``. Ordering holds because a frame is written
+directly only while nothing else of this connection is queued or being sent (``_quiet``);
+the outbox limits, conflation and the slow-consumer close apply to the queue exactly as
+before. Without a reachable transport (another server, permessage-deflate) every frame goes
+through the outbox and ASGI ``send_text``, as it always did.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from marketcast.errors import CloseCode
 from marketcast.market import Candle, StreamKey
 from marketcast.types import Millis, Topic
 from marketcast.wire import Frame
+from marketcast.ws.direct import DirectSink, open_direct
 from marketcast.ws.outbox import Outbox
 from marketcast.ws.security import ANONYMOUS, Principal
 from marketcast.ws.stats import FanoutStats
@@ -82,9 +94,14 @@ class Connection(Client):
         self._terminating: asyncio.Task[None] | None = None
         #: Set when the server decided to close this client (slow consumer, shutdown...).
         self.close_code: int | None = None
+        #: The transport path, or None when frames must go through ASGI (``ws.direct``).
+        self._direct: DirectSink | None = open_direct(ws)
         #: Set while nothing is queued and the writer is not in the middle of a batch.
         self._idle = asyncio.Event()
         self._idle.set()
+        #: ``_idle`` as a plain bool, read for every delivery: a direct write is allowed only
+        #: while it is True, so nothing can overtake a queued or in-flight frame.
+        self._quiet = True
         #: A planned close has begun: later updates are dropped so the flush can finish.
         self._sealed = False
         #: Resolved when the planned close (notice, flush, 1001) under way has finished; a
@@ -102,8 +119,20 @@ class Connection(Client):
             if len(hold.frames) > self.outbox.max_messages:
                 self.terminate(CloseCode.SLOW_CONSUMER, "slow consumer")
             return
+        if self._quiet:
+            direct = self._direct
+            if direct is not None and direct.ready():
+                direct.write(frame.wire())
+                stats = self.stats
+                stats.direct_frames += 1
+                self.frames_sent += 1
+                if not self.frames_sent % stats.sample_every:
+                    stats.latency.observe(perf_counter() - frame.created)
+                return
         if self.outbox.put(frame):
-            self._idle.clear()
+            if self._quiet:
+                self._quiet = False
+                self._idle.clear()
         else:
             self.terminate(CloseCode.SLOW_CONSUMER, "slow consumer")
 
@@ -143,16 +172,35 @@ class Connection(Client):
     async def _write_loop(self) -> None:
         send = self.ws.send_text
         outbox = self.outbox
-        sample_every, observe = self.stats.sample_every, self.stats.latency.observe
+        direct = self._direct
+        stats = self.stats
+        sample_every, observe = stats.sample_every, stats.latency.observe
         try:
             while True:
                 await outbox.wait()
-                for frame in outbox.take():
-                    await send(frame.text)
-                    self.frames_sent += 1
-                    if not self.frames_sent % sample_every:
-                        observe(perf_counter() - frame.created)
+                if direct is not None:
+                    # Queued because the transport was full: let it drain first, and take
+                    # whatever has been queued meanwhile as one batch.
+                    await direct.wait_writable()
+                frames = outbox.take()
+                if direct is not None and direct.open():
+                    direct.write(b"".join([frame.wire() for frame in frames]))
+                    stats.batched_frames += len(frames)
+                    sent = self.frames_sent
+                    self.frames_sent = sent + len(frames)
+                    for frame in frames:
+                        sent += 1
+                        if not sent % sample_every:
+                            observe(perf_counter() - frame.created)
+                else:
+                    for frame in frames:
+                        await send(frame.text)
+                        stats.asgi_frames += 1
+                        self.frames_sent += 1
+                        if not self.frames_sent % sample_every:
+                            observe(perf_counter() - frame.created)
                 if not len(outbox):
+                    self._quiet = True
                     self._idle.set()
         except asyncio.CancelledError:
             raise
@@ -161,6 +209,8 @@ class Connection(Client):
         finally:
             # Nothing more will be written: a flush waiting for the queue must not wait on.
             self._idle.set()
+            # And no direct write may follow a writer that stopped (closing, or socket gone).
+            self._quiet = False
 
     # -- closing ------------------------------------------------------------------------------
 

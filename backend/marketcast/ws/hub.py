@@ -7,6 +7,7 @@ maps to an immutable tuple that ``add``/``remove`` replace, and ``publish`` just
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from marketcast.types import Topic
@@ -22,9 +23,12 @@ class Subscriber(Protocol):
 class Hub:
     """Routes each published frame to the subscribers of its topic, in this worker."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_new_topic: Callable[[], None] | None = None) -> None:
         self._index: dict[Topic, tuple[Subscriber, ...]] = {}
         self.published = 0
+        #: Called when a topic gets its first subscriber — its history is about to be loaded,
+        #: which ``gcpolicy.GcFreezer`` waits for to freeze the new long-lived objects.
+        self._on_new_topic = on_new_topic
 
     def add(self, topic: Topic, subscriber: Subscriber) -> bool:
         """Subscribe; False if it already was (idempotent)."""
@@ -32,6 +36,8 @@ class Hub:
         if subscriber in current:
             return False
         self._index[topic] = (*current, subscriber)
+        if not current and self._on_new_topic is not None:
+            self._on_new_topic()
         return True
 
     def remove(self, topic: Topic, subscriber: Subscriber) -> bool:

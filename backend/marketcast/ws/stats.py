@@ -109,6 +109,13 @@ class FanoutStats:
         #: Frames still queued when a connection closed, by reason: ``slow_consumer`` (closed
         #: because its queue overflowed) or ``disconnected`` (any other close).
         self.unsent: dict[str, int] = {}
+        #: Frames by write path, all connections (``ws.connection``): written straight to the
+        #: transport from ``deliver``; written by a writer task in one joined transport write;
+        #: sent through ASGI ``send_text`` (no transport reachable, or permessage-deflate).
+        #: Counted here, not per connection, so a test or a debugger sees which path runs.
+        self.direct_frames = 0
+        self.batched_frames = 0
+        self.asgi_frames = 0
 
     def connection_closed(self, conn: CountedConnection) -> None:
         """Fold a closed connection's counters in; call once, after its writer stopped."""

@@ -1,5 +1,7 @@
 """Reaching the TCP connection under a WebSocket, to abort it when even a close cannot go out.
 
+(The same captured ``send`` also gives the fan-out its direct write path: ``ws.direct``.)
+
 Why: a peer that reads nothing fills its socket buffers, after which no frame — not even the
 close frame — can be written; ``await websocket.close()`` then waits forever and the server
 keeps the connection and its buffers alive. The only remedy is to abort the TCP connection.
