@@ -11,8 +11,9 @@ RUN := $(UV) run --no-sync
 PY_SOURCES := backend scripts tests
 NPM_DIR := frontend-types
 
-.PHONY: help setup run test test-python lint format generate generate-ws-routers \
-        generate-asyncapi check-generated clean
+.PHONY: help setup setup-test run test test-python test-node lint format generate generate-ws-routers \
+        generate-asyncapi generate-ws-types generate-consumer-models check-generated bench clean \
+        chromium
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -26,15 +27,55 @@ $(NPM_DIR)/node_modules/.installed: $(NPM_DIR)/package.json $(NPM_DIR)/package-l
 	cd $(NPM_DIR) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
 	@touch $@
 
-setup: .venv/.synced $(NPM_DIR)/node_modules/.installed ## install Python and Node dependencies
+# The demo page (served at /): frontend-types/demo compiled with tsc into dist/demo (git-ignored).
+DEMO_BUILT := $(NPM_DIR)/dist/demo/.built
+DEMO_SOURCES := $(wildcard $(NPM_DIR)/demo/*.ts $(NPM_DIR)/src/*.ts $(NPM_DIR)/src/generated/*.ts) \
+        $(NPM_DIR)/tsconfig.demo.json $(NPM_DIR)/tsconfig.json
+
+$(DEMO_BUILT): $(NPM_DIR)/node_modules/.installed $(DEMO_SOURCES)
+	cd $(NPM_DIR) && npm run --silent build:demo
+	@touch $@
+
+# Debian's chromium for the browser test (tests/browser), only when missing; never a browser
+# downloaded by a test tool.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (Debian package)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	  --no-install-recommends chromium; }
+
+# Debian's redis-server, only when missing: the Redis tests start private instances of it (in
+# CI too, where a missing one fails those tests instead of skipping them).
+.PHONY: redis-server run-cluster
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { echo "installing redis-server (Debian package)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	  --no-install-recommends redis-server; }
+
+setup: .venv/.synced $(NPM_DIR)/node_modules/.installed $(DEMO_BUILT) ## Python and Node dependencies, the demo page build
+
+# What only the tests need on top: Debian chromium (browser test) and redis-server (Redis tests).
+setup-test: setup chromium redis-server
 
 run: setup ## serve on 127.0.0.1:8000 with the simulator feed (no services, no network)
 	$(RUN) marketcast serve
 
-test: setup check-generated lint test-python ## the whole suite, as CI runs it
+.PHONY: run-fake
+run-fake: setup ## marketcast on :8000 against fake Binance/Twelve Data on loopback (offline)
+	$(RUN) python scripts/run_fake.py
 
-test-python: setup
+WORKERS ?= 2
+REDIS_URL ?= redis://127.0.0.1:6379/0
+run-cluster: setup ## WORKERS=2 workers on ports 8000.. sharing REDIS_URL (started if local and down)
+	$(RUN) python scripts/run_cluster.py --workers $(WORKERS) --redis-url $(REDIS_URL)
+
+test: setup-test check-generated lint test-python test-node ## the whole suite, as CI runs it
+
+test-python: setup-test
 	$(RUN) pytest -q
+
+test-node: setup ## tsc --strict, type tests, topic vectors, spec validation, client vs a real server
+	cd $(NPM_DIR) && npm test --silent
 
 lint: setup ## ruff (lint + format check) and mypy --strict
 	$(RUN) ruff check $(PY_SOURCES)
@@ -51,10 +92,20 @@ generate-ws-routers: setup ## render ws/generic.py.j2 into ws/generated/{bars,qu
 generate-asyncapi: setup ## write docs/asyncapi.json from the code
 	$(RUN) python scripts/generate_asyncapi.py
 
-generate: generate-ws-routers generate-asyncapi ## every generated file
+generate-ws-types: setup ## docs/asyncapi.json -> frontend-types/src/generated/messages.ts
+	node scripts/generate_ws_types.mjs
+
+generate-consumer-models: setup ## docs/asyncapi.json -> tests/consumer/models.py (pydantic)
+	$(RUN) python scripts/generate_consumer_models.py
+
+generate: generate-ws-routers generate-asyncapi generate-ws-types generate-consumer-models ## every generated file
 
 check-generated: setup ## regenerate everything; fail if it differs from what git has committed
 	$(RUN) python scripts/check_generated.py
+
+# uvloop only for the benchmark's client processes (an overlay; the project's venv is untouched).
+bench: .venv/.synced ## fan-out benchmark vs baselines, ~7 min (BENCH_ARGS=--quick: < 1 min)
+	$(RUN) --with uvloop python -m scripts.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv $(NPM_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -13,13 +13,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Each generator, run with this interpreter from the repository root.
+#: Each generator, run from the repository root, in order: the last two read what
+#: generate_asyncapi.py wrote.
 GENERATORS = [
     [sys.executable, "scripts/generate_ws_routers.py"],
     [sys.executable, "scripts/generate_asyncapi.py"],
+    ["node", "scripts/generate_ws_types.mjs"],
+    [sys.executable, "scripts/generate_consumer_models.py"],
 ]
 #: What the generators write; tracked in git.
-GENERATED = ["backend/marketcast/ws/generated", "docs/asyncapi.json"]
+GENERATED = [
+    "backend/marketcast/ws/generated",
+    "docs/asyncapi.json",
+    "frontend-types/src/generated",
+    "tests/consumer/models.py",
+]
 
 
 def main() -> int:

@@ -15,12 +15,15 @@ from typing import Any
 from fastapi import FastAPI
 
 from marketcast import __version__
-from marketcast.bus.memory import MemoryBus
-from marketcast.errors import CloseCode
-from marketcast.feeds.simulator import SimulatorFeed
+from marketcast.demo_page import default_frontend_dir, mount_demo_page
+from marketcast.feeds.factory import build_feeds
+from marketcast.gcpolicy import GcFreezer
+from marketcast.lifecycle import Lifecycle
+from marketcast.metrics import MetricsSources, build_registry, mount_metrics
 from marketcast.rest import build_rest_router
+from marketcast.services import open_services
 from marketcast.settings import Settings
-from marketcast.store.memory import MemoryCandleStore
+from marketcast.staleness import StalenessTracker
 from marketcast.streams import StreamManager
 from marketcast.subscriptions import Subscriptions
 from marketcast.ws.adapter import FastWSAdapter
@@ -28,10 +31,16 @@ from marketcast.ws.docs_page import default_assets_dir, mount_asyncapi_docs
 from marketcast.ws.generated.bars import build_router as build_bars_router
 from marketcast.ws.generated.quotes import build_router as build_quotes_router
 from marketcast.ws.hub import Hub
+from marketcast.ws.limits import ConnectionLimits
+from marketcast.ws.limits import describe as describe_limits
 from marketcast.ws.outbox import Outbox
+from marketcast.ws.raw_streams import mount_raw_streams, raw_stream_channels
 from marketcast.ws.routes import message_specs
+from marketcast.ws.security import TokenVerifier, TopicAuthorizer, build_gate, topic_guard
 from marketcast.ws.spec import build_asyncapi
+from marketcast.ws.stats import FanoutStats
 from marketcast.ws.system import build_system_router
+from marketcast.ws.transport import RawSendCapture
 
 log = logging.getLogger("marketcast")
 
@@ -43,7 +52,9 @@ DESCRIPTION = (
     "with a symbol (and a resolution for bars) and receive `*.update` messages for the topic "
     'in the reply, e.g. `bars:{"resolution":"1","symbol":"BTCUSDT"}`. Every request may '
     "carry an `id`, echoed in its reply or error. Refused frames get an `error` message and "
-    "the connection stays open."
+    "the connection stays open. Quick consumers may instead open a raw stream, which pushes "
+    "one topic's updates with no subscribe message: `/api/v1/ws/stream/bars/{symbol}/"
+    "{resolution}` or `/api/v1/ws/stream/quotes/{symbol}` (channels `stream/...` below)."
 )
 
 CHANNEL_DESCRIPTIONS = {
@@ -60,57 +71,91 @@ def build_spec(adapter: FastWSAdapter, settings: Settings) -> dict[str, Any]:
         message_specs(adapter.operations()),
         title="marketcast WebSocket API",
         version=__version__,
-        description=DESCRIPTION,
+        description=DESCRIPTION + "\n\n" + describe_limits(settings),
         server_url=server,
         ws_path=WS_PATH,
         channel_descriptions=CHANNEL_DESCRIPTIONS,
+        extra_channels=raw_stream_channels(WS_PATH),
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the whole server; nothing is shared between two apps."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    authorize_topic: TopicAuthorizer | None = None,
+    token_verifier: TokenVerifier | None = None,
+) -> FastAPI:
+    """Build the whole server; nothing is shared between two apps.
+
+    ``authorize_topic(principal, route, topic)`` may refuse a subscription (default: allow
+    all); ``token_verifier(token)`` replaces the configured ``MARKETCAST_AUTH_TOKENS``.
+    """
     settings = settings or Settings()
-    store = MemoryCandleStore(settings.store_capacity)
-    bus = MemoryBus()
-    feed = SimulatorFeed.from_settings(settings)
+    gate = build_gate(settings.allowed_origins, settings.auth_tokens, token_verifier)
+    lifecycle = Lifecycle()
+    # Store, bus and upstream ownership by URL: memory (one worker) or Redis (a cluster).
+    services = open_services(settings)
+    store, bus = services.store, services.bus
+    feeds = build_feeds(settings)  # simulator, Binance, Twelve Data: by symbol (settings)
     streams = StreamManager(
-        [feed],
+        feeds,
         store,
         bus,
         grace_period=settings.stream_grace_period,
         history_size=settings.store_capacity,
+        ownership=services.ownership,
+        staleness=StalenessTracker(
+            intervals=settings.stale_after_intervals, max_seconds=settings.stale_max_seconds
+        ),
     )
-    hub = Hub()
-    subscriptions = Subscriptions(streams, hub, max_per_connection=settings.max_subscriptions)
+    # Full GC collections off the fan-out: freeze after start-up and after new histories.
+    gc_freezer = GcFreezer(enabled=settings.gc_freeze)
+    hub = Hub(on_new_topic=gc_freezer.soon)
+    services.attach(streams, hub, history_size=settings.store_capacity)
+    subscriptions = Subscriptions(
+        streams,
+        hub,
+        max_per_connection=settings.max_subscriptions,
+        guard=None if authorize_topic is None else topic_guard(authorize_topic),
+    )
     adapter = FastWSAdapter(
         hub=hub,
         subscriptions=subscriptions,
         outbox_factory=lambda: Outbox(settings.outbox_max_messages, settings.outbox_max_bytes),
         max_message_bytes=settings.max_message_bytes,
         spec_builder=lambda a: build_spec(a, settings),
+        gate=gate,
+        lifecycle=lifecycle,
+        limits=ConnectionLimits.from_settings(settings),
+        stats=FanoutStats(settings.metrics_latency_sample_every),
         title="marketcast WebSocket API",
         version=__version__,
     )
     adapter.include_router(build_bars_router())
     adapter.include_router(build_quotes_router())
     adapter.include_router(build_system_router())
-    state = {"ready": False}
+    lifecycle.add_drainer(adapter.drain)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await services.start()
         await bus.start(hub.publish)
         await streams.start()
-        state["ready"] = True
+        gc_freezer.freeze_now()
+        lifecycle.mark_ready()
         log.info("marketcast ready: %d symbols", len(streams.symbols()))
         try:
             yield
         finally:
-            state["ready"] = False
-            for conn in list(adapter.open_connections.values()):
-                await conn.close(CloseCode.GOING_AWAY, "server shutting down")
+            # Already done when ``marketcast serve`` drained on SIGTERM; otherwise (another
+            # ASGI server) the server has usually closed the sockets itself by now.
+            gc_freezer.cancel()
+            await lifecycle.drain()
+            lifecycle.mark_stopped()
             await streams.close()
             await bus.close()
             await store.close()
+            await services.close()
 
     app = FastAPI(
         title="marketcast",
@@ -120,10 +165,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_api_websocket_route(WS_PATH, adapter.endpoint)
+    # One topic per connection, no subscribe message; same gate, limits and hub.
+    mount_raw_streams(app, adapter, subscriptions, ws_path=WS_PATH)
+    # Keeps uvicorn's own ``send`` reachable, to abort a peer that reads nothing.
+    app.add_middleware(RawSendCapture)
     app.include_router(
         build_rest_router(
             streams,
-            is_ready=lambda: state["ready"],
+            is_ready=lambda: lifecycle.is_ready() and services.healthy(),
             connection_count=lambda: len(adapter.open_connections),
         )
     )
@@ -133,6 +182,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         base_path=ASYNCAPI_PATH,
         assets_dir=default_assets_dir(),
     )
+    # The live chart at ``/``, built from frontend-types/demo by ``make setup``.
+    mount_demo_page(app, frontend_dir=default_frontend_dir())
+    if settings.metrics_enabled:
+        uses_redis = any(u.startswith("redis") for u in (settings.store_url, settings.bus_url))
+        sources = MetricsSources(
+            connections=adapter,
+            hub=hub,
+            streams=streams,
+            feeds=feeds,
+            is_ready=lifecycle.is_ready,
+            redis_healthy=services.healthy if uses_redis else None,
+            bus=bus,
+            version=__version__,
+        )
+        mount_metrics(app, build_registry(sources))
     app.state.adapter = adapter
     app.state.streams = streams
+    app.state.lifecycle = lifecycle
     return app

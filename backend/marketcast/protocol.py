@@ -139,6 +139,12 @@ class BarsSubscribeResponsePayload(ServerModel):
     message: str
     topic: str
     bars: list[Bar] | None = None
+    recovered: bool | None = Field(
+        default=None,
+        description="Only with `since`: true when `bars` holds every bar since `since` (from "
+        "the store, filled from the upstream where the store has a hole); false when history "
+        "does not reach back that far and bars are missing before the first one returned.",
+    )
 
 
 class BarsUnsubscribeResponsePayload(ServerModel):
@@ -181,6 +187,12 @@ class BarsUpdatePayload(ServerModel):
     close: float
     volume: float
     closed: bool
+    stale: bool = Field(
+        default=False,
+        description="Present (true) only on a repeat of the newest bar, sent once when the "
+        "upstream has been silent for several intervals; it carries no new data (a closed bar "
+        "it repeats is not a second close). The next update without it means data flows again.",
+    )
 
 
 class QuotesUpdatePayload(ServerModel):
@@ -210,4 +222,18 @@ class ErrorPayload(ServerModel):
     message: str
     request_type: str | None = Field(
         default=None, description="The `type` of the refused request, when it could be read."
+    )
+
+
+class NoticePayload(ServerModel):
+    """The server will close this connection soon; reconnect (with ``since``) to resume."""
+
+    code: Literal["shutdown", "max_lifetime"] = Field(
+        description="`shutdown`: the server is draining; `max_lifetime`: this connection "
+        "reached its maximum lifetime."
+    )
+    message: str
+    close_code: int = Field(description="The WebSocket close code that will follow (1001).")
+    close_in_ms: int = Field(
+        ge=0, description="Milliseconds until the close; queued updates are still delivered."
     )

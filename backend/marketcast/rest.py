@@ -17,7 +17,7 @@ from marketcast.errors import ErrorCode
 from marketcast.market import BarKey
 from marketcast.protocol import MAX_SNAPSHOT, SYMBOL_PATTERN, Bar
 from marketcast.streams import StreamManager
-from marketcast.timeframes import normalize_resolution
+from marketcast.timeframes import RESOLUTION_ALIASES, RESOLUTIONS, normalize_resolution
 from marketcast.types import Resolution
 from marketcast.wire import candle_dict
 
@@ -33,6 +33,11 @@ class SymbolEntry(BaseModel):
     asset_class: str
     source: str
     resolutions: list[Resolution]
+    stale: bool = Field(
+        default=False,
+        description="True while a running stream of this symbol has had no upstream data "
+        "for several of its intervals (see /readyz for which).",
+    )
 
 
 class SymbolsResponse(BaseModel):
@@ -56,6 +61,11 @@ class ReadyResponse(BaseModel):
     status: Literal["ready", "not ready"]
     connections: int
     active_streams: int
+    stale_streams: list[str] = Field(
+        default_factory=list,
+        description="Topics with no upstream data for several intervals. Informational: "
+        "readiness stays ready, since another worker would see the same upstream.",
+    )
 
 
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -86,7 +96,16 @@ def build_rest_router(
     )
     async def history(
         symbol: Annotated[str, Query(pattern=SYMBOL_PATTERN, examples=["BTCUSDT"])],
-        resolution: Annotated[str, Query(description="TradingView resolution, e.g. 1, 60, D")],
+        resolution: Annotated[
+            str,
+            Query(
+                description="TradingView resolution, e.g. 1, 60, D (aliases 1D, 1W, 1M); one "
+                "the symbol does not serve is answered with 400 unsupported_resolution.",
+                # Listed in the document (schemathesis found it was a bare string) but checked
+                # here, so an unknown value keeps its 400 ``unsupported_resolution`` answer.
+                json_schema_extra={"enum": [*RESOLUTIONS, *RESOLUTION_ALIASES]},
+            ),
+        ],
         from_: Annotated[
             int | None, Query(alias="from", ge=0, description="First open time, ms UTC.")
         ] = None,
@@ -135,6 +154,7 @@ def build_rest_router(
                 asset_class=info.asset_class,
                 source=info.source,
                 resolutions=list(info.resolutions),
+                stale=streams.is_stale(info.symbol),
             )
             for info in streams.symbols()
             if asset_class is None or info.asset_class == asset_class
@@ -161,6 +181,7 @@ def build_rest_router(
             status="ready" if ready else "not ready",
             connections=connection_count(),
             active_streams=len(streams.active_keys()),
+            stale_streams=streams.stale_topics(),
         )
 
     return router

@@ -17,9 +17,12 @@ from collections.abc import Sequence
 from contextlib import suppress
 
 from marketcast.bus.base import Bus
-from marketcast.errors import ConfigurationError
+from marketcast.cluster.ownership import LocalOwnership, Ownership
+from marketcast.errors import ConfigurationError, FeedError
 from marketcast.feeds.base import Feed
 from marketcast.market import BarKey, Candle, Quote, QuoteKey, StreamKey, SymbolInfo
+from marketcast.recovery import recover_bars
+from marketcast.staleness import StalenessMonitor, StalenessTracker
 from marketcast.store.base import CandleStore
 from marketcast.topics import build_topic
 from marketcast.types import Millis, Symbol, Topic
@@ -46,8 +49,19 @@ class StreamManager:
         *,
         grace_period: float,
         history_size: int,
+        ownership: Ownership | None = None,
+        staleness: StalenessTracker | None = None,
     ) -> None:
         self._store = store
+        #: Which watched keys went silent upstream (``staleness``); flags them to clients.
+        self._staleness = StalenessMonitor(
+            staleness or StalenessTracker(intervals=3, max_seconds=300), self._publish_stale
+        )
+        #: Decides when this worker runs a wanted key upstream. The default owns every key at
+        #: once (one worker: unchanged behaviour); in a cluster only a key's lease holder
+        #: watches it and the others receive it through the bus (``cluster.leases``).
+        self._ownership: Ownership = ownership or LocalOwnership()
+        self._ownership.bind(self)
         self._bus = bus
         self._grace_period = grace_period
         self._history_size = history_size
@@ -99,6 +113,8 @@ class StreamManager:
     async def start(self) -> None:
         for feed in self._feeds:
             await feed.start(self)
+        await self._ownership.start()
+        self._staleness.start()
 
     async def close(self) -> None:
         for handle in self._stopping.values():
@@ -109,6 +125,9 @@ class StreamManager:
             with suppress(asyncio.CancelledError, Exception):
                 await task
         self._running.clear()
+        await self._staleness.close()
+        # Before the feeds close: a cluster worker stops its keys and releases their leases.
+        await self._ownership.close()
         for feed in self._feeds:
             await feed.close()
 
@@ -152,21 +171,51 @@ class StreamManager:
         task.add_done_callback(self._background.discard)
 
     async def _start_key(self, key: StreamKey) -> None:
-        feed = self._feed_for(key.symbol)
+        self._feed_for(key.symbol)  # KeyError for a symbol no feed serves, before any I/O
         if isinstance(key, BarKey):
             await self.ensure_history(key)
-        await feed.watch(key)
+        await self._ownership.want(key)  # watches the key upstream if this worker owns it
         log.info("stream started: %s", self.topic(key))
 
     async def _stop_key(self, key: StreamKey) -> None:
         task = self._running.pop(key, None)
         if task is None:
             return
-        await self._feed_for(key.symbol).unwatch(key)
+        await self._ownership.unwant(key)
         log.info("stream stopped: %s", self.topic(key))
 
     def _feed_for(self, symbol: Symbol) -> Feed:
         return self._catalog[symbol][0]
+
+    # -- cluster.ownership.Upstream: what the ownership drives ------------------------------
+
+    async def start_upstream(self, key: StreamKey) -> None:
+        await self._feed_for(key.symbol).watch(key)
+        self._staleness.tracker.watching(key, self._staleness.clock())
+
+    async def stop_upstream(self, key: StreamKey) -> None:
+        self._staleness.tracker.forget(key)
+        await self._feed_for(key.symbol).unwatch(key)
+
+    async def catch_up(self, key: BarKey) -> None:
+        """Before this worker (re)takes ``key`` in a cluster: store what its feed has since
+        the newest stored bar — everything, when the store lost the key (a Redis restart).
+
+        The store is written directly rather than through ``on_candle``: this worker's
+        closed-bar filter only knows what *it* published, while the gap belongs to another
+        owner or to an outage. Each worker then resyncs its clients from the store through its
+        own closed-bar guard (``bus.guard``), so nobody gets a gap or a repeat."""
+        stored = await self._store.last(key, 1)
+        candles = await self._feed_for(key.symbol).fetch_history(key, None, self._history_size)
+        if stored:
+            newest = stored[-1]
+            candles = [
+                c
+                for c in candles
+                if c.time > newest.time or (c.time == newest.time and not newest.closed)
+            ]
+        await self._store.upsert_many(key, candles)
+        self._bootstrapped.add(key)
 
     # -- history ------------------------------------------------------------------------------
 
@@ -180,9 +229,17 @@ class StreamManager:
                 return
             if await self._store.count(key) == 0:
                 feed = self._feed_for(key.symbol)
-                candles = await feed.fetch_history(key, None, self._history_size)
+                try:
+                    candles = await feed.fetch_history(key, None, self._history_size)
+                except FeedError as exc:  # the live stream still starts; retried next time
+                    log.warning("history of %s unavailable: %s", self.topic(key), exc)
+                    return
                 await self._store.upsert_many(key, candles)
             self._bootstrapped.add(key)
+
+    def forget_history(self) -> None:
+        """The store may have lost every key (Redis restarted): bootstrap again on next use."""
+        self._bootstrapped.clear()
 
     async def snapshot(self, key: BarKey, count: int, since: Millis | None) -> list[Candle]:
         """The last ``count`` bars, or every stored bar opening at or after ``since``."""
@@ -192,11 +249,37 @@ class StreamManager:
             return []
         return await self._store.last(key, count)
 
+    async def recover(self, key: BarKey, since: Millis, limit: int) -> tuple[list[Candle], bool]:
+        """Every bar opening at or after ``since`` (the newest ``limit`` at most), and whether
+        that is all of them: the store's, with its holes filled from the feed
+        (``marketcast.recovery``)."""
+        feed = self._feed_for(key.symbol)
+        return await recover_bars(self._store, feed, key, since, limit)
+
     async def history(
         self, key: BarKey, start: Millis | None, end: Millis | None, limit: int
     ) -> list[Candle]:
         await self.ensure_history(key)
-        return await self._store.range(key, start, end, limit)
+        bars = await self._store.range(key, start, end, limit)
+        if len(bars) < limit and (start is None or not bars or bars[0].time > start):
+            # The store may lack the older part of the range: ask the upstream for the bars
+            # before the oldest stored one, and keep them (as far as the store has room).
+            before = bars[0].time if bars else end
+            try:
+                older = await self._feed_for(key.symbol).fetch_history(
+                    key, before, limit - len(bars)
+                )
+            except FeedError as exc:
+                log.warning("older history of %s unavailable: %s", self.topic(key), exc)
+                return bars
+            older = [
+                c
+                for c in older
+                if (start is None or c.time >= start) and (before is None or c.time < before)
+            ]
+            await self._store.upsert_many(key, older)
+            bars = older + bars
+        return bars
 
     # -- FeedSink -----------------------------------------------------------------------------
 
@@ -207,9 +290,27 @@ class StreamManager:
             return
         if candle.closed:
             self._last_closed[key] = candle.time
+        self._staleness.tracker.touch(key, self._staleness.clock())
         await self._store.upsert(key, candle)
         await self._bus.publish(bar_update(self.topic(key), key, candle))
 
     async def on_quote(self, symbol: Symbol, quote: Quote) -> None:
         key = QuoteKey(symbol)
+        self._staleness.tracker.touch(key, self._staleness.clock())
         await self._bus.publish(quote_update(self.topic(key), symbol, quote))
+
+    # -- staleness ------------------------------------------------------------------------------
+
+    def stale_topics(self) -> list[Topic]:
+        """Topics of watched keys with no upstream data for too long (``staleness``)."""
+        return sorted(self.topic(key) for key in self._staleness.tracker.stale_keys())
+
+    def is_stale(self, symbol: Symbol) -> bool:
+        return any(k.symbol == symbol for k in self._staleness.tracker.stale_keys())
+
+    async def _publish_stale(self, key: StreamKey) -> None:
+        """Tell a bar key's subscribers once: its newest bar again, flagged ``stale``."""
+        if isinstance(key, BarKey):
+            newest = await self._store.last(key, 1)
+            if newest:
+                await self._bus.publish(bar_update(self.topic(key), key, newest[-1], stale=True))

@@ -8,11 +8,13 @@ and does the hold/snapshot/arm dance that makes snapshots continuous with the li
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from marketcast.errors import ErrorCode, ProtocolError
 from marketcast.market import BarKey, Candle, QuoteKey, StreamKey
+from marketcast.protocol import MAX_SNAPSHOT
 from marketcast.streams import StreamManager
 from marketcast.types import Millis, Route, Symbol, Topic
 from marketcast.ws.hub import Hub, Subscriber
@@ -36,15 +38,31 @@ class SubscribeResult:
     message: str
     #: The snapshot (or bars since ``since``), or None when none was asked for.
     bars: list[Candle] | None
+    #: With ``since`` only: whether ``bars`` holds every bar since then.
+    recovered: bool | None = None
+
+
+#: May this connection subscribe to this topic of this route? (The per-topic authorization
+#: seam; ``ws.security`` builds one from ``create_app(authorize_topic=...)``.)
+TopicGuard = Callable[[SubscriberConnection, Route, Topic], Awaitable[bool]]
 
 
 class Subscriptions:
     """Subscribe/unsubscribe logic shared by every generated router."""
 
-    def __init__(self, streams: StreamManager, hub: Hub, *, max_per_connection: int) -> None:
+    def __init__(
+        self,
+        streams: StreamManager,
+        hub: Hub,
+        *,
+        max_per_connection: int,
+        guard: TopicGuard | None = None,
+    ) -> None:
         self._streams = streams
         self._hub = hub
         self._max_per_connection = max_per_connection
+        #: None: every client may subscribe to every served topic.
+        self._guard = guard
 
     def resolve(self, route: Route, symbol: Symbol, params: dict[str, Any]) -> StreamKey:
         """The stream key behind a request, or a ProtocolError saying what is not served."""
@@ -82,8 +100,12 @@ class Subscriptions:
         if topic in conn.subscriptions:
             # Idempotent: the live stream continues untouched; a requested snapshot is
             # answered from the store as it is now.
-            bars = await self._snapshot(key, snapshot, since) if wants_bars else None
-            return SubscribeResult(topic, "already subscribed", bars)
+            if not wants_bars:
+                return SubscribeResult(topic, "already subscribed", None)
+            bars, recovered = await self._snapshot(key, snapshot, since)
+            return SubscribeResult(topic, "already subscribed", bars, recovered)
+        if self._guard is not None and not await self._guard(conn, route, topic):
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"not allowed to subscribe to {topic}")
         if len(conn.subscriptions) >= self._max_per_connection:
             raise ProtocolError(
                 ErrorCode.TOO_MANY_SUBSCRIPTIONS,
@@ -101,7 +123,7 @@ class Subscriptions:
         conn.hold(topic)
         self._hub.add(topic, conn)
         try:
-            bars = await self._snapshot(key, snapshot, since)
+            bars, recovered = await self._snapshot(key, snapshot, since)
         except BaseException:
             conn.cancel_hold(topic)
             self._hub.remove(topic, conn)
@@ -109,7 +131,7 @@ class Subscriptions:
             self._streams.release(key)
             raise
         conn.arm(topic, bars)
-        return SubscribeResult(topic, "subscribed", bars)
+        return SubscribeResult(topic, "subscribed", bars, recovered)
 
     async def unsubscribe(
         self, conn: SubscriberConnection, route: Route, symbol: Symbol, params: dict[str, Any]
@@ -134,6 +156,10 @@ class Subscriptions:
         self._streams.release(key)
         return True
 
-    async def _snapshot(self, key: StreamKey, count: int, since: Millis | None) -> list[Candle]:
+    async def _snapshot(
+        self, key: StreamKey, count: int, since: Millis | None
+    ) -> tuple[list[Candle], bool | None]:
         assert isinstance(key, BarKey)
-        return await self._streams.snapshot(key, count, since)
+        if since is not None:
+            return await self._streams.recover(key, since, MAX_SNAPSHOT)
+        return await self._streams.snapshot(key, count, None), None

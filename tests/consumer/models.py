@@ -131,6 +131,10 @@ class BarsUpdatePayload(BaseModel):
     close: float
     volume: float
     closed: bool
+    stale: bool | None = Field(
+        False,
+        description="Present (true) only on a repeat of the newest bar, sent once when the upstream has been silent for several intervals; it carries no new data (a closed bar it repeats is not a second close). The next update without it means data flows again.",
+    )
 
 
 class ErrorCode(
@@ -314,6 +318,30 @@ class QuotesUpdatePayload(BaseModel):
     volume: float | None = None
     change: float | None = None
     change_percent: float | None = None
+
+
+class StreamBarsSymbolResolutionSymbol(
+    RootModel[constr(pattern=r"^[A-Z0-9][A-Z0-9.\-]{0,19}(/[A-Z0-9][A-Z0-9.\-]{0,19})?$")]
+):
+    root: constr(pattern=r"^[A-Z0-9][A-Z0-9.\-]{0,19}(/[A-Z0-9][A-Z0-9.\-]{0,19})?$") = Field(
+        ..., examples=["BTCUSDT", "EUR/USD"]
+    )
+
+
+class StreamBarsSymbolResolutionResolution(
+    RootModel[
+        Literal["1", "3", "5", "15", "30", "60", "120", "240", "D", "W", "M", "1D", "1W", "1M"]
+    ]
+):
+    root: Literal["1", "3", "5", "15", "30", "60", "120", "240", "D", "W", "M", "1D", "1W", "1M"]
+
+
+class StreamQuotesSymbolSymbol(
+    RootModel[constr(pattern=r"^[A-Z0-9][A-Z0-9.\-]{0,19}(/[A-Z0-9][A-Z0-9.\-]{0,19})?$")]
+):
+    root: constr(pattern=r"^[A-Z0-9][A-Z0-9.\-]{0,19}(/[A-Z0-9][A-Z0-9.\-]{0,19})?$") = Field(
+        ..., examples=["BTCUSDT", "EUR/USD"]
+    )
 
 
 class BarsSubscribeMessage(BaseModel):
@@ -611,6 +639,30 @@ class QuotesUnsubscribeResponseMessagePayload(RootModel[QuotesUnsubscribeRespons
 
 class QuotesUpdateMessagePayload(RootModel[QuotesUpdateMessage]):
     root: QuotesUpdateMessage
+
+
+class StreamBarsSymbolResolutionSubscribeMessage1Payload(RootModel[BarsUpdateMessage]):
+    root: BarsUpdateMessage
+
+
+class StreamBarsSymbolResolutionSubscribeMessage2Payload(RootModel[NoticeMessage]):
+    root: NoticeMessage
+
+
+class StreamBarsSymbolResolutionSubscribeMessage3Payload(RootModel[ErrorMessage]):
+    root: ErrorMessage
+
+
+class StreamQuotesSymbolSubscribeMessage1Payload(RootModel[QuotesUpdateMessage]):
+    root: QuotesUpdateMessage
+
+
+class StreamQuotesSymbolSubscribeMessage2Payload(RootModel[NoticeMessage]):
+    root: NoticeMessage
+
+
+class StreamQuotesSymbolSubscribeMessage3Payload(RootModel[ErrorMessage]):
+    root: ErrorMessage
 
 
 class ClientMessage(

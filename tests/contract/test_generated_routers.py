@@ -44,6 +44,10 @@ def test_template_edit_changes_both_routers_and_check_fails_until_committed(
 ) -> None:
     clone = tmp_path / "repo"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    # check_generated.py also runs the TypeScript generator, which needs the npm packages.
+    node_modules = "frontend-types/node_modules"
+    if not (clone / node_modules).exists():  # git-ignored, so never in a clone
+        (clone / node_modules).symlink_to(ROOT / node_modules, target_is_directory=True)
     template = clone / TEMPLATE
     marker = "# template-edit-marker"
     text = template.read_text()

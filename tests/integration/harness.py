@@ -22,6 +22,8 @@ import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.consumer import validate_server_frame
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_TYPES = {
     "bars.subscribe.response",
@@ -32,6 +34,7 @@ SERVER_TYPES = {
     "quotes.update",
     "pong",
     "error",
+    "notice",
 }
 
 
@@ -68,9 +71,12 @@ class Server:
 
 
 @contextlib.contextmanager
-def run_server(tmp_dir: Path, **settings: object) -> Iterator[Server]:
-    """Start ``marketcast serve`` with ``MARKETCAST_*`` settings; stop it afterwards."""
-    port = free_port()
+def run_server(tmp_dir: Path, *, port: int | None = None, **settings: object) -> Iterator[Server]:
+    """Start ``marketcast serve`` with ``MARKETCAST_*`` settings; stop it afterwards.
+
+    ``port``: a fixed port, e.g. to restart a server where its clients will reconnect.
+    """
+    port = free_port() if port is None else port
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETCAST_")}
     env.update({f"MARKETCAST_{k.upper()}": str(v) for k, v in settings.items()})
     env["MARKETCAST_PORT"] = str(port)
@@ -136,6 +142,8 @@ class Client:
     async def recv(self, within: float = 10.0) -> dict[str, Any]:
         """The next frame, which must arrive ``within`` seconds."""
         raw = await asyncio.wait_for(self.connection.recv(), within)
+        # Checked from the consumer's side: models generated from docs/asyncapi.json.
+        validate_server_frame(raw)
         frame = orjson.loads(raw)
         assert isinstance(frame, dict), frame
         assert frame["type"] in SERVER_TYPES, frame

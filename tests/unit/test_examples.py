@@ -21,6 +21,7 @@ MODELS = {
     "ping": protocol.PingPayload,
     "pong": protocol.PongPayload,
     "error": protocol.ErrorPayload,
+    "notice": protocol.NoticePayload,
 }
 
 

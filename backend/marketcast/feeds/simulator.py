@@ -29,6 +29,7 @@ from typing import Final
 from marketcast.errors import ConfigurationError
 from marketcast.feeds.aggregate import CandleBuilder
 from marketcast.feeds.base import FeedSink
+from marketcast.feeds.status import FeedStatus
 from marketcast.market import BarKey, Candle, Quote, StreamKey, SymbolInfo
 from marketcast.protocol import SYMBOL_PATTERN
 from marketcast.settings import Settings
@@ -188,6 +189,7 @@ class SimulatorFeed:
         seed: int = 7,
         speed: float = 1.0,
         tick_interval: float = 0.25,
+        anchor: float | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -198,7 +200,8 @@ class SimulatorFeed:
         self._clock = clock
         self._sleep = sleep
         #: The real instant at which simulated time equals real time; speed scales from it.
-        self._anchor = clock()
+        #: Workers of one cluster share it (``sim_anchor``) so their simulated clocks agree.
+        self._anchor = clock() if anchor is None else anchor
         #: Per symbol, for the feed's lifetime: a re-watch continues the same walk.
         self._walks = {
             s: _Walk(_profile_for(s), random.Random(_stable_seed(seed, "walk", s)), self.now())
@@ -213,11 +216,21 @@ class SimulatorFeed:
         #: ``end`` regenerates from the same bar, so pages join up even if prices moved since.
         self._anchors: dict[BarKey, Candle] = {}
         self._task: asyncio.Task[None] | None = None  # the timer loop, while started
+        #: For ``status()``: when the last tick delivered a trade (clock time), and how many
+        #: real seconds late the last tick ran (the event loop was busy).
+        self._last_delivery: float | None = None
+        self._lag = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SimulatorFeed:
         speed, tick = settings.sim_speed, settings.sim_tick_interval
-        return cls(settings.sim_symbols, seed=settings.sim_seed, speed=speed, tick_interval=tick)
+        return cls(
+            settings.sim_symbols,
+            seed=settings.sim_seed,
+            speed=speed,
+            tick_interval=tick,
+            anchor=settings.sim_anchor,
+        )
 
     def now(self) -> Millis:
         """Simulated time, ms UTC."""
@@ -237,11 +250,30 @@ class SimulatorFeed:
         if self._task is not None:
             raise RuntimeError("SimulatorFeed.start called twice: it is already running")
         self._task = asyncio.create_task(self._run(sink), name="simulator-feed")
+        log.info(
+            "simulator started: %d symbols, %g simulated seconds per second",
+            len(self._walks),
+            self._speed,
+        )
+
+    def status(self) -> FeedStatus:
+        """For ``/metrics`` (``feeds.status``): the timer loop is the "connection"; the lag
+        is how late its last tick ran, the age that of the last trade it delivered."""
+        running = self._task is not None and not self._task.done()
+        last = self._last_delivery
+        return FeedStatus(
+            connected=running,
+            connections=0,
+            last_message_age=None if last is None else max(self._clock() - last, 0.0),
+            lag=self._lag if running else None,
+            state="running" if running else "stopped",
+        )
 
     async def close(self) -> None:
         task, self._task = self._task, None
         if task is None:
             return
+        log.info("simulator stopped")
         task.cancel()
         await asyncio.wait([task])
         if not task.cancelled() and task.exception() is not None:
@@ -322,6 +354,7 @@ class SimulatorFeed:
         next_tick = self._clock()
         while True:
             if self._clock() >= next_tick:
+                self._lag = self._clock() - next_tick
                 await self._tick(sink)
                 next_tick = max(next_tick + self._tick_interval, self._clock())
             await self._close_due(sink)
@@ -346,6 +379,8 @@ class SimulatorFeed:
                     await self._deliver(sink, key, candles)
                 elif key in self._watched:
                     await _guarded(sink.on_quote(symbol, walk.quote(now)), key)
+        if by_symbol:
+            self._last_delivery = self._clock()
 
     async def _close_due(self, sink: FeedSink) -> None:
         now = self.now()

@@ -132,6 +132,10 @@ export interface BarsUpdatePayload {
   close: number;
   volume: number;
   closed: boolean;
+  /**
+   * Present (true) only on a repeat of the newest bar, sent once when the upstream has been silent for several intervals; it carries no new data (a closed bar it repeats is not a second close). The next update without it means data flows again.
+   */
+  stale?: boolean;
 }
 /**
  * A client frame was refused; the connection stays open.

@@ -1,0 +1,276 @@
+"""``BinanceFeed``: crypto bars and quotes from Binance's combined WebSocket streams.
+
+Shape of the I/O (the rules themselves are pure, in ``binance_protocol`` and ``gapfill``):
+
+- Streams are packed onto as few connections as possible: a ``Link`` carries up to
+  ``max_streams`` (Binance allows 1024) and a second one opens only past that. A new link
+  connects with its first streams in the URL; later changes go as batched ``SUBSCRIBE`` /
+  ``UNSUBSCRIBE`` messages, at most ``control_limit`` per ``control_window`` seconds. Binance
+  allows 5 messages a second *including pongs*, and the ``websockets`` library answers the
+  server's pings by itself, so one message a second is left for that pong.
+- A link that drops, stalls (no frame for ``stall_timeout``), reaches ``max_connection_age``
+  (Binance cuts at 24 h) or gets ``serverShutdown`` reconnects: at once for the planned cases,
+  after full-jitter backoff (``reconnect_min`` doubling up to ``reconnect_max``) otherwise.
+  The client sends no pings of its own (they would count toward the limit); the server's pings
+  and the data itself show the connection is alive.
+- Nothing is lost across a reconnect: each bar key's ``SeriesSync`` notices the gap from the
+  first live kline after it and fetches the missing closed bars over REST before anything
+  newer is delivered. All deliveries go through one lock, so the sink sees every key's
+  candles in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from marketcast.errors import ConfigurationError
+from marketcast.feeds.base import FeedSink
+from marketcast.feeds.binance_link import Link
+from marketcast.feeds.binance_protocol import (
+    MAX_STREAMS_PER_CONNECTION,
+    BookTickerEvent,
+    KlineEvent,
+    MiniTickerEvent,
+    streams_for,
+)
+from marketcast.feeds.binance_rest import BinanceRest
+from marketcast.feeds.binance_rules import QuoteAssembler
+from marketcast.feeds.gapfill import SeriesSync
+from marketcast.feeds.pacing import Backoff, UpstreamError
+from marketcast.feeds.status import FeedStatus
+from marketcast.market import BarKey, Candle, Quote, QuoteKey, StreamKey, SymbolInfo
+from marketcast.timeframes import RESOLUTIONS
+from marketcast.types import Millis, Symbol
+
+log = logging.getLogger("marketcast.feeds.binance")
+
+
+class BinanceFeed:
+    """A ``Feed`` for symbols listed on Binance spot (``BTCUSDT``...)."""
+
+    name: str = "binance"
+
+    def __init__(
+        self,
+        symbols: Sequence[Symbol],
+        *,
+        ws_url: str,
+        rest_url: str,
+        max_streams: int = MAX_STREAMS_PER_CONNECTION,
+        control_limit: int = 4,
+        control_window: float = 1.1,
+        reconnect_min: float = 1.0,
+        reconnect_max: float = 30.0,
+        max_connection_age: float = 23.5 * 3600,
+        stall_timeout: float = 60.0,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not 1 <= max_streams <= MAX_STREAMS_PER_CONNECTION:
+            raise ConfigurationError(
+                f"binance max streams per connection must be 1..1024, got {max_streams}"
+            )
+        self._symbols = list(dict.fromkeys(symbols))
+        self.ws_url, self.rest_url = ws_url.rstrip("/"), rest_url
+        self.max_streams = max_streams
+        self.control_limit, self.control_window = control_limit, control_window
+        self.reconnect = (reconnect_min, reconnect_max)
+        self.max_connection_age, self.stall_timeout = max_connection_age, stall_timeout
+        self.timeout = timeout
+        #: Injected time: wall clock (s), monotonic clock (s), sleep; tests drive them.
+        self.clock, self.monotonic, self.sleep = clock, monotonic, sleep
+        self.rng = rng or random.Random()
+        self._sink: FeedSink | None = None
+        self._rest: BinanceRest | None = None
+        self._links: list[Link] = []
+        self._link_of: dict[str, Link] = {}
+        self._watched: set[StreamKey] = set()
+        #: Per bar key for the feed's lifetime: a key watched again resumes (and gap-fills)
+        #: from where it stopped.
+        self._syncs: dict[BarKey, SeriesSync] = {}
+        self._sync_tasks: dict[BarKey, asyncio.Task[None]] = {}
+        self._quotes: dict[Symbol, QuoteAssembler] = {}
+        #: One delivery at a time: a gap-fill and the live stream never interleave for a key.
+        self._deliver = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Counters for logs and tests.
+        self.connections_opened = 0
+        self.malformed_frames = 0
+        self.gap_fills = 0
+
+    def symbols(self) -> Sequence[SymbolInfo]:
+        return [SymbolInfo(s, "crypto", self.name, RESOLUTIONS) for s in self._symbols]
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self, sink: FeedSink) -> None:
+        self._sink = sink
+        self._rest = BinanceRest(
+            self.rest_url,
+            timeout=self.timeout,
+            clock=self.clock,
+            monotonic=self.monotonic,
+            sleep=self.sleep,
+        )
+        self._spawn(self._probe(), "binance-probe")
+
+    async def close(self) -> None:
+        tasks = [*self._tasks, *self._sync_tasks.values()]
+        tasks += [link.task for link in self._links if link.task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        self._links.clear()
+        self._link_of.clear()
+        self._sync_tasks.clear()
+        if self._rest is not None:
+            await self._rest.close()
+            self._rest = None
+
+    async def watch(self, key: StreamKey) -> None:
+        if key.symbol not in self._symbols:
+            raise ValueError(f"binance feed does not serve {key.symbol!r}: {self._symbols}")
+        self._watched.add(key)
+        for stream in streams_for(key):
+            link = next((ln for ln in self._links if ln.size() < self.max_streams), None)
+            if link is None:
+                link = Link(self, len(self._links) + 1)
+                self._links.append(link)
+            self._link_of[stream] = link
+            link.want(stream)
+
+    async def unwatch(self, key: StreamKey) -> None:
+        self._watched.discard(key)
+        task = self._sync_tasks.pop(key, None) if isinstance(key, BarKey) else None
+        if task is not None:
+            task.cancel()
+        for stream in streams_for(key):
+            link = self._link_of.pop(stream, None)
+            if link is None:
+                continue
+            link.drop(stream)
+            if link.size() == 0:  # nothing left to carry: close it rather than keep it idle
+                self._links.remove(link)
+                await link.stop()
+
+    async def fetch_history(self, key: BarKey, end: Millis | None, limit: int) -> list[Candle]:
+        candles = await self._client().before(key, end, limit, max_wait=self.timeout)
+        if end is None:
+            self._sync(key).seed(candles)
+        return candles
+
+    def links(self) -> int:
+        """Open (or opening) upstream connections."""
+        return len(self._links)
+
+    def status(self) -> FeedStatus:
+        """For ``/metrics`` (``feeds.status``): connections and the age of the last frame."""
+        open_links = [link for link in self._links if link.connected]
+        frames = [link.last_frame for link in self._links if link.last_frame is not None]
+        age = self.monotonic() - max(frames) if frames else None
+        state = "idle" if not self._links else "connected" if open_links else "reconnecting"
+        return FeedStatus(
+            connected=bool(open_links) or not self._links,
+            connections=len(open_links),
+            last_message_age=age,
+            state=state,
+        )
+
+    # -- events from links ----------------------------------------------------------------------
+
+    async def on_event(self, event: KlineEvent | BookTickerEvent | MiniTickerEvent) -> None:
+        if isinstance(event, KlineEvent):
+            key = event.key
+            if key not in self._watched:
+                return
+            sync = self._sync(key)
+            async with self._deliver:
+                for candle in sync.on_live(event.candle):
+                    await self._emit(key, candle)
+            if sync.syncing and key not in self._sync_tasks:
+                self._sync_tasks[key] = asyncio.create_task(self._fill(key), name=f"fill-{key}")
+            return
+        if QuoteKey(event.symbol) not in self._watched:
+            return
+        assembler = self._quotes.setdefault(event.symbol, QuoteAssembler())
+        quote = assembler.on_event(event, round(self.clock() * 1000))
+        if quote is not None:
+            await self._emit_quote(event.symbol, quote)
+
+    async def _fill(self, key: BarKey) -> None:
+        """Fetch the bars of a gap and deliver them, then the live candles held meanwhile."""
+        sync = self._syncs[key]
+        backoff = Backoff(*self.reconnect, rng=self.rng)
+        try:
+            while sync.syncing and key in self._watched:
+                start = sync.sync_from()
+                try:
+                    rows = (
+                        await self._client().since(key, start, sync.sync_until())
+                        if (start is not None)
+                        else []
+                    )
+                except Exception as exc:  # never let a gap-fill die: the key would stay held
+                    permanent = isinstance(exc, UpstreamError) and exc.permanent
+                    delay = backoff.next_delay() + (300.0 if permanent else 0.0)
+                    log.warning(
+                        "binance gap-fill of %s failed: %s; retrying in %.1f s", key, exc, delay
+                    )
+                    await self.sleep(delay)
+                    continue
+                async with self._deliver:
+                    for candle in sync.finish_sync(rows):
+                        await self._emit(key, candle)
+                self.gap_fills += 1
+                log.info("binance gap-fill of %s: %d rows from %s", key, len(rows), start)
+        finally:
+            if self._sync_tasks.get(key) is asyncio.current_task():
+                del self._sync_tasks[key]
+
+    async def _emit(self, key: BarKey, candle: Candle) -> None:
+        assert self._sink is not None, "BinanceFeed.start was not called"
+        try:
+            await self._sink.on_candle(key, candle)
+        except Exception:
+            log.exception("sink failed to take a candle of %s", key)
+
+    async def _emit_quote(self, symbol: Symbol, quote: Quote) -> None:
+        assert self._sink is not None, "BinanceFeed.start was not called"
+        try:
+            await self._sink.on_quote(symbol, quote)
+        except Exception:
+            log.exception("sink failed to take a quote of %s", symbol)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _sync(self, key: BarKey) -> SeriesSync:
+        sync = self._syncs.get(key)
+        if sync is None:
+            sync = self._syncs[key] = SeriesSync(key.resolution)
+        return sync
+
+    def _client(self) -> BinanceRest:
+        if self._rest is None:
+            raise UpstreamError("the binance feed is not started")
+        return self._rest
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _probe(self) -> None:
+        """Say at start-up, in one line, if the REST URL is wrong; the feed keeps retrying."""
+        try:
+            await self._client().ping()
+        except UpstreamError as exc:
+            log.warning("binance: %s (the feed keeps retrying)", exc)

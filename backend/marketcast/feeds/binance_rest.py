@@ -1,0 +1,155 @@
+"""Binance's REST klines: bootstrap history, older pages, and the rows of a gap.
+
+A thin I/O adapter around ``binance_protocol``: it sends ``GET /api/v3/klines``, feeds the
+answer's status and ``X-MBX-USED-WEIGHT-1M`` to a ``RestGate`` (which then holds every later
+request back after 429/418 or near the weight limit), and turns failures into ``UpstreamError``
+with a one-line message naming the setting to check. It never retries by itself: callers know
+whether they can wait (a background gap-fill) or not (a client's history request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import httpx
+import orjson
+
+from marketcast.feeds.binance_protocol import (
+    INTERVALS,
+    MAX_KLINES_PER_REQUEST,
+    UpstreamFormatError,
+    parse_klines,
+    parse_rest_error,
+)
+from marketcast.feeds.binance_rules import RestGate
+from marketcast.feeds.pacing import UpstreamError
+from marketcast.market import BarKey, Candle
+from marketcast.timeframes import nominal_ms
+from marketcast.types import Millis
+
+#: Pages one gap-fill may fetch; beyond that the oldest part of a gap is not filled.
+MAX_GAP_PAGES: Final = 2
+
+
+class BinanceRest:
+    """Klines over HTTP with Binance's pacing rules."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+        self._clock, self._monotonic, self._sleep = clock, monotonic, sleep
+        self.gate = RestGate()
+        self.requests = 0
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def ping(self) -> None:
+        """One ``GET /api/v3/ping``; raises ``UpstreamError`` if it fails."""
+        await self._get("/api/v3/ping", {}, max_wait=0.0)
+
+    async def klines(
+        self,
+        key: BarKey,
+        *,
+        start: Millis | None = None,
+        end: Millis | None = None,
+        limit: int = MAX_KLINES_PER_REQUEST,
+        max_wait: float = float("inf"),
+    ) -> list[Candle]:
+        """One page: bars opening in ``[start, end]`` (the newest ``limit`` when no start)."""
+        params = {
+            "symbol": key.symbol,
+            "interval": INTERVALS[key.resolution],
+            "limit": str(max(1, min(limit, MAX_KLINES_PER_REQUEST))),
+        }
+        if start is not None:
+            params["startTime"] = str(start)
+        if end is not None:
+            params["endTime"] = str(end)
+        body = await self._get("/api/v3/klines", params, max_wait=max_wait)
+        try:
+            return parse_klines(orjson.loads(body), round(self._clock() * 1000))
+        except (orjson.JSONDecodeError, UpstreamFormatError) as exc:
+            raise UpstreamError(f"binance klines for {key.symbol} had a bad body: {exc}") from None
+
+    async def before(
+        self, key: BarKey, end: Millis | None, limit: int, *, max_wait: float
+    ) -> list[Candle]:
+        """The newest ``limit`` bars opening before ``end`` (None: up to now), ascending."""
+        pages: list[list[Candle]] = []
+        remaining, stop = limit, (end - 1 if end is not None else None)
+        while remaining > 0:
+            page = await self.klines(key, end=stop, limit=remaining, max_wait=max_wait)
+            if not page:
+                break
+            pages.append(page)
+            remaining -= len(page)
+            stop = page[0].time - 1
+            if len(page) < MAX_KLINES_PER_REQUEST:
+                break
+        return [candle for page in reversed(pages) for candle in page][-limit:] if limit else []
+
+    async def since(self, key: BarKey, start: Millis, until: Millis | None) -> list[Candle]:
+        """Bars from ``start`` on, until the page that reaches ``until`` (a live bar already
+        buffered) or the present. A gap longer than ``MAX_GAP_PAGES`` pages is filled from
+        its newest part only: older bars are beyond what the store keeps anyway."""
+        if until is not None:
+            span = MAX_GAP_PAGES * MAX_KLINES_PER_REQUEST - 1
+            start = max(start, until - span * nominal_ms(key.resolution))
+        rows: list[Candle] = []
+        for _ in range(MAX_GAP_PAGES):
+            page = await self.klines(key, start=start)
+            rows += page
+            if len(page) < MAX_KLINES_PER_REQUEST or (until is not None and page[-1].time >= until):
+                break
+            start = page[-1].time + 1
+        return rows
+
+    async def _get(self, path: str, params: dict[str, str], *, max_wait: float) -> bytes:
+        wait = self.gate.wait_time(self._monotonic())
+        if wait > max_wait:
+            raise UpstreamError(
+                f"binance REST is paused for {wait:.0f} s more (it answered 429/418 or the "
+                "request weight is near its limit)"
+            )
+        if wait > 0:
+            await self._sleep(wait)
+        self.requests += 1
+        try:
+            response = await self._client.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(
+                f"cannot reach MARKETCAST_BINANCE_REST_URL={self.base_url}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        self.gate.on_response(
+            self._monotonic(),
+            round(self._clock() * 1000),
+            response.status_code,
+            {k.lower(): v for k, v in response.headers.items()},
+        )
+        if response.status_code == 200:
+            return response.content
+        code, message = parse_rest_error(response.content) or (0, response.text[:200])
+        if response.status_code in (418, 429):
+            raise UpstreamError(
+                f"binance REST answered {response.status_code} ({message}); pausing "
+                f"{self.gate.wait_time(self._monotonic()):.0f} s"
+            )
+        raise UpstreamError(
+            f"binance REST {path} answered {response.status_code} for {params}: "
+            f"code {code}: {message}",
+            permanent=code in (-1121, -1120),
+        )
