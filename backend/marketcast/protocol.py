@@ -174,19 +174,16 @@ class QuotesUnsubscribeResponsePayload(ServerModel):
     topic: str
 
 
-class BarsUpdatePayload(ServerModel):
-    """A live candle: the open bar changed, or a bar closed (``closed`` = final)."""
+class BarsUpdatePayload(Bar):
+    """A live candle: the open bar changed, or a bar closed (``closed`` = final).
+
+    It is a ``Bar`` (the same fields as snapshots and history, so clients handle both with one
+    type) plus what routes it: its topic, symbol and resolution.
+    """
 
     topic: str
     symbol: str
     resolution: Resolution
-    time: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    closed: bool
     stale: bool = Field(
         default=False,
         description="Present (true) only on a repeat of the newest bar, sent once when the "

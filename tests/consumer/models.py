@@ -116,14 +116,14 @@ class BarsUnsubscribeResponsePayload(BaseModel):
 class BarsUpdatePayload(BaseModel):
     """
     A live candle: the open bar changed, or a bar closed (``closed`` = final).
+
+    It is a ``Bar`` (the same fields as snapshots and history, so clients handle both with one
+    type) plus what routes it: its topic, symbol and resolution.
     """
 
     model_config = ConfigDict(
         extra="forbid",
     )
-    topic: str
-    symbol: str
-    resolution: Literal["1", "3", "5", "15", "30", "60", "120", "240", "D", "W", "M"]
     time: int
     open: float
     high: float
@@ -131,6 +131,9 @@ class BarsUpdatePayload(BaseModel):
     close: float
     volume: float
     closed: bool
+    topic: str
+    symbol: str
+    resolution: Literal["1", "3", "5", "15", "30", "60", "120", "240", "D", "W", "M"]
     stale: bool | None = Field(
         False,
         description="Present (true) only on a repeat of the newest bar, sent once when the upstream has been silent for several intervals; it carries no new data (a closed bar it repeats is not a second close). The next update without it means data flows again.",

@@ -120,11 +120,11 @@ export interface BarsUpdateMessage {
 }
 /**
  * A live candle: the open bar changed, or a bar closed (``closed`` = final).
+ *
+ * It is a ``Bar`` (the same fields as snapshots and history, so clients handle both with one
+ * type) plus what routes it: its topic, symbol and resolution.
  */
 export interface BarsUpdatePayload {
-  topic: string;
-  symbol: string;
-  resolution: "1" | "3" | "5" | "15" | "30" | "60" | "120" | "240" | "D" | "W" | "M";
   time: number;
   open: number;
   high: number;
@@ -132,6 +132,9 @@ export interface BarsUpdatePayload {
   close: number;
   volume: number;
   closed: boolean;
+  topic: string;
+  symbol: string;
+  resolution: "1" | "3" | "5" | "15" | "30" | "60" | "120" | "240" | "D" | "W" | "M";
   /**
    * Present (true) only on a repeat of the newest bar, sent once when the upstream has been silent for several intervals; it carries no new data (a closed bar it repeats is not a second close). The next update without it means data flows again.
    */
