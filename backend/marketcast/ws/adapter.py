@@ -150,25 +150,31 @@ class FastWSAdapter(FastWS):
         self, conn: Connection, on_open: Callable[[Connection], Awaitable[None]] | None = None
     ) -> None:
         self.open_connections[conn.uid] = conn
-        conn.start_writer()
+        # No writer task here: ``Connection`` starts one only while it has frames queued.
         log.info(
             "connection opened %s from %s as %s", conn.uid, _peer(conn.ws), conn.principal.subject
         )
-        closer: asyncio.Task[None] | None = None
+        # The planned close under way for this connection, if any; cancelled on disconnect.
+        closer: list[asyncio.Task[None]] = []
+        expiry: asyncio.TimerHandle | None = None
         if self._lifecycle.draining:
             # The drain began while this handshake was in flight and did not see it.
-            closer = asyncio.create_task(
-                self._planned_close(conn, "shutdown", "server shutting down", 0.0)
+            closer.append(
+                asyncio.create_task(
+                    self._planned_close(conn, "shutdown", "server shutting down", 0.0)
+                )
             )
         elif self.limits.max_lifetime > 0:
-            closer = asyncio.create_task(self._expire(conn), name=f"lifetime-{conn.uid}")
+            expiry = self._schedule_expiry(conn, closer)
         try:
             if on_open is not None:
                 await on_open(conn)
             await self._receive_loop(conn)
         finally:
-            if closer is not None:
-                closer.cancel()
+            if expiry is not None:
+                expiry.cancel()
+            for task in closer:
+                task.cancel()
             self.subscriptions.drop_all(conn)
             self.open_connections.pop(conn.uid, None)
             await conn.stop_writer()
@@ -216,12 +222,28 @@ class FastWSAdapter(FastWS):
 
     # -- planned closes -------------------------------------------------------------------------
 
-    async def _expire(self, conn: Connection) -> None:
-        """Close ``conn`` at the end of its lifetime, with a notice before."""
+    def _schedule_expiry(
+        self, conn: Connection, closer: list[asyncio.Task[None]]
+    ) -> asyncio.TimerHandle:
+        """Close ``conn`` at the end of its lifetime, with a notice before.
+
+        A timer rather than a task sleeping for the whole lifetime: a parked task (its
+        coroutine frame and sleep future) per connection costs memory on every idle
+        connection; the task that sends the notice and closes is created when it is due,
+        and appended to ``closer`` so a disconnect can cancel it.
+        """
         lifetime = self.limits.lifetime(self._rng)
         lead = min(self.limits.close_notice_seconds, lifetime)
-        await asyncio.sleep(lifetime - lead)
-        await self._planned_close(conn, "max_lifetime", "connection lifetime reached", lead)
+
+        def expire() -> None:
+            closer.append(
+                asyncio.create_task(
+                    self._planned_close(conn, "max_lifetime", "connection lifetime reached", lead),
+                    name=f"lifetime-{conn.uid}",
+                )
+            )
+
+        return asyncio.get_running_loop().call_later(lifetime - lead, expire)
 
     async def drain(self) -> None:
         """Shutdown: notice to every client, the notice period, flush, close with 1001.

@@ -22,6 +22,16 @@ directly only while nothing else of this connection is queued or being sent (``_
 the outbox limits, conflation and the slow-consumer close apply to the queue exactly as
 before. Without a reachable transport (another server, permessage-deflate) every frame goes
 through the outbox and ASGI ``send_text``, as it always did.
+
+Why the writer task is started lazily: almost every connection is idle or keeping up, and a
+parked task per connection (task, coroutine frame, the events it slept on) was most of the
+~4 KB that step 4 of docs/performance.md took off each idle connection. A writer exists
+only while something is queued: ``deliver`` starts one when a frame has to be queued, and
+it ends once it has found the outbox empty with the transport writable (or, during a
+planned close, just empty), clearing ``_writer`` before it returns (no await in between, so
+no frame can be queued to a writer that has already decided to stop). While a writer exists
+``_quiet`` is False, so ordering holds exactly as with a permanent writer. ``stop_writer``
+also forbids starting a new one (``_stopped``): nothing is written after a close began.
 """
 
 from __future__ import annotations
@@ -69,6 +79,26 @@ class _Hold:
 class Connection(Client):
     """A connected client, as the hub (``deliver``) and the adapter (``reply``) see it."""
 
+    # Why slots: one of these lives per connection, tens of thousands per process; fastws's
+    # ``Client`` has no slots, so its own ``ws``/``uid``/``topics`` stay in a (small) dict.
+    __slots__ = (
+        "_close_timeout",
+        "_direct",
+        "_holds",
+        "_quiet",
+        "_sealed",
+        "_stopped",
+        "_terminating",
+        "_writer",
+        "close_code",
+        "frames_sent",
+        "outbox",
+        "planned_close",
+        "principal",
+        "stats",
+        "subscriptions",
+    )
+
     def __init__(
         self,
         ws: WebSocket,
@@ -90,17 +120,19 @@ class Connection(Client):
         self.subscriptions: dict[Topic, StreamKey] = {}
         self._holds: dict[Topic, _Hold] = {}
         self._close_timeout = close_timeout
+        #: The task draining the outbox; exists only while something is queued or in flight.
         self._writer: asyncio.Task[None] | None = None
+        #: Set by ``stop_writer`` (or a writer that failed): no writer may be started again.
+        self._stopped = False
         self._terminating: asyncio.Task[None] | None = None
         #: Set when the server decided to close this client (slow consumer, shutdown...).
         self.close_code: int | None = None
         #: The transport path, or None when frames must go through ASGI (``ws.direct``).
         self._direct: DirectSink | None = open_direct(ws)
-        #: Set while nothing is queued and the writer is not in the middle of a batch.
-        self._idle = asyncio.Event()
-        self._idle.set()
-        #: ``_idle`` as a plain bool, read for every delivery: a direct write is allowed only
-        #: while it is True, so nothing can overtake a queued or in-flight frame.
+        #: No writer exists and none was stopped, so nothing is queued or in flight. Read for
+        #: every delivery: a direct write is allowed only while it is True, so nothing can
+        #: overtake a queued or in-flight frame; the first frame queued while it is True
+        #: starts the writer.
         self._quiet = True
         #: A planned close has begun: later updates are dropped so the flush can finish.
         self._sealed = False
@@ -121,8 +153,7 @@ class Connection(Client):
             return
         if self._quiet:
             direct = self._direct
-            if direct is not None and direct.ready():
-                direct.write(frame.wire())
+            if direct is not None and direct.offer(frame.wire()):
                 stats = self.stats
                 stats.direct_frames += 1
                 self.frames_sent += 1
@@ -132,7 +163,7 @@ class Connection(Client):
         if self.outbox.put(frame):
             if self._quiet:
                 self._quiet = False
-                self._idle.clear()
+                self._writer = asyncio.get_running_loop().create_task(self._write_loop())
         else:
             self.terminate(CloseCode.SLOW_CONSUMER, "slow consumer")
 
@@ -166,23 +197,31 @@ class Connection(Client):
 
     # -- writing ------------------------------------------------------------------------------
 
-    def start_writer(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop(), name=f"writer-{self.uid}")
-
     async def _write_loop(self) -> None:
+        """Drain the outbox until it is empty and the transport writable, then end."""
         send = self.ws.send_text
         outbox = self.outbox
         direct = self._direct
         stats = self.stats
         sample_every, observe = stats.sample_every, stats.latency.observe
+        stopped = True
         try:
             while True:
-                await outbox.wait()
                 if direct is not None:
-                    # Queued because the transport was full: let it drain first, and take
-                    # whatever has been queued meanwhile as one batch.
+                    if self._sealed and not len(outbox):
+                        # A planned close is flushing and all it waits for is written; no
+                        # direct write can follow a seal, so the buffer need not drain here.
+                        stopped = False
+                        return
+                    # Queued because the transport was full (or a batch was just written):
+                    # let it drain first, and take whatever was queued meanwhile as one batch.
                     await direct.wait_writable()
                 frames = outbox.take()
+                if not frames:
+                    # Drained and writable: direct writes may resume. No await since ``take``,
+                    # so nothing was queued behind this decision.
+                    stopped = False
+                    return
                 if direct is not None and direct.open():
                     direct.write(b"".join([frame.wire() for frame in frames]))
                     stats.batched_frames += len(frames)
@@ -199,18 +238,19 @@ class Connection(Client):
                         self.frames_sent += 1
                         if not self.frames_sent % sample_every:
                             observe(perf_counter() - frame.created)
-                if not len(outbox):
-                    self._quiet = True
-                    self._idle.set()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the socket went away under us; the reader sees it too
             log.debug("writer for %s stopped: %r", self.uid, exc)
         finally:
-            # Nothing more will be written: a flush waiting for the queue must not wait on.
-            self._idle.set()
-            # And no direct write may follow a writer that stopped (closing, or socket gone).
-            self._quiet = False
+            self._writer = None
+            if stopped:
+                # Cancelled or failed: no direct write may follow, and no new writer either
+                # (frames queued from now on wait for the close, or overflow into a 4008).
+                self._stopped = True
+                self._quiet = False
+            else:
+                self._quiet = not self._stopped
 
     # -- closing ------------------------------------------------------------------------------
 
@@ -249,11 +289,11 @@ class Connection(Client):
         """
         self._sealed = True
         flushed = True
-        if self.close_code is None:
-            try:
-                async with asyncio.timeout(deadline):
-                    await self._idle.wait()
-            except TimeoutError:
+        writer = self._writer
+        if self.close_code is None and writer is not None:
+            # Sealed, so nothing new is queued: the writer ends once what is queued is out.
+            done, _ = await asyncio.wait((writer,), timeout=deadline)
+            if not done:
                 flushed = False
                 log.info("connection %s: queue not flushed within %.1fs", self.uid, deadline)
         await self.close(code, reason)
@@ -266,7 +306,13 @@ class Connection(Client):
             await self._terminating
 
     async def stop_writer(self) -> None:
-        if self._writer is not None and not self._writer.done():
-            self._writer.cancel()
+        """Stop writing for good: cancel the writer, if any, and never start another."""
+        self._stopped = True
+        self._quiet = False
+        writer = self._writer
+        if writer is not None and not writer.done():
+            writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+                await writer
+        # A writer cancelled before its first step never ran its ``finally``.
+        self._writer = None

@@ -1,8 +1,14 @@
 """A bounded, conflating per-client queue — pure data structure, no I/O.
 
 Why a queue per client at all: the publisher must never await a client's socket, or one
-stalled reader delays everybody. Each update is appended here (O(1)) and one writer task per
-client drains it.
+stalled reader delays everybody. Each update is appended here (O(1)) and the client's writer
+task drains it (``ws.connection`` starts one only while something is queued).
+
+Why a plain list and no event by default: an idle connection's outbox is empty, and there
+are thousands of them; an empty ``deque`` costs ~600 bytes and an ``asyncio.Event`` another
+~700 (its waiter deque), against 56 for an empty list. The queue is only ever appended to and
+taken whole, so a list does everything a deque did here. ``wait`` still exists, for a consumer
+that prefers to sleep on the outbox, and allocates its event on first use.
 
 Why conflation: a client that falls a little behind does not need every intermediate state of
 a bar that is still open — only its latest. A newer update of the same open bar (same topic,
@@ -19,7 +25,6 @@ for the ASCII frames marketcast writes.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 
 from marketcast.types import Topic
 from marketcast.wire import Frame
@@ -37,16 +42,28 @@ class _Slot:
 class Outbox:
     """Bounded FIFO of frames with latest-wins conflation for open-bar updates."""
 
+    # Why slots: one outbox per connection; without a __dict__ an idle one is ~140 B smaller.
+    __slots__ = (
+        "_bytes",
+        "_queue",
+        "_ready",
+        "_replaceable",
+        "conflate",
+        "conflated",
+        "max_bytes",
+        "max_messages",
+    )
+
     def __init__(self, max_messages: int, max_bytes: int, *, conflate: bool = True) -> None:
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.conflate = conflate
-        self._queue: deque[_Slot] = deque()
+        self._queue: list[_Slot] = []
         #: The queued, still-replaceable update per topic (the newest open bar or quote).
         self._replaceable: dict[Topic, _Slot] = {}
         self._bytes = 0
-        #: Set while the queue is non-empty, so the writer sleeps without polling.
-        self._ready = asyncio.Event()
+        #: Set while the queue is non-empty, for ``wait``; None until somebody waits.
+        self._ready: asyncio.Event | None = None
         self.conflated = 0
 
     def __len__(self) -> int:
@@ -83,7 +100,8 @@ class Outbox:
             else:
                 # A closed bar must not be overtaken by a later replacement of an older slot.
                 self._replaceable.pop(topic, None)
-        self._ready.set()
+        if self._ready is not None:
+            self._ready.set()
         return True
 
     def take(self) -> list[Frame]:
@@ -92,9 +110,14 @@ class Outbox:
         self._queue.clear()
         self._replaceable.clear()
         self._bytes = 0
-        self._ready.clear()
+        if self._ready is not None:
+            self._ready.clear()
         return frames
 
     async def wait(self) -> None:
         """Return once at least one frame is queued."""
+        if self._ready is None:
+            self._ready = asyncio.Event()
+            if self._queue:
+                self._ready.set()
         await self._ready.wait()
