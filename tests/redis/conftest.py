@@ -9,18 +9,14 @@ import pytest
 from redis.asyncio import Redis
 
 from marketcast.cluster.health import connect
-from tests.redis.redis_server import RedisServer
+from tests.redis.redis_server import RedisServer, running_redis
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One redis-server for the session's tests that do not stop it."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

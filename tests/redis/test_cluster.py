@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 
 from marketcast.cluster.health import cancel_and_wait, connect
 from tests.integration.harness import Client, Server, client, run_server
-from tests.redis.redis_server import RedisServer
+from tests.redis.redis_server import RedisServer, running_redis
 
 pytestmark = pytest.mark.integration
 
@@ -37,12 +37,9 @@ ETH = "bars|ETHUSDT|1"
 
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
+    """A private redis-server per test: these tests stop and restart it."""
+    with running_redis(tmp_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
