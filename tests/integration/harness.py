@@ -46,10 +46,10 @@ def free_port() -> int:
 
 
 @dataclass
-class Server:
-    process: subprocess.Popen[bytes]
+class Endpoint:
+    """Where a marketcast server on 127.0.0.1 answers."""
+
     port: int
-    log_path: Path
 
     @property
     def http(self) -> str:
@@ -58,6 +58,14 @@ class Server:
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}/api/v1/ws"
+
+
+@dataclass
+class Server(Endpoint):
+    """A ``marketcast serve`` subprocess."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
 
     def rss_kib(self) -> int:
         """Resident memory of the server process, from /proc."""
@@ -90,7 +98,7 @@ def run_server(tmp_dir: Path, *, port: int | None = None, **settings: object) ->
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = Server(process, port, log_path)
+    server = Server(port, process, log_path)
     try:
         _wait_ready(server)
         yield server

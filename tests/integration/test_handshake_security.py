@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -18,7 +17,7 @@ from websockets.exceptions import InvalidStatus
 from marketcast.app import create_app
 from marketcast.settings import Settings
 from marketcast.ws.security import Principal
-from tests.integration.harness import Client, Server, client, free_port, run_server
+from tests.integration.harness import Client, Endpoint, Server, client, free_port, run_server
 
 ORIGIN = "https://app.example.com"
 TOKEN = "mc_live_9f8e7d6c5b4a39281706"
@@ -138,21 +137,8 @@ async def test_the_token_never_reaches_the_log(secured: Server) -> None:
 # ---- the authorization seam: create_app(authorize_topic=...) under a real uvicorn -------
 
 
-@dataclass(frozen=True)
-class Local:
-    port: int
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/api/v1/ws"
-
-
 @contextlib.asynccontextmanager
-async def in_process_server(**kwargs: object) -> AsyncIterator[Local]:
+async def in_process_server(**kwargs: object) -> AsyncIterator[Endpoint]:
     """``create_app`` with hooks, served by uvicorn on 127.0.0.1 inside this process."""
     port = free_port()
     settings = Settings(_env_file=None, port=port, sim_speed=60)  # type: ignore[call-arg]
@@ -166,7 +152,7 @@ async def in_process_server(**kwargs: object) -> AsyncIterator[Local]:
                 break
             await asyncio.sleep(0.05)
         assert server.started, "in-process server did not start"
-        yield Local(port)
+        yield Endpoint(port)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 15)

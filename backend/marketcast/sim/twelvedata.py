@@ -52,25 +52,20 @@ class RequestRecord:
 
 def _meta(instrument: Instrument, interval: str) -> dict[str, Any]:
     symbol = instrument.symbol
-    if "/" in symbol and not instrument.has_volume:
-        base, quote = symbol.split("/")
-        return {
-            "symbol": symbol,
-            "interval": interval,
-            "currency_base": base,
-            "currency_quote": quote,
-            "type": "Physical Currency",
-        }
     if "/" in symbol:
         base, quote = symbol.split("/")
-        return {
+        meta: dict[str, Any] = {
             "symbol": symbol,
             "interval": interval,
             "currency_base": base,
             "currency_quote": quote,
-            "exchange": "Binance",
-            "type": "Digital Currency",
         }
+        # Forex carries no volume and names no exchange; crypto pairs do both.
+        if instrument.has_volume:
+            meta.update(exchange="Binance", type="Digital Currency")
+        else:
+            meta["type"] = "Physical Currency"
+        return meta
     return {
         "symbol": symbol,
         "interval": interval,
