@@ -40,7 +40,7 @@ from marketcast.ws.security import TokenVerifier, TopicAuthorizer, build_gate, t
 from marketcast.ws.spec import build_asyncapi
 from marketcast.ws.stats import FanoutStats
 from marketcast.ws.system import build_system_router
-from marketcast.ws.transport import RawSendCapture
+from marketcast.ws.transport import WebSocketEntry
 
 log = logging.getLogger("marketcast")
 
@@ -164,11 +164,11 @@ def create_app(
         f"The WebSocket API is documented at {ASYNCAPI_PATH}.",
         lifespan=lifespan,
     )
-    app.add_api_websocket_route(WS_PATH, adapter.endpoint)
     # One topic per connection, no subscribe message; same gate, limits and hub.
     mount_raw_streams(app, adapter, subscriptions, ws_path=WS_PATH)
-    # Keeps uvicorn's own ``send`` reachable, to abort a peer that reads nothing.
-    app.add_middleware(RawSendCapture)
+    # Keeps uvicorn's own ``send`` reachable (direct writes, aborting a peer that reads
+    # nothing) and serves WS_PATH without the router's per-connection layers.
+    app.add_middleware(WebSocketEntry, direct_routes={WS_PATH: adapter.endpoint})
     app.include_router(
         build_rest_router(
             streams,

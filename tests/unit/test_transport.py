@@ -1,4 +1,4 @@
-"""``RawSendCapture`` keeps the server's own ``send`` in WebSocket scopes, and
+"""``WebSocketEntry`` keeps the server's own ``send`` in WebSocket scopes, and
 ``abort_transport`` uses it when (and only when) it leads to an abortable transport."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
-from marketcast.ws.transport import RAW_SEND_KEY, RawSendCapture, abort_transport
+from marketcast.ws.transport import RAW_SEND_KEY, WebSocketEntry, abort_transport
 
 
 class Transport:
@@ -45,14 +45,14 @@ async def test_websocket_scope_gets_the_raw_send_and_http_does_not() -> None:
         assert abort_transport(ws)
 
     protocol = Protocol()
-    await RawSendCapture(inner)({"type": "websocket", "headers": []}, receive, protocol.send)
+    await WebSocketEntry(inner)({"type": "websocket", "headers": []}, receive, protocol.send)
     assert seen[0][RAW_SEND_KEY] == protocol.send
     assert protocol.transport.aborted
 
     async def http_app(scope: Any, receive: Any, send: Any) -> None:
         seen.append(scope)
 
-    await RawSendCapture(http_app)({"type": "http"}, receive, protocol.send)
+    await WebSocketEntry(http_app)({"type": "http"}, receive, protocol.send)
     assert RAW_SEND_KEY not in seen[1]
 
 
@@ -65,3 +65,29 @@ async def test_without_a_reachable_transport_nothing_is_aborted() -> None:
     )
     assert not abort_transport(ws)
     assert not abort_transport(WebSocket({"type": "websocket", "headers": []}, receive, plain_send))
+
+
+async def test_a_direct_route_gets_the_socket_and_the_app_does_not() -> None:
+    """Direct routes bypass the wrapped app (its routing and middleware) by path, with the
+    ``root_path`` prefix removed as the router would; other paths and HTTP reach the app."""
+    handled: list[tuple[str, Any]] = []
+    reached_app: list[str] = []
+
+    async def handler(ws: WebSocket) -> None:
+        handled.append((ws.url.path, ws.scope[RAW_SEND_KEY]))
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached_app.append(f"{scope['type']} {scope['path']}")
+
+    entry = WebSocketEntry(app, direct_routes={"/api/v1/ws": handler})
+    protocol = Protocol()
+
+    def scope(type_: str, path: str, root: str = "") -> dict[str, Any]:
+        return {"type": type_, "path": path, "root_path": root, "headers": []}
+
+    await entry(scope("websocket", "/api/v1/ws"), receive, protocol.send)
+    await entry(scope("websocket", "/prefix/api/v1/ws", "/prefix"), receive, protocol.send)
+    await entry(scope("websocket", "/api/v1/ws/stream/bars/BTCUSDT/1"), receive, protocol.send)
+    await entry(scope("http", "/api/v1/ws"), receive, protocol.send)
+    assert handled == [("/api/v1/ws", protocol.send), ("/prefix/api/v1/ws", protocol.send)]
+    assert reached_app == ["websocket /api/v1/ws/stream/bars/BTCUSDT/1", "http /api/v1/ws"]

@@ -7,7 +7,7 @@ client. A server frame is unmasked, so its bytes are the same for every subscrib
 publisher can do it synchronously from ``Connection.deliver`` when nothing is queued.
 
 Why it is safe under uvicorn's ``websockets-sansio`` implementation (checked with 0.54): the
-``send`` callable uvicorn passes to the outermost ASGI app (kept by ``RawSendCapture``) is a
+``send`` callable uvicorn passes to the outermost ASGI app (kept by ``WebSocketEntry``) is a
 bound method of its protocol object, whose ``.transport`` is the asyncio transport, whose
 ``writable`` event is cleared while the transport's buffer is over its high-water mark, and
 whose ``conn`` (the ``websockets`` sans-I/O protocol) lists the negotiated ``extensions``. A
@@ -91,4 +91,18 @@ def open_direct(ws: WebSocket) -> DirectSink | None:
         or extensions  # permessage-deflate (or any extension) transforms every frame
     ):
         return None
+    _release_handshake(protocol)
     return DirectSink(protocol, transport)
+
+
+def _release_handshake(protocol: Any) -> None:
+    """Drop the handshake request and response uvicorn keeps for the connection's lifetime.
+
+    Why: uvicorn reads them only until the handshake completes (to build the scope and
+    answer it), yet holds both, headers and all, for as long as the connection lives —
+    ~3 KB per idle connection. The scope keeps its own copy of the request headers.
+    """
+    if getattr(protocol, "handshake_complete", False) is True:
+        for name in ("request", "response"):
+            if name in vars(protocol):
+                setattr(protocol, name, None)

@@ -1,6 +1,9 @@
-"""Reaching the TCP connection under a WebSocket, to abort it when even a close cannot go out.
+"""The WebSocket entry: uvicorn's own ``send`` kept for each connection, and the main
+WebSocket path served without the app's routing layers.
 
-(The same captured ``send`` also gives the fan-out its direct write path: ``ws.direct``.)
+The kept ``send`` reaches the TCP connection under a WebSocket, to abort it when even a close
+cannot go out (``abort_transport``), and gives the fan-out its direct write path
+(``ws.direct``).
 
 Why: a peer that reads nothing fills its socket buffers, after which no frame — not even the
 close frame — can be written; ``await websocket.close()`` then waits forever and the server
@@ -11,7 +14,7 @@ implementation the ``send`` callable it passes to the *outermost* ASGI applicati
 method of its protocol object, whose ``.transport`` is the asyncio transport (so in
 uvicorn 0.54). Starlette's exception middleware wraps ``send`` in a closure
 before it reaches an endpoint, so the endpoint's ``websocket._send`` no longer leads there:
-``RawSendCapture`` sits outside that wrapping and records the server's own ``send`` in the
+``WebSocketEntry`` sits outside that wrapping and records the server's own ``send`` in the
 scope. This is an implementation detail of uvicorn, not an ASGI guarantee; without it
 ``abort_transport`` does nothing and the server closes the socket when it can (its own close
 timeout). ``tests/integration/test_graceful_shutdown.py`` pins that it works.
@@ -19,6 +22,7 @@ timeout). ``tests/integration/test_graceful_shutdown.py`` pins that it works.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -28,16 +32,43 @@ from starlette.websockets import WebSocket
 RAW_SEND_KEY: Final = "marketcast.raw_send"
 
 
-class RawSendCapture:
-    """ASGI middleware: remember the server's ``send`` of each WebSocket scope."""
+class WebSocketEntry:
+    """ASGI middleware: remember the server's ``send`` of each WebSocket scope, and serve the
+    WebSocket paths in ``direct_routes`` without going through the rest of the app.
 
-    def __init__(self, app: ASGIApp) -> None:
+    Why the direct routes: a WebSocket handler lives as long as its connection, and so does
+    every frame of the call chain above it. Through Starlette's exception middleware, the
+    router, the route's session wrapper and FastAPI's dependency layer (with its exit
+    stacks) that chain holds ~7 KB per idle connection — a quarter of the memory of one.
+    A handler with no path parameters and no dependencies needs none of it: it gets a
+    ``WebSocket`` built on the scope, exactly what Starlette would have given it. Errors it
+    does not handle reach the server (uvicorn logs them and closes the connection), as they
+    would through the router.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        direct_routes: Mapping[str, Callable[[WebSocket], Awaitable[None]]] | None = None,
+    ) -> None:
         self.app = app
+        self.direct_routes = dict(direct_routes or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             scope[RAW_SEND_KEY] = send
+            handler = self.direct_routes.get(_route_path(scope))
+            if handler is not None:
+                await handler(WebSocket(scope, receive, send))
+                return
         await self.app(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the app's router would match: ``path`` without the ``root_path`` prefix."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def abort_transport(ws: WebSocket) -> bool:
