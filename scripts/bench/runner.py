@@ -27,7 +27,7 @@ from .scenarios import preset
 from .stats import load_average
 from .targets import DESCRIPTIONS
 
-FULL_TARGETS = ["marketcast", "fastws", "websockets", "naive"]
+FULL_TARGETS = ["marketcast", "fastws", "websockets", "naive", "raw"]
 #: --quick leaves out the naive loop, the cheapest baseline to drop, to stay under a minute.
 QUICK_TARGETS = ["marketcast", "fastws", "websockets"]
 

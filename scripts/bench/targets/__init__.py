@@ -43,6 +43,7 @@ DESCRIPTIONS = {
     "fastws": "stock FastWS 0.1.7 broadcast() on FastAPI + uvicorn",
     "websockets": "bare websockets server, library broadcast()",
     "naive": "FastAPI + uvicorn, naive `await send_text` loop per update",
+    "raw": "bare websockets server, each frame encoded once and written raw to every transport",
 }
 
 
@@ -69,4 +70,8 @@ def build_target(name: str, topics: int) -> Target:
         from .naive import NaiveTarget
 
         return NaiveTarget(topics)
+    if name == "raw":
+        from .websockets_raw import WebsocketsRawTarget
+
+        return WebsocketsRawTarget(topics)
     raise ValueError(f"unknown target {name!r}: expected one of {', '.join(DESCRIPTIONS)}")
