@@ -21,7 +21,15 @@ from typing import Any
 from .common import WS_PATH, now_us, symbol
 from .procs import Child
 from .scenarios import Scenario
-from .stats import Histogram, core_ticks, core_usage, cpu_seconds, rss_kib, run_queue_wait_s
+from .stats import (
+    Histogram,
+    core_ticks,
+    core_usage,
+    cpu_seconds,
+    cpu_times,
+    rss_kib,
+    run_queue_wait_s,
+)
 
 #: Seconds to connect one batch of clients (10,000 connections take a while on one core).
 CONNECT_TIMEOUT = 120.0
@@ -188,12 +196,14 @@ async def _load(
     cores = (bench.server_cpu, bench.client_cpu)
     await _sleep_until(t0)
     cpu0 = [cpu_seconds(pid) for pid in pids]
+    sys0 = cpu_times(server.pid)[1]
     wait0 = run_queue_wait_s(server.pid)
     ticks0 = [core_ticks(core) for core in cores]
     wall0 = now_us()
     profiler = await _start_profiler(bench, scenario, server, result)
     await _sleep_until(t1)
     cpu1 = [cpu_seconds(pid) for pid in pids]
+    sys1 = cpu_times(server.pid)[1]
     wait1 = run_queue_wait_s(server.pid)
     ticks1 = [core_ticks(core) for core in cores]
     wall = (now_us() - wall0) / 1e6
@@ -214,7 +224,8 @@ async def _load(
         result.figures["stalled_outcome"] = outcome
     server_cpu = cpu1[0] - cpu0[0]
     client_cpu = sum(cpu1[1:]) - sum(cpu0[1:])
-    result.figures.update(_figures(scenario, published, reports, server_cpu, client_cpu, wall))
+    server_times = (server_cpu, sys1 - sys0)
+    result.figures.update(_figures(scenario, published, reports, server_times, client_cpu, wall))
     result.figures["server_rss_kib"] = rss
     # Time the server was ready to run while its core ran something else (other processes,
     # or the kernel's deferred network work): the noise it met.
@@ -248,10 +259,12 @@ def _figures(
     scenario: Scenario,
     published: dict[str, Any],
     reports: list[dict[str, Any]],
-    server_cpu: float,
+    server_times: tuple[float, float],
     client_cpu: float,
     wall: float,
 ) -> dict[str, Any]:
+    """The figures of one load case; ``server_times`` = (CPU seconds, of which system)."""
+    server_cpu, server_sys = server_times
     histogram = Histogram()
     for report in reports:
         histogram.merge(Histogram.from_json(report["histogram"]))
@@ -268,6 +281,9 @@ def _figures(
         "max_ms": _ms(float(histogram.max_us)) if histogram.total else None,
         "server_cpu_pct": round(100 * server_cpu / wall, 1),
         "cpu_us_per_delivery": round(server_cpu * 1e6 / delivered, 2) if delivered else None,
+        # The kernel's share (system time): on loopback mostly send(), which also carries the
+        # receiving side's TCP work; only fewer send() calls make it smaller.
+        "sys_us_per_delivery": round(server_sys * 1e6 / delivered, 2) if delivered else None,
         # What the server would deliver with its core to itself: robust to other work.
         "delivered_per_cpu_s": round(delivered / server_cpu) if server_cpu > 0 else None,
         "client_cpu_pct": round(100 * client_cpu / wall, 1),

@@ -25,6 +25,7 @@ LOAD_COLUMNS = [
     ("max_ms", "max ms"),
     ("server_cpu_pct", "srv CPU%"),
     ("cpu_us_per_delivery", "µs/deliv"),
+    ("sys_us_per_delivery", "sys µs"),
     ("healthy_pct_of_published", "ok%pub"),
     ("healthy_pct_of_offered", "ok%offer"),
     ("gc_ms_total", "GC ms"),
