@@ -88,6 +88,7 @@ def build_server(app: FastAPI, settings: Settings) -> GracefulServer:
         # uvicorn offers permessage-deflate by default: each frame is then compressed once
         # per connection, and the fan-out cannot write one pre-encoded frame to every socket.
         ws_per_message_deflate=settings.ws_per_message_deflate,
+        loop=settings.event_loop,
         lifespan="on",
     )
     # uvicorn.Config configured its loggers' handlers just now; filter them from here on.
