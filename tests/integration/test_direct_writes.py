@@ -114,3 +114,14 @@ async def test_deflate_negotiated_falls_back_to_asgi_send() -> None:
         assert stats.asgi_frames > 0
         assert stats.direct_frames == 0
         assert stats.batched_frames == 0
+
+
+async def test_write_delay_batches_every_frame_and_keeps_order() -> None:
+    """``MARKETCAST_WS_WRITE_DELAY``: no frame goes out on its own; updates and replies still
+    arrive intact and in order, written in batches."""
+    async with serving(ws_write_delay=0.05) as (url, stats):
+        frames = await receive_updates(url, 60, compression=None)
+        check_in_order(frames)
+        assert stats.direct_frames == 0, "with a write delay nothing is written directly"
+        assert stats.asgi_frames == 0
+        assert stats.batched_frames >= 60

@@ -198,3 +198,25 @@ async def test_overflowing_queue_closes_as_slow_consumer_without_a_writer_left()
     assert conn._writer is None
     assert ws.closed_with == (4008, "slow consumer")
     assert protocol.transport.writes == []
+
+
+async def test_write_delay_collects_frames_into_one_write() -> None:
+    """With ``write_delay`` nothing goes out on the direct path alone: frames delivered while
+    the writer waits are written together, in order, and the writer then ends."""
+    protocol = FakeProtocol()
+    conn = Connection(FakeWebSocket(protocol), Outbox(100, 1_000_000), write_delay=0.001)  # type: ignore[arg-type]
+    for text in "abc":
+        conn.deliver(Frame(text))
+    assert protocol.transport.writes == []
+    writer = conn._writer
+    assert writer is not None
+    await writer
+    assert protocol.transport.writes == [b"".join(Frame(t).wire() for t in "abc")]
+    assert (conn.stats.direct_frames, conn.stats.batched_frames) == (0, 3)
+    # The next frame starts a new collection rather than going straight out.
+    conn.deliver(Frame("d"))
+    assert len(protocol.transport.writes) == 1
+    assert conn._writer is not None
+    await conn._writer
+    assert written(protocol) == b"".join(Frame(t).wire() for t in "abcd")
+    assert conn.frames_sent == 4

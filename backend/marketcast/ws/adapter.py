@@ -133,6 +133,7 @@ class FastWSAdapter(FastWS):
                 close_timeout=self.limits.close_timeout,
                 principal=verdict.principal,
                 stats=self.stats,
+                write_delay=self.limits.write_delay,
             )
             await self._serve(conn, on_open)
         finally:

@@ -32,6 +32,12 @@ planned close, just empty), clearing ``_writer`` before it returns (no await in 
 no frame can be queued to a writer that has already decided to stop). While a writer exists
 ``_quiet`` is False, so ordering holds exactly as with a permanent writer. ``stop_writer``
 also forbids starting a new one (``_stopped``): nothing is written after a close began.
+
+Why an optional write delay (``MARKETCAST_WS_WRITE_DELAY``, off by default): each write is
+one ``send()``, which on loopback is most of a delivery's CPU. With a delay every frame is
+queued and the writer sleeps that long before each batch, so a client whose topics tick
+within the delay gets them in one write — less CPU per delivery, that much more latency.
+The outbox rules apply unchanged (a still-open bar's updates within the delay conflate).
 """
 
 from __future__ import annotations
@@ -89,6 +95,7 @@ class Connection(Client):
         "_sealed",
         "_stopped",
         "_terminating",
+        "_write_delay",
         "_writer",
         "close_code",
         "frames_sent",
@@ -107,6 +114,7 @@ class Connection(Client):
         close_timeout: float = 2.0,
         principal: Principal = ANONYMOUS,
         stats: FanoutStats | None = None,
+        write_delay: float = 0.0,
     ) -> None:
         super().__init__(ws)
         self.outbox = outbox
@@ -127,6 +135,9 @@ class Connection(Client):
         self._terminating: asyncio.Task[None] | None = None
         #: Set when the server decided to close this client (slow consumer, shutdown...).
         self.close_code: int | None = None
+        #: Seconds the writer collects frames before each batch (``MARKETCAST_WS_WRITE_DELAY``);
+        #: with a delay every frame is queued, so none goes out on the direct path alone.
+        self._write_delay = write_delay
         #: The transport path, or None when frames must go through ASGI (``ws.direct``).
         self._direct: DirectSink | None = open_direct(ws)
         #: No writer exists and none was stopped, so nothing is queued or in flight. Read for
@@ -151,7 +162,7 @@ class Connection(Client):
             if len(hold.frames) > self.outbox.max_messages:
                 self.terminate(CloseCode.SLOW_CONSUMER, "slow consumer")
             return
-        if self._quiet:
+        if self._quiet and not self._write_delay:
             direct = self._direct
             if direct is not None and direct.offer(frame.wire()):
                 stats = self.stats
@@ -204,9 +215,13 @@ class Connection(Client):
         direct = self._direct
         stats = self.stats
         sample_every, observe = stats.sample_every, stats.latency.observe
+        delay = self._write_delay
         stopped = True
         try:
             while True:
+                if delay and not self._sealed:
+                    # Collect: whatever is queued during the delay goes out with this frame.
+                    await asyncio.sleep(delay)
                 if direct is not None:
                     if self._sealed and not len(outbox):
                         # A planned close is flushing and all it waits for is written; no

@@ -120,6 +120,8 @@ class ConnectionLimits:
     drain_timeout: float = 0.0
     #: Seconds a close frame may take before the TCP connection is aborted.
     close_timeout: float = 2.0
+    #: Seconds a connection collects frames before one write (0 = write as they come).
+    write_delay: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConnectionLimits:
@@ -132,6 +134,7 @@ class ConnectionLimits:
             close_notice_seconds=settings.close_notice_seconds,
             drain_timeout=settings.drain_timeout,
             close_timeout=settings.close_timeout,
+            write_delay=settings.ws_write_delay,
         )
 
     def rate_limiter(self, clock: Callable[[], float]) -> RateLimiter:
@@ -179,6 +182,15 @@ def describe(settings: Settings) -> str:
             f"- connections per worker: {cap}; beyond it accept + close 1013."
             if cap
             else "- connections per worker: not capped."
+        ),
+        *(
+            [
+                f"- writes: frames are collected for {settings.ws_write_delay * 1000:g} ms "
+                "and written together (updates arrive up to that much later; updates of a "
+                "still-open bar within it are conflated)."
+            ]
+            if settings.ws_write_delay > 0
+            else []
         ),
         "",
         "A handshake is refused with HTTP 403 — never a 101 — when its `Origin` is not on "
