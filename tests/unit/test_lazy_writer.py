@@ -200,23 +200,71 @@ async def test_overflowing_queue_closes_as_slow_consumer_without_a_writer_left()
     assert protocol.transport.writes == []
 
 
-async def test_write_delay_collects_frames_into_one_write() -> None:
-    """With ``write_delay`` nothing goes out on the direct path alone: frames delivered while
-    the writer waits are written together, in order, and the writer then ends."""
+def delayed_connection() -> tuple[Connection, FakeProtocol, FakeWebSocket]:
     protocol = FakeProtocol()
-    conn = Connection(FakeWebSocket(protocol), Outbox(100, 1_000_000), write_delay=0.001)  # type: ignore[arg-type]
+    ws = FakeWebSocket(protocol)
+    conn = Connection(ws, Outbox(100, 1_000_000), write_delay=0.001)  # type: ignore[arg-type]
+    return conn, protocol, ws
+
+
+async def after_the_delay() -> None:
+    """Timers fire in deadline order: one set 1 ms from now has run once this returns."""
+    await asyncio.sleep(0.01)
+
+
+async def test_write_delay_collects_frames_into_one_write_without_a_task() -> None:
+    """With ``write_delay`` nothing goes out on the direct path alone: frames delivered before
+    the timer fires are written together, in order, by the timer (no writer task)."""
+    conn, protocol, _ = delayed_connection()
     for text in "abc":
         conn.deliver(Frame(text))
     assert protocol.transport.writes == []
-    writer = conn._writer
-    assert writer is not None
-    await writer
+    assert conn._writer is None
+    assert conn._flush_timer is not None
+    await after_the_delay()
     assert protocol.transport.writes == [b"".join(Frame(t).wire() for t in "abc")]
     assert (conn.stats.direct_frames, conn.stats.batched_frames) == (0, 3)
+    assert conn._flush_timer is None
     # The next frame starts a new collection rather than going straight out.
     conn.deliver(Frame("d"))
     assert len(protocol.transport.writes) == 1
-    assert conn._writer is not None
-    await conn._writer
+    await after_the_delay()
     assert written(protocol) == b"".join(Frame(t).wire() for t in "abcd")
     assert conn.frames_sent == 4
+
+
+async def test_write_delay_over_the_high_water_mark_hands_the_queue_to_a_writer() -> None:
+    conn, protocol, _ = delayed_connection()
+    conn.deliver(Frame("a"))
+    protocol.writable.clear()
+    await after_the_delay()
+    assert protocol.transport.writes == []
+    writer = conn._writer
+    assert writer is not None, "a full transport gets a writer that waits for it"
+    conn.deliver(Frame("b"))  # queued behind "a", not collected separately
+    assert conn._flush_timer is None
+    protocol.writable.set()
+    await settle()
+    assert writer.done()
+    assert protocol.transport.writes == [Frame("a").wire() + Frame("b").wire()]
+
+
+async def test_planned_close_writes_collected_frames_before_the_close() -> None:
+    conn, protocol, ws = delayed_connection()
+    conn.deliver(Frame("a"))
+    conn.deliver(Frame("b"))
+    assert await conn.close_after_flush(1001, "bye", deadline=1.0)
+    assert written(protocol) == Frame("a").wire() + Frame("b").wire()
+    assert ws.closed_with == (1001, "bye")
+    conn.deliver(Frame("c"))  # sealed: dropped
+    await after_the_delay()
+    assert written(protocol) == Frame("a").wire() + Frame("b").wire()
+
+
+async def test_stop_writer_cancels_a_pending_flush() -> None:
+    conn, protocol, _ = delayed_connection()
+    conn.deliver(Frame("a"))
+    await conn.stop_writer()
+    await after_the_delay()
+    assert protocol.transport.writes == []
+    assert conn._flush_timer is None

@@ -34,10 +34,14 @@ no frame can be queued to a writer that has already decided to stop). While a wr
 also forbids starting a new one (``_stopped``): nothing is written after a close began.
 
 Why an optional write delay (``MARKETCAST_WS_WRITE_DELAY``, off by default): each write is
-one ``send()``, which on loopback is most of a delivery's CPU. With a delay every frame is
-queued and the writer sleeps that long before each batch, so a client whose topics tick
-within the delay gets them in one write — less CPU per delivery, that much more latency.
-The outbox rules apply unchanged (a still-open bar's updates within the delay conflate).
+one ``send()``, which on loopback is most of a delivery's CPU. With a delay, a frame that
+would have been written directly is queued instead and the first one arms a timer (no task:
+a task per batch cost more than the writes it saved); when it fires, everything queued goes
+out in one write, so a client whose topics tick within the delay gets them together — less
+CPU per delivery, up to that much more latency. Ordering holds as before: the queue is
+written whole, in order, and only while ``_quiet`` (no writer); over the high-water mark the
+timer hands the queue to a writer instead. The outbox rules apply unchanged (a still-open
+bar's updates within the delay conflate). Without a direct path the delay does not apply.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ class Connection(Client):
     __slots__ = (
         "_close_timeout",
         "_direct",
+        "_flush_timer",
         "_holds",
         "_quiet",
         "_sealed",
@@ -135,9 +140,11 @@ class Connection(Client):
         self._terminating: asyncio.Task[None] | None = None
         #: Set when the server decided to close this client (slow consumer, shutdown...).
         self.close_code: int | None = None
-        #: Seconds the writer collects frames before each batch (``MARKETCAST_WS_WRITE_DELAY``);
-        #: with a delay every frame is queued, so none goes out on the direct path alone.
+        #: Seconds frames are collected before one write (``MARKETCAST_WS_WRITE_DELAY``); with
+        #: a delay a frame that could go out directly is queued and ``_flush_timer`` armed.
         self._write_delay = write_delay
+        #: Armed by the first frame collected under a write delay; None otherwise.
+        self._flush_timer: asyncio.TimerHandle | None = None
         #: The transport path, or None when frames must go through ASGI (``ws.direct``).
         self._direct: DirectSink | None = open_direct(ws)
         #: No writer exists and none was stopped, so nothing is queued or in flight. Read for
@@ -162,15 +169,19 @@ class Connection(Client):
             if len(hold.frames) > self.outbox.max_messages:
                 self.terminate(CloseCode.SLOW_CONSUMER, "slow consumer")
             return
-        if self._quiet and not self._write_delay:
+        if self._quiet:
             direct = self._direct
-            if direct is not None and direct.offer(frame.wire()):
-                stats = self.stats
-                stats.direct_frames += 1
-                self.frames_sent += 1
-                if not self.frames_sent % stats.sample_every:
-                    stats.latency.observe(perf_counter() - frame.created)
-                return
+            if direct is not None:
+                if self._write_delay:
+                    self._collect(frame)
+                    return
+                if direct.offer(frame.wire()):
+                    stats = self.stats
+                    stats.direct_frames += 1
+                    self.frames_sent += 1
+                    if not self.frames_sent % stats.sample_every:
+                        stats.latency.observe(perf_counter() - frame.created)
+                    return
         if self.outbox.put(frame):
             if self._quiet:
                 self._quiet = False
@@ -208,6 +219,39 @@ class Connection(Client):
 
     # -- writing ------------------------------------------------------------------------------
 
+    def _collect(self, frame: Frame) -> None:
+        """Write delay: queue ``frame``; the first one queued arms the flush timer."""
+        if not self.outbox.put(frame):
+            self.terminate(CloseCode.SLOW_CONSUMER, "slow consumer")
+        elif self._flush_timer is None:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(self._write_delay, self._flush_collected)
+
+    def _flush_collected(self) -> None:
+        """Write everything collected in one ``transport.write`` — or, if the transport is
+        over its high-water mark, hand the queue to a writer that waits for it to drain."""
+        self._flush_timer = None
+        direct = self._direct
+        if not self._quiet or direct is None or not len(self.outbox):
+            return  # a writer owns the queue, or the connection is closing
+        if not direct.ready():
+            self._quiet = False
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+            return
+        self._write_batch(direct, self.outbox.take())
+
+    def _write_batch(self, direct: DirectSink, frames: list[Frame]) -> None:
+        direct.write(b"".join([frame.wire() for frame in frames]))
+        stats = self.stats
+        stats.batched_frames += len(frames)
+        sample_every, observe = stats.sample_every, stats.latency.observe
+        sent = self.frames_sent
+        self.frames_sent = sent + len(frames)
+        for frame in frames:
+            sent += 1
+            if not sent % sample_every:
+                observe(perf_counter() - frame.created)
+
     async def _write_loop(self) -> None:
         """Drain the outbox until it is empty and the transport writable, then end."""
         send = self.ws.send_text
@@ -215,13 +259,9 @@ class Connection(Client):
         direct = self._direct
         stats = self.stats
         sample_every, observe = stats.sample_every, stats.latency.observe
-        delay = self._write_delay
         stopped = True
         try:
             while True:
-                if delay and not self._sealed:
-                    # Collect: whatever is queued during the delay goes out with this frame.
-                    await asyncio.sleep(delay)
                 if direct is not None:
                     if self._sealed and not len(outbox):
                         # A planned close is flushing and all it waits for is written; no
@@ -238,14 +278,7 @@ class Connection(Client):
                     stopped = False
                     return
                 if direct is not None and direct.open():
-                    direct.write(b"".join([frame.wire() for frame in frames]))
-                    stats.batched_frames += len(frames)
-                    sent = self.frames_sent
-                    self.frames_sent = sent + len(frames)
-                    for frame in frames:
-                        sent += 1
-                        if not sent % sample_every:
-                            observe(perf_counter() - frame.created)
+                    self._write_batch(direct, frames)
                 else:
                     for frame in frames:
                         await send(frame.text)
@@ -304,6 +337,10 @@ class Connection(Client):
         """
         self._sealed = True
         flushed = True
+        if self._flush_timer is not None:
+            # Collected frames are queued too: write them (or start a writer) now.
+            self._flush_timer.cancel()
+            self._flush_collected()
         writer = self._writer
         if self.close_code is None and writer is not None:
             # Sealed, so nothing new is queued: the writer ends once what is queued is out.
@@ -324,6 +361,9 @@ class Connection(Client):
         """Stop writing for good: cancel the writer, if any, and never start another."""
         self._stopped = True
         self._quiet = False
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         writer = self._writer
         if writer is not None and not writer.done():
             writer.cancel()

@@ -68,6 +68,10 @@ class DirectSink:
         protocol = self._protocol
         return not (protocol.close_sent or protocol.disconnected or self._transport.is_closing())
 
+    def ready(self) -> bool:
+        """Whether a write now would be taken without queueing (``offer``'s test)."""
+        return self._writable.is_set() and self.open()
+
     async def wait_writable(self) -> None:
         """Return once the transport's buffer is back under its low-water mark."""
         await self._writable.wait()
