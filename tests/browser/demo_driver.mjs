@@ -90,11 +90,17 @@ async function main() {
     );
     const after = await snapshot();
     await page.screenshot({ path: screenshot });
+    // The count and the text read together: at 60x a new bar may arrive between two reads.
+    const shown = await page.evaluate(() => ({
+      candles: window.marketcastDemo.snapshot(0).candles,
+      text: document.querySelector("#last").textContent,
+    }));
     emit("loaded", {
       before,
       after,
       state: await badge(),
-      lastText: await page.textContent("#last"),
+      lastText: shown.text,
+      lastTextCandles: shown.candles,
       status: await page.textContent("#status"),
       problems: [...problems],
       canvas: await page.evaluate(() => document.querySelector("#chart canvas") !== null),
