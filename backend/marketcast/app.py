@@ -7,6 +7,7 @@ read and tested without the whole server.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -143,7 +144,13 @@ def create_app(
         await streams.start()
         gc_freezer.freeze_now()
         lifecycle.mark_ready()
-        log.info("marketcast ready: %d symbols", len(streams.symbols()))
+        loop = type(asyncio.get_running_loop())
+        log.info(
+            "marketcast ready: %d symbols, event loop %s.%s",
+            len(streams.symbols()),
+            loop.__module__,
+            loop.__qualname__,
+        )
         try:
             yield
         finally:

@@ -8,10 +8,11 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import free_port
+from tests.integration.harness import free_port, run_server
 
 
 def marketcast(*args: str, **settings: str) -> subprocess.CompletedProcess[str]:
@@ -83,3 +84,18 @@ def test_export_asyncapi_writes_the_document() -> None:
     result = marketcast("export-asyncapi")
     assert result.returncode == 0, result.stderr
     assert '"asyncapi": "2.6.0"' in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("setting", "loop_class"),
+    [("auto", "uvloop.Loop"), ("uvloop", "uvloop.Loop"), ("asyncio", "asyncio.unix_events")],
+)
+def test_serve_runs_on_the_configured_event_loop(
+    tmp_path: Path, setting: str, loop_class: str
+) -> None:
+    """``MARKETCAST_EVENT_LOOP``: ``auto`` picks uvloop (a dependency here), and the ready
+    line names the loop the server actually runs on."""
+    with run_server(tmp_path, event_loop=setting) as server:
+        ready = [line for line in server.log().splitlines() if "marketcast ready:" in line]
+    assert len(ready) == 1, server.log()
+    assert f"event loop {loop_class}" in ready[0]

@@ -125,3 +125,14 @@ def test_limits_from_settings_and_description() -> None:
     off = describe(Settings(_env_file=None, rate_limit_per_second=0))  # type: ignore[call-arg]
     assert "rate: not limited" in off
     assert "lifetime: unlimited" in off
+
+
+def test_write_delay_reaches_the_limits_and_is_described_only_when_set() -> None:
+    delayed = Settings(_env_file=None, ws_write_delay=0.02)  # type: ignore[call-arg]
+    assert ConnectionLimits.from_settings(delayed).write_delay == 0.02
+    assert "collected for 20 ms and written together" in describe(delayed)
+    default = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert ConnectionLimits.from_settings(default).write_delay == 0.0
+    assert "collected for" not in describe(default)
+    with pytest.raises(ValueError, match="ws_write_delay"):
+        Settings(_env_file=None, ws_write_delay=2)  # type: ignore[call-arg]
