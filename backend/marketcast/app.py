@@ -35,13 +35,13 @@ from marketcast.ws.hub import Hub
 from marketcast.ws.limits import ConnectionLimits
 from marketcast.ws.limits import describe as describe_limits
 from marketcast.ws.outbox import Outbox
-from marketcast.ws.raw_streams import mount_raw_streams, raw_stream_channels
+from marketcast.ws.raw_streams import raw_stream_channels, raw_stream_routes
 from marketcast.ws.routes import message_specs
 from marketcast.ws.security import TokenVerifier, TopicAuthorizer, build_gate, topic_guard
 from marketcast.ws.spec import build_asyncapi
 from marketcast.ws.stats import FanoutStats
 from marketcast.ws.system import build_system_router
-from marketcast.ws.transport import WebSocketEntry
+from marketcast.ws.transport import WebSocketEntry, WebSocketHandler
 
 log = logging.getLogger("marketcast")
 
@@ -171,11 +171,15 @@ def create_app(
         f"The WebSocket API is documented at {ASYNCAPI_PATH}.",
         lifespan=lifespan,
     )
-    # One topic per connection, no subscribe message; same gate, limits and hub.
-    mount_raw_streams(app, adapter, subscriptions, ws_path=WS_PATH)
+    # Raw streams: one topic per connection, no subscribe message; same gate, limits, hub.
+    raw_stream = raw_stream_routes(adapter, subscriptions, ws_path=WS_PATH)
+
+    def websocket_route(path: str) -> WebSocketHandler | None:
+        return adapter.endpoint if path == WS_PATH else raw_stream(path)
+
     # Keeps uvicorn's own ``send`` reachable (direct writes, aborting a peer that reads
-    # nothing) and serves WS_PATH without the router's per-connection layers.
-    app.add_middleware(WebSocketEntry, direct_routes={WS_PATH: adapter.endpoint})
+    # nothing) and serves the WebSocket paths without the router's per-connection layers.
+    app.add_middleware(WebSocketEntry, routes=websocket_route)
     app.include_router(
         build_rest_router(
             streams,

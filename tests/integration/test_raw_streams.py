@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.consumer import validate_server_frame
 from tests.integration.harness import Server
@@ -73,3 +73,13 @@ async def test_a_stream_not_served_is_explained_then_closed(
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4404
     assert closed.value.rcvd.reason == code
+
+
+@pytest.mark.parametrize("path", ["stream/bars/BTCUSDT", "stream/trades/BTCUSDT", "nope"])
+async def test_a_path_that_names_no_stream_is_refused_at_the_handshake(
+    server: Server, path: str
+) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"{server.ws}/{path}", open_timeout=10):
+            pass
+    assert refused.value.response.status_code == 403

@@ -79,7 +79,7 @@ async def test_a_direct_route_gets_the_socket_and_the_app_does_not() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         reached_app.append(f"{scope['type']} {scope['path']}")
 
-    entry = WebSocketEntry(app, direct_routes={"/api/v1/ws": handler})
+    entry = WebSocketEntry(app, routes={"/api/v1/ws": handler}.get)
     protocol = Protocol()
 
     def scope(type_: str, path: str, root: str = "") -> dict[str, Any]:

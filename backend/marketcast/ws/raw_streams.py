@@ -13,8 +13,8 @@ metrics and logs as any other, because it *is* one — ``FastWSAdapter.serve_soc
 endpoint (a ``ping``, further subscriptions).
 
 Why a symbol with a slash works: the server decodes the path before routing, so
-``EUR%2FUSD`` arrives as ``EUR/USD``; the symbol uses Starlette's ``path`` converter (the
-resolution is the last segment), so the encoded and the plain spelling both work. Clients
+``EUR%2FUSD`` arrives as ``EUR/USD``; the symbol is everything before the last segment (the
+resolution), so the encoded and the plain spelling both work. Clients
 should encode it: it is one path segment.
 
 Why accept-then-close for a stream that cannot be served rather than refusing the handshake:
@@ -29,10 +29,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Final
-
-from fastapi import FastAPI
-from starlette.websockets import WebSocket
 
 from marketcast.errors import CloseCode, ErrorCode, ProtocolError
 from marketcast.protocol import SYMBOL_PATTERN
@@ -43,6 +41,7 @@ from marketcast.wire import envelope
 from marketcast.ws.adapter import FastWSAdapter
 from marketcast.ws.connection import Connection
 from marketcast.ws.spec import CONTENT_TYPE, message_name
+from marketcast.ws.transport import WebSocketHandler, WebSocketRoutes
 
 log = logging.getLogger("marketcast.ws")
 
@@ -93,25 +92,34 @@ def stream_opener(
     return open_stream
 
 
-def mount_raw_streams(
-    app: FastAPI, adapter: FastWSAdapter, subscriptions: Subscriptions, *, ws_path: str
-) -> None:
-    """Register both raw-stream routes below ``ws_path``."""
+def raw_stream_routes(
+    adapter: FastWSAdapter, subscriptions: Subscriptions, *, ws_path: str
+) -> WebSocketRoutes:
+    """The raw streams below ``ws_path``, as routes of the WebSocket entry (``ws.transport``).
+
+    ``{base}/stream/bars/{symbol}/{resolution}``: the resolution is the last segment and the
+    symbol everything between (it may hold a decoded slash); ``{base}/stream/quotes/{symbol}``:
+    the symbol is the rest. Any other path is not a raw stream (None).
+    """
     base = ws_path.rstrip("/")
+    bars_prefix = f"{base}/{STREAM_SEGMENT}/bars/"
+    quotes_prefix = f"{base}/{STREAM_SEGMENT}/quotes/"
     close_timeout = adapter.limits.close_timeout
 
-    async def bars_stream(ws: WebSocket, symbol: str, resolution: str) -> None:
-        opener = stream_opener(subscriptions, close_timeout, "bars", symbol, resolution)
-        await adapter.serve_socket(ws, opener)
+    def route(path: str) -> WebSocketHandler | None:
+        if path.startswith(bars_prefix):
+            symbol, slash, resolution = path[len(bars_prefix) :].rpartition("/")
+            if not slash or not resolution:
+                return None
+            opener = stream_opener(subscriptions, close_timeout, "bars", symbol, resolution)
+        elif path.startswith(quotes_prefix):
+            symbol = path[len(quotes_prefix) :]
+            opener = stream_opener(subscriptions, close_timeout, "quotes", symbol, "")
+        else:
+            return None
+        return partial(adapter.serve_socket, on_open=opener)
 
-    async def quotes_stream(ws: WebSocket, symbol: str) -> None:
-        opener = stream_opener(subscriptions, close_timeout, "quotes", symbol, "")
-        await adapter.serve_socket(ws, opener)
-
-    app.add_api_websocket_route(
-        f"{base}/{STREAM_SEGMENT}/bars/{{symbol:path}}/{{resolution}}", bars_stream
-    )
-    app.add_api_websocket_route(f"{base}/{STREAM_SEGMENT}/quotes/{{symbol:path}}", quotes_stream)
+    return route
 
 
 def raw_stream_channels(ws_path: str) -> dict[str, Any]:

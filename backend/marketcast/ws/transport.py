@@ -22,7 +22,7 @@ timeout). ``tests/integration/test_graceful_shutdown.py`` pins that it works.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -32,32 +32,34 @@ from starlette.websockets import WebSocket
 RAW_SEND_KEY: Final = "marketcast.raw_send"
 
 
+#: Serves one accepted-or-refused WebSocket connection.
+WebSocketHandler = Callable[[WebSocket], Awaitable[None]]
+#: The handler of a WebSocket path (``root_path`` removed), or None to leave it to the app.
+WebSocketRoutes = Callable[[str], WebSocketHandler | None]
+
+
 class WebSocketEntry:
     """ASGI middleware: remember the server's ``send`` of each WebSocket scope, and serve the
-    WebSocket paths in ``direct_routes`` without going through the rest of the app.
+    WebSocket paths ``routes`` knows without going through the rest of the app.
 
-    Why the direct routes: a WebSocket handler lives as long as its connection, and so does
-    every frame of the call chain above it. Through Starlette's exception middleware, the
-    router, the route's session wrapper and FastAPI's dependency layer (with its exit
-    stacks) that chain holds ~7 KB per idle connection — a quarter of the memory of one.
-    A handler with no path parameters and no dependencies needs none of it: it gets a
-    ``WebSocket`` built on the scope, exactly what Starlette would have given it. Errors it
-    does not handle reach the server (uvicorn logs them and closes the connection), as they
-    would through the router.
+    Why the routes: a WebSocket handler lives as long as its connection, and so does every
+    frame of the call chain above it. Through Starlette's exception middleware, the router,
+    the route's session wrapper and FastAPI's dependency layer (with its exit stacks) that
+    chain holds ~7 KB per idle connection — a quarter of the memory of one. marketcast's
+    WebSocket handlers need none of it: they get a ``WebSocket`` built on the scope, exactly
+    what Starlette would have given them. Errors they do not handle reach the server (uvicorn
+    logs them and closes the connection), as they would through the router. Paths ``routes``
+    does not know go to the app as before (its router refuses unknown ones).
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        direct_routes: Mapping[str, Callable[[WebSocket], Awaitable[None]]] | None = None,
-    ) -> None:
+    def __init__(self, app: ASGIApp, routes: WebSocketRoutes | None = None) -> None:
         self.app = app
-        self.direct_routes = dict(direct_routes or {})
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             scope[RAW_SEND_KEY] = send
-            handler = self.direct_routes.get(_route_path(scope))
+            handler = None if self.routes is None else self.routes(_route_path(scope))
             if handler is not None:
                 await handler(WebSocket(scope, receive, send))
                 return
