@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from time import perf_counter
 
@@ -242,15 +243,23 @@ class Connection(Client):
 
     def _write_batch(self, direct: DirectSink, frames: list[Frame]) -> None:
         direct.write(b"".join([frame.wire() for frame in frames]))
+        self.stats.batched_frames += len(frames)
+        self._record_sent(frames)
+
+    def _record_sent(self, frames: Sequence[Frame]) -> None:
+        """Count frames handed to the socket; time one in ``sample_every`` (``ws.stats``).
+
+        (``deliver`` does the same inline for its single direct frame: it runs per frame per
+        client, where a call more shows.)
+        """
         stats = self.stats
-        stats.batched_frames += len(frames)
-        sample_every, observe = stats.sample_every, stats.latency.observe
+        sample_every = stats.sample_every
         sent = self.frames_sent
         self.frames_sent = sent + len(frames)
         for frame in frames:
             sent += 1
             if not sent % sample_every:
-                observe(perf_counter() - frame.created)
+                stats.latency.observe(perf_counter() - frame.created)
 
     async def _write_loop(self) -> None:
         """Drain the outbox until it is empty and the transport writable, then end."""
@@ -258,7 +267,6 @@ class Connection(Client):
         outbox = self.outbox
         direct = self._direct
         stats = self.stats
-        sample_every, observe = stats.sample_every, stats.latency.observe
         stopped = True
         try:
             while True:
@@ -283,9 +291,7 @@ class Connection(Client):
                     for frame in frames:
                         await send(frame.text)
                         stats.asgi_frames += 1
-                        self.frames_sent += 1
-                        if not self.frames_sent % sample_every:
-                            observe(perf_counter() - frame.created)
+                        self._record_sent((frame,))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the socket went away under us; the reader sees it too
