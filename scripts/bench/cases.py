@@ -25,7 +25,6 @@ from .stats import (
     Histogram,
     core_ticks,
     core_usage,
-    cpu_seconds,
     cpu_times,
     rss_kib,
     run_queue_wait_s,
@@ -195,15 +194,13 @@ async def _load(
     pids = [server.pid] + [c.pid for c in bench.clients]
     cores = (bench.server_cpu, bench.client_cpu)
     await _sleep_until(t0)
-    cpu0 = [cpu_seconds(pid) for pid in pids]
-    sys0 = cpu_times(server.pid)[1]
+    times0 = [cpu_times(pid) for pid in pids]
     wait0 = run_queue_wait_s(server.pid)
     ticks0 = [core_ticks(core) for core in cores]
     wall0 = now_us()
     profiler = await _start_profiler(bench, scenario, server, result)
     await _sleep_until(t1)
-    cpu1 = [cpu_seconds(pid) for pid in pids]
-    sys1 = cpu_times(server.pid)[1]
+    times1 = [cpu_times(pid) for pid in pids]
     wait1 = run_queue_wait_s(server.pid)
     ticks1 = [core_ticks(core) for core in cores]
     wall = (now_us() - wall0) / 1e6
@@ -222,9 +219,11 @@ async def _load(
             for key, count in probe["stalled"].items():
                 outcome[key] = outcome.get(key, 0) + int(count)
         result.figures["stalled_outcome"] = outcome
-    server_cpu = cpu1[0] - cpu0[0]
-    client_cpu = sum(cpu1[1:]) - sum(cpu0[1:])
-    server_times = (server_cpu, sys1 - sys0)
+    # (user, system) seconds per process, read once at each edge of the window.
+    used = [(u1 - u0, s1 - s0) for (u0, s0), (u1, s1) in zip(times0, times1, strict=True)]
+    server_cpu = sum(used[0])
+    client_cpu = sum(u + s for u, s in used[1:])
+    server_times = (server_cpu, used[0][1])
     result.figures.update(_figures(scenario, published, reports, server_times, client_cpu, wall))
     result.figures["server_rss_kib"] = rss
     # Time the server was ready to run while its core ran something else (other processes,

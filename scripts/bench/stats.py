@@ -110,11 +110,6 @@ def cpu_times(pid: int) -> tuple[float, float]:
     return int(fields[11]) / _CLOCK_TICKS, int(fields[12]) / _CLOCK_TICKS
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    return sum(cpu_times(pid))
-
-
 def run_queue_wait_s(pid: int) -> float:
     """Seconds the process's main thread has spent runnable but waiting for a CPU
     (``/proc/<pid>/schedstat``): time other work on its core took from it."""
