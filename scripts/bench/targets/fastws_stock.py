@@ -10,8 +10,6 @@ No ``from __future__ import annotations`` here: FastAPI and fastws read the hand
 annotations at run time, and string annotations could not name the closure's ``service``.
 """
 
-import socket
-from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI
@@ -20,7 +18,7 @@ from pydantic import BaseModel
 
 from ..common import PRICES, RESOLUTION, WS_PATH, symbol, topic_of
 from . import versions
-from .uvicorn_host import UvicornHost
+from .uvicorn_host import UvicornHost, UvicornServed
 
 
 class SubscribeParams(BaseModel):
@@ -64,7 +62,7 @@ async def subscribe(payload: SubscribePayload, client: Client) -> SubscribeRespo
     return SubscribeResponse(status="ok", symbol=payload.symbol, message="subscribed", topic=topic)
 
 
-class FastWSTarget:
+class FastWSTarget(UvicornServed):
     name = "fastws"
 
     def __init__(self, topics: int) -> None:
@@ -82,12 +80,6 @@ class FastWSTarget:
         app = FastAPI()
         app.add_api_websocket_route(WS_PATH, endpoint)
         self.host = UvicornHost(app, lifespan="off")
-
-    async def serve(self, sock: socket.socket, on_ready: Callable[[], None]) -> None:
-        await self.host.serve(sock, on_ready)
-
-    def stop(self) -> None:
-        self.host.stop()
 
     async def publish(self, index: int, bar_time: int, stamp_us: int) -> None:
         open_, high, low, close = PRICES

@@ -12,8 +12,6 @@ Settings come from ``MARKETCAST_*`` variables on top of these, so a run can try 
 from __future__ import annotations
 
 import os
-import socket
-from collections.abc import Callable
 from typing import cast
 
 import marketcast
@@ -24,7 +22,7 @@ from marketcast.streams import StreamManager
 
 from ..common import PRICES, RESOLUTION, symbol
 from . import versions
-from .uvicorn_host import UvicornHost
+from .uvicorn_host import UvicornHost, UvicornServed
 
 #: The benchmark's defaults; a MARKETCAST_* variable set by the caller wins.
 BENCH_SETTINGS = {
@@ -41,7 +39,7 @@ def bench_settings(topics: int) -> Settings:
     return Settings()
 
 
-class MarketcastTarget:
+class MarketcastTarget(UvicornServed):
     name = "marketcast"
 
     def __init__(self, topics: int) -> None:
@@ -61,12 +59,6 @@ class MarketcastTarget:
             ping_interval=getattr(self.settings, "ws_ping_interval", 20.0),
             ping_timeout=getattr(self.settings, "ws_ping_timeout", 20.0),
         )
-
-    async def serve(self, sock: socket.socket, on_ready: Callable[[], None]) -> None:
-        await self.host.serve(sock, on_ready)
-
-    def stop(self) -> None:
-        self.host.stop()
 
     async def publish(self, index: int, bar_time: int, stamp_us: int) -> None:
         open_, high, low, close = PRICES

@@ -7,18 +7,15 @@ each send in turn. Fast while every client reads, and one stalled client blocks 
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Callable
-
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from ..common import WS_PATH, symbol, topic_of, update_frame
 from . import versions
 from .replies import subscribe_reply
-from .uvicorn_host import UvicornHost
+from .uvicorn_host import UvicornHost, UvicornServed
 
 
-class NaiveTarget:
+class NaiveTarget(UvicornServed):
     name = "naive"
 
     def __init__(self, topics: int) -> None:
@@ -46,12 +43,6 @@ class NaiveTarget:
         finally:
             for topic in mine:
                 self.subscribers[topic].discard(ws)
-
-    async def serve(self, sock: socket.socket, on_ready: Callable[[], None]) -> None:
-        await self.host.serve(sock, on_ready)
-
-    def stop(self) -> None:
-        self.host.stop()
 
     async def publish(self, index: int, bar_time: int, stamp_us: int) -> None:
         topic = self.topics[index]

@@ -62,3 +62,15 @@ class UvicornHost:
 
     def stop(self) -> None:
         self.server.should_exit = True
+
+
+class UvicornServed:
+    """The ``serve``/``stop`` half of a target whose app runs on a ``UvicornHost``."""
+
+    host: UvicornHost
+
+    async def serve(self, sock: socket.socket, on_ready: Callable[[], None]) -> None:
+        await self.host.serve(sock, on_ready)
+
+    def stop(self) -> None:
+        self.host.stop()
