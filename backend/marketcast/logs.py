@@ -15,9 +15,17 @@ with its ``apikey=``); only the finished line has all of them. What is redacted:
   URL-encoded spelling; values shorter than four characters are not searched for, since they
   would blank out ordinary words (use real secrets);
 - token-like query parameters (``apikey=``, ``api_key=``, ``token=``, ``access_token=``,
-  ``key=``, ``secret=``, ``password=``, ``signature=``), ``Authorization`` values, passwords
-  in ``scheme://user:password@host`` URLs, and ``token.<TOKEN>`` subprotocols
-  (``ws.security.redact``).
+  ``key=``, ``secret=``, ``password=``, ``signature=``), also a first one with no ``?`` (as
+  uvicorn's trace log shows ``query_string: b'token=…'``), ``Authorization`` values,
+  passwords in ``scheme://user:password@host`` URLs, and ``token.<TOKEN>`` subprotocols
+  (``marketcast.redaction.redact_patterns``).
+
+Why redaction is a scanner and messages are capped: every line is formatted on the event
+loop, uvicorn's access line included, and its request target is whatever a client sent. The
+scanner (``marketcast.redaction``) examines each character a bounded number of times, and a
+message longer than ``redaction.MAX_MESSAGE_CHARS`` (2,048) is cut to that length before it
+is redacted (each ``%s`` argument to half of it first, so an access line keeps its status
+code); a line costs a bounded amount of work, however long the URL.
 
 Why uvicorn's per-connection WebSocket lines are dropped below DEBUG: the adapter logs one
 line when a connection opens and one when it closes, each with the connection id; uvicorn's
@@ -26,19 +34,19 @@ line when a connection opens and one when it closes, each with the connection id
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
-import re
 import sys
 import time
-from collections.abc import Iterable
 from typing import Any, Final, TextIO
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from marketcast.redaction import Redactor as Redactor
+from marketcast.redaction import cap_record_message
 from marketcast.settings import Settings
-from marketcast.ws.security import redact as redact_tokens
 
 #: The handler ``configure_logging`` installs is found again (and replaced) by this name.
 HANDLER_NAME: Final = "marketcast"
@@ -52,20 +60,6 @@ LEVELS: Final = {
     "debug": logging.DEBUG,
     "trace": TRACE,
 }
-MASK: Final = "[redacted]"
-#: Shorter configured secrets are not searched for (see the module docstring).
-MIN_SECRET_LENGTH: Final = 4
-
-_QUERY_SECRET: Final = re.compile(
-    r"(?i)([?&;](?:api[_-]?key|access[_-]?token|token|key|secret|password|passwd|signature)=)"
-    r"[^&;\s\"'#]*"
-)
-_AUTHORIZATION: Final = re.compile(
-    r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|apikey|token)\s+)?)"
-    r"[^\s\"',;}]+"
-)
-_URL_PASSWORD: Final = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
-
 #: uvicorn.error's per-connection WebSocket messages (their unformatted ``msg``).
 _CONNECTION_CHATTER: Final = frozenset(
     {"connection open", "connection closed", '%s - "WebSocket %s" [accepted]'}
@@ -76,27 +70,6 @@ _RECORD_FIELDS: Final = frozenset(
     {*logging.LogRecord("", 0, "", 0, "", None, None).__dict__, "message", "asctime"}
     | {"color_message", "taskName"}
 )
-
-
-class Redactor:
-    """Replaces secrets in a finished log line with ``[redacted]``."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        spellings: set[str] = set()
-        for secret in secrets:
-            if len(secret) >= MIN_SECRET_LENGTH:
-                spellings.update({secret, quote(secret, safe="")})
-        #: Longest first, so a secret containing another is replaced whole.
-        self._secrets = sorted(spellings, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        text = _QUERY_SECRET.sub(rf"\1{MASK}", text)
-        text = _AUTHORIZATION.sub(rf"\1{MASK}", text)
-        text = _URL_PASSWORD.sub(rf"\1{MASK}@", text)
-        return redact_tokens(text)
 
 
 def secret_values(settings: Settings) -> list[str]:
@@ -118,7 +91,8 @@ def secret_values(settings: Settings) -> list[str]:
 
 
 class TextFormatter(logging.Formatter):
-    """``2026-11-21 06:28:03,123 INFO marketcast.ws connection opened ...``, redacted."""
+    """``2026-11-21 06:28:03,123 INFO marketcast.ws connection opened ...``, capped and
+    redacted."""
 
     def __init__(self, redactor: Redactor) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -126,6 +100,16 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return self._redact(super().format(record))
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # ``format`` has just set ``record.message``; a copy carries it capped, since the
+        # record itself is shared with any other handler.
+        message = cap_record_message(record, record.message, self._redact)
+        if message == record.message:
+            return super().formatMessage(record)
+        shown = copy.copy(record)
+        shown.message = message
+        return super().formatMessage(shown)
 
 
 class JsonFormatter(logging.Formatter):
@@ -142,7 +126,7 @@ class JsonFormatter(logging.Formatter):
             "time": f"{stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": cap_record_message(record, record.getMessage(), self._redact),
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -167,6 +151,30 @@ class QuietConnectionChatter(logging.Filter):
         )
 
 
+#: What uvicorn logs, with a traceback, when a client's text frame is not valid UTF-8.
+_INVALID_UTF8: Final = "Invalid UTF-8 sequence received from client."
+
+
+class ClientFaultsWithoutTracebacks(logging.Filter):
+    """Turns uvicorn's ERROR-with-traceback for a client's invalid UTF-8 into one INFO line.
+
+    Why: RFC 6455 makes a text frame that is not UTF-8 a protocol error, and uvicorn answers
+    it correctly — close 1007 — but logs it as a server failure with a six-line traceback.
+    It is the client's fault, one per connection at most, and a client could otherwise fill
+    the log with tracebacks; the close code is documented (docs/websocket.md, "Closes").
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.error" and record.msg == _INVALID_UTF8:
+            record.msg = "client sent a text frame that is not valid UTF-8: closed with 1007"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno = logging.INFO
+            record.levelname = logging.getLevelName(logging.INFO)
+        return True
+
+
 def configure_logging(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
     """Install the one handler on the root logger and take over uvicorn's loggers.
 
@@ -183,6 +191,7 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> loggi
     handler.setFormatter(formatter)
     if level > logging.DEBUG:
         handler.addFilter(QuietConnectionChatter())
+    handler.addFilter(ClientFaultsWithoutTracebacks())
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
         root.removeHandler(old)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 
+from marketcast.redaction import MAX_MESSAGE_CHARS
 from tests.integration.harness import client, run_server
 
 SECRET = "Tw3lve-Data-Key-0123456789"
@@ -28,6 +29,8 @@ async def test_json_logs_are_quiet_and_redacted(tmp_path: Path) -> None:
             # A secret in a token-like query parameter, and the configured value elsewhere.
             await http.get("/healthz", params={"apikey": "not-configured-but-redacted"})
             await http.get("/api/v1/market-data/history", params={"symbol": SECRET})
+            # A long request target is logged capped, status included.
+            long_url = await http.get("/healthz?" + "j" * 60_000)
     assert all(u["type"] == "bars.update" for u in updates)
 
     lines = server.log().splitlines()
@@ -46,6 +49,11 @@ async def test_json_logs_are_quiet_and_redacted(tmp_path: Path) -> None:
 
     # 40 updates flowed; the log did not grow with them.
     assert len(records) < 30, messages
+
+    assert long_url.status_code == 200
+    [long_line] = [m for m in messages if "/healthz?jjj" in m]
+    assert long_line.endswith(' …[truncated 58985 chars] HTTP/1.1" 200')
+    assert len(long_line) < MAX_MESSAGE_CHARS
 
     assert SECRET not in server.log()
     assert "not-configured-but-redacted" not in server.log()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 
@@ -19,6 +20,7 @@ from marketcast.logs import (
     configure_logging,
     secret_values,
 )
+from marketcast.redaction import MAX_MESSAGE_CHARS
 from marketcast.settings import Settings
 
 
@@ -51,6 +53,9 @@ def restore_logging() -> Iterator[None]:
         ("Authorization: Bearer abc.def", "Authorization: Bearer [redacted]"),
         ("offered token.s3cr3t-value", "offered token.[redacted]"),
         ("nothing secret here: symbol=BTCUSDT", "nothing secret here: symbol=BTCUSDT"),
+        # A first parameter with no "?", as uvicorn logs a scope's query string at trace level.
+        ("query_string: b'token=abc'", "query_string: b'token=[redacted]'"),
+        ("token=abc&x=1", "token=[redacted]&x=1"),
     ],
 )
 def test_token_like_values_are_redacted(text: str, expected: str) -> None:
@@ -63,6 +68,39 @@ def test_configured_secrets_are_redacted_wherever_they_appear() -> None:
         "failed for [redacted] and [redacted]"
     )
     assert redact("abc stays") == "abc stays"
+
+
+def test_a_long_access_line_is_capped_keeping_its_status_and_no_secret() -> None:
+    """uvicorn logs the request target whole: 60 KB of it are not written, nor scanned."""
+    secret = "s3cret-value-0123"
+    path = "/healthz?token=abc&q=" + "j" * (MAX_MESSAGE_CHARS // 2 - 30) + secret + "j" * 60_000
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("1.2.3.4:5", "GET", path, "1.1", 200),
+        None,
+    )
+    for formatter in (TextFormatter(Redactor([secret])), JsonFormatter(Redactor([secret]))):
+        line = formatter.format(record)
+        assert len(line) < MAX_MESSAGE_CHARS + 200
+        assert "/healthz?token=[redacted]&q=jjj" in line
+        # The secret straddled the cut: its start is masked, nothing of it is shown.
+        cut = len(path) - MAX_MESSAGE_CHARS // 2
+        assert f"jjj[redacted] …[truncated {cut} chars] HTTP/1.1" in line
+        assert re.search(r'HTTP/1\.1\\?" 200', line)
+        assert secret[:4] not in line
+    assert record.getMessage().endswith(" 200")  # the record itself is left as it was
+
+
+def test_a_long_message_is_capped() -> None:
+    record = logging.LogRecord(
+        "marketcast.test", logging.INFO, __file__, 1, "x" * 5000 + " token=abc", None, None
+    )
+    line = TextFormatter(Redactor()).format(record)
+    assert line.endswith("x" * 100 + f" …[truncated {5010 - MAX_MESSAGE_CHARS} chars]")
 
 
 def test_secret_values_come_from_secret_settings_and_url_passwords() -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
 import pytest
 from pydantic import SecretStr
+from uvicorn.logging import AccessFormatter
 
 from marketcast.errors import ConfigurationError
 from marketcast.ws.security import (
@@ -172,3 +174,41 @@ def test_redaction_filter_rewrites_records() -> None:
     )
     assert RedactSecrets().filter(record)
     assert record.getMessage() == 'c - "WebSocket /ws?token=[redacted]" 403'
+
+
+def test_redact_a_first_query_parameter_without_a_question_mark() -> None:
+    # uvicorn's trace log shows a scope's query string as bytes.
+    assert redact("query_string: b'token=abc&x=1'") == "query_string: b'token=[redacted]&x=1'"
+
+
+def test_redaction_filter_keeps_the_arguments_uvicorns_access_formatter_unpacks() -> None:
+    """A server built without ``marketcast.logs`` keeps uvicorn's ``AccessFormatter``, which
+    unpacks ``record.args``: the filter redacts them in place instead of dropping them."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False)
+    )
+    handler.addFilter(RedactSecrets())
+    args = ("1.2.3.4:5", "GET", "/ws?token=abc&x=1", "1.1", 200)
+    handler.handle(
+        logging.LogRecord(
+            "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d', args, None
+        )
+    )
+    long_path = "/healthz?" + "j" * 60_000
+    handler.handle(
+        logging.LogRecord(
+            "uvicorn.access",
+            logging.INFO,
+            __file__,
+            1,
+            '%s - "%s %s HTTP/%s" %d',
+            ("1.2.3.4:5", "GET", long_path, "1.1", 404),
+            None,
+        )
+    )
+    first, second = stream.getvalue().splitlines()
+    assert first == '1.2.3.4:5 - "GET /ws?token=[redacted]&x=1 HTTP/1.1" 200 OK'
+    assert second.endswith(' …[truncated 58985 chars] HTTP/1.1" 404 Not Found')
+    assert len(second) < 1100
