@@ -99,10 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run the server",
         description="Run the server: the demo page at /, the WebSocket API at /api/v1/ws, "
         "REST under /api/v1/market-data, metrics at /metrics. By default the simulator feeds "
-        "every symbol, with an in-memory store: no services, no network. SIGTERM drains "
-        "connections (notice, flush, close 1001) before stopping.",
-        epilog="Exit status: 0 after a clean stop, 1 when the address cannot be bound or the "
-        "server fails to start, 2 for a wrong setting.",
+        "every symbol, with an in-memory store: no services, no network. SIGTERM or Ctrl-C "
+        "drains connections (notice, flush, close 1001) before stopping; a second one stops "
+        "at once.",
+        epilog="Exit status: 0 after a clean stop (SIGTERM and Ctrl-C included), 1 when the "
+        "address cannot be bound or the server fails to start, 2 for a wrong setting, 130 "
+        "when interrupted before the server started.",
     )
     serve.add_argument(
         "--host", help="interface to listen on (MARKETCAST_HOST; default 127.0.0.1, local only)"
@@ -141,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     except ListenError as exc:
         print(f"marketcast: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C before the server installed its own handlers (while starting): no
+        # traceback, the shell's usual status for SIGINT.
+        print("marketcast: interrupted", file=sys.stderr)
+        return 130
     return code
 
 

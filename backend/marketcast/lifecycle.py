@@ -40,6 +40,8 @@ class Lifecycle:
         #: The one drain in progress; a second caller (a second signal, then the lifespan
         #: shutdown) awaits the same drain instead of starting another.
         self._drain: asyncio.Task[None] | None = None
+        #: ``cut_drain()`` was called: no drain waits any more (a second exit signal).
+        self._cut = False
 
     def is_ready(self) -> bool:
         """Ready to take new clients: started and not draining."""
@@ -65,13 +67,46 @@ class Lifecycle:
         self._drainers.append(drainer)
 
     async def drain(self) -> None:
-        """Stop being ready at once, then run every drainer; idempotent and shareable."""
+        """Stop being ready at once, then run every drainer; idempotent and shareable.
+
+        Returns early, without an error, once ``cut_drain()`` was called: the lifespan
+        shutdown awaits this too, and must go on to close the feeds and stores rather than
+        wait out a notice period the operator asked to skip.
+        """
         if self._drain is None:
-            if self.phase is not Phase.STOPPED:
-                self.phase = Phase.DRAINING
-            log.info("draining: readiness off, new connections refused")
+            self._stop_accepting()
+            if self._cut:
+                return
             self._drain = asyncio.get_running_loop().create_task(self._run(), name="drain")
-        await asyncio.shield(self._drain)
+        drain = self._drain
+        try:
+            await asyncio.shield(drain)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            # Our own caller being cancelled is not ours to swallow; the drain being cut is.
+            if drain.cancelled() and self._cut and (task is None or task.cancelling() == 0):
+                return
+            raise
+
+    def cut_drain(self) -> None:
+        """Give up the drain's notice and flush (a second SIGTERM or Ctrl-C): stop now.
+
+        Cancels the drain in progress (its drainers stop waiting; the ASGI server then closes
+        the remaining connections itself, with 1012) and makes any later ``drain()`` return
+        at once, having only turned readiness off.
+        """
+        if self._cut:
+            return
+        self._cut = True
+        self._stop_accepting()
+        log.info("drain cut short: closing the remaining connections now")
+        if self._drain is not None:
+            self._drain.cancel()
+
+    def _stop_accepting(self) -> None:
+        if self.phase in (Phase.STARTING, Phase.READY):
+            self.phase = Phase.DRAINING
+            log.info("draining: readiness off, new connections refused")
 
     async def _run(self) -> None:
         results = await asyncio.gather(*(d() for d in self._drainers), return_exceptions=True)

@@ -5,26 +5,32 @@ Why a ``uvicorn.Server`` subclass: on SIGTERM uvicorn immediately closes every W
 ``notice`` and a going-away close (1001). ``GracefulServer`` intercepts the first SIGTERM or
 SIGINT, runs the app's ``Lifecycle.drain()`` (readiness off, new connections refused, notice,
 flush, 1001) and only then lets uvicorn proceed with its normal shutdown, which by then has
-nothing left to cut. A second signal during the drain skips it (uvicorn's own behaviour:
-immediate shutdown, 1012).
+nothing left to cut. A second signal during the drain cuts it short (``Lifecycle.cut_drain``:
+neither the signal's drain nor the lifespan shutdown waits out the notice period) and uvicorn
+stops at once, closing what is left with 1012.
 
 The uvicorn settings marketcast relies on are set here from ``Settings`` rather than left to
-uvicorn's defaults: the frame size limit (1009), protocol pings (dead peers), and the
-``websockets-sansio`` implementation that the transport-abort fallback was checked against.
+uvicorn's defaults: the frame size limit (1009), protocol pings (dead peers), the
+``websockets-sansio`` implementation that the transport-abort fallback was checked against,
+and the h11 protocol with request deadlines and the TCP connection cap
+(``marketcast.http_guard``), whose refusals are logged once per interval
+(``marketcast.refusals``), failed ``accept()`` calls included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
-from collections.abc import Awaitable, Callable
 from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 
+from marketcast.http_guard import HttpGuard, guarded_h11_protocol
 from marketcast.lifecycle import Lifecycle
+from marketcast.refusals import install_accept_failure_log
 from marketcast.settings import Settings
 from marketcast.ws.security import install_log_redaction
 
@@ -32,11 +38,18 @@ log = logging.getLogger("marketcast.serving")
 
 
 class GracefulServer(uvicorn.Server):
-    """``uvicorn.Server`` whose first exit signal drains the app before shutting down."""
+    """``uvicorn.Server`` whose first exit signal drains the app before shutting down.
 
-    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+    Signals are never handed to ``uvicorn.Server.handle_exit``: it records each one and
+    re-raises it once the server has stopped, so that a clean stop after SIGTERM ended as a
+    kill by SIGTERM (exit status 143) and one after Ctrl-C in a ``KeyboardInterrupt``
+    traceback. ``marketcast serve`` exits 0 after a clean stop, whatever asked for it.
+    """
+
+    def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle, guard: HttpGuard) -> None:
         super().__init__(config)
-        self._drain = drain
+        self._lifecycle = lifecycle
+        self._guard = guard
         #: The loop ``serve`` runs on; signal handlers run outside it and hand over to it.
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Held so the drain task is not garbage-collected while it runs.
@@ -44,39 +57,61 @@ class GracefulServer(uvicorn.Server):
         self._drain_requested = False
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-        self._loop = asyncio.get_running_loop()
-        await super().serve(sockets)
+        loop = self._loop = asyncio.get_running_loop()
+        previous = install_accept_failure_log(loop, self._guard.refusals)
+        try:
+            await super().serve(sockets)
+        finally:
+            loop.set_exception_handler(previous)
+            self._guard.refusals.close()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         loop = self._loop
-        if self._drain_requested or loop is None or not self.started or self.should_exit:
-            super().handle_exit(sig, frame)
-            return
-        self._drain_requested = True
-        # A ``signal.signal`` handler runs between two bytecodes of the main thread, maybe
-        # inside the loop's select(): hand over to the loop rather than touch it from here.
-        loop.call_soon_threadsafe(self._start_drain, sig)
+        if loop is None or not self.started or self.should_exit:
+            # Not serving yet, or already stopping: uvicorn's rules (a second Ctrl-C while
+            # stopping skips waiting for connections and the lifespan shutdown).
+            self._stop(sig)
+        elif not self._drain_requested:
+            self._drain_requested = True
+            # A ``signal.signal`` handler runs between two bytecodes of the main thread,
+            # maybe inside the loop's select(): hand over to the loop, never touch it here.
+            loop.call_soon_threadsafe(self._start_drain, sig)
+        else:
+            # A second signal during the drain: skip the notice period, stop at once.
+            loop.call_soon_threadsafe(self._lifecycle.cut_drain)
+            self._stop(sig)
+
+    def _stop(self, sig: int) -> None:
+        """What ``uvicorn.Server.handle_exit`` does, without recording ``sig`` to re-raise."""
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
 
     def _start_drain(self, sig: int) -> None:
         log.info("signal %d: draining before shutdown", sig)
-        self._drain_task = asyncio.get_running_loop().create_task(self._drain_then_exit(sig))
+        self._drain_task = asyncio.get_running_loop().create_task(self._drain_then_exit())
 
-    async def _drain_then_exit(self, sig: int) -> None:
+    async def _drain_then_exit(self) -> None:
         try:
-            await self._drain()
+            await self._lifecycle.drain()
         except Exception:
             log.exception("drain failed; shutting down anyway")
         finally:
-            super().handle_exit(sig, None)
+            self.should_exit = True
 
 
 def build_server(app: FastAPI, settings: Settings) -> GracefulServer:
     """The uvicorn server for ``app`` (built by ``create_app``) with marketcast's settings."""
+    guard = HttpGuard.from_settings(settings)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # uvicorn's h11 protocol plus request deadlines, the TCP connection cap and the
+        # HTTP/1.1 check for WebSocket upgrades (``marketcast.http_guard``).
+        http=guarded_h11_protocol(guard),
         ws="websockets-sansio",
         # Frames larger than this are refused by the protocol layer with close code 1009,
         # before they are read into memory.
@@ -96,4 +131,5 @@ def build_server(app: FastAPI, settings: Settings) -> GracefulServer:
     # in its formatter; this covers a server built without it, e.g. embedded in tests.)
     install_log_redaction(("", "uvicorn", "uvicorn.error", "uvicorn.access"))
     lifecycle: Lifecycle = app.state.lifecycle
-    return GracefulServer(config, lifecycle.drain)
+    log.info("%s (MARKETCAST_MAX_TCP_CONNECTIONS)", guard.describe_cap())
+    return GracefulServer(config, lifecycle, guard)

@@ -1,6 +1,7 @@
 """SIGTERM on ``marketcast serve``: readiness flips first, new connections are turned away,
 open ones get a ``notice``, keep receiving, get what was queued, then a 1001 close; a client
-that reads nothing cannot hold the shutdown past its deadlines."""
+that reads nothing cannot hold the shutdown past its deadlines. A clean stop exits 0 after
+SIGTERM and Ctrl-C alike, and a second signal skips the rest of the notice period."""
 
 from __future__ import annotations
 
@@ -71,6 +72,9 @@ async def test_sigterm_drains_then_closes_with_1001(tmp_path: Path) -> None:
         sim_tick_interval=0.05,
         close_notice_seconds=NOTICE_SECONDS,
         drain_timeout=DRAIN_TIMEOUT,
+        # Snapshots are only this test's way to fill the client's queue; what they cost
+        # against the rate limit is tested in test_abuse_answers.py.
+        rate_limit_per_second=0,
         close_timeout=CLOSE_TIMEOUT,
         # Large enough that the reader below is not closed as a slow consumer first.
         outbox_max_bytes=64_000_000,
@@ -140,9 +144,48 @@ async def test_sigterm_drains_then_closes_with_1001(tmp_path: Path) -> None:
     budget = NOTICE_SECONDS + DRAIN_TIMEOUT + CLOSE_TIMEOUT + 3.0
     assert exited_at - signalled < budget, f"took {exited_at - signalled:.1f}s"
     assert closed_at - signalled >= NOTICE_SECONDS * 0.9
-    assert exit_code in (0, -signal.SIGTERM)
+    assert exit_code == 0, "a clean stop after SIGTERM exits 0 (not 143)"
     log = server.log()
     assert "draining" in log
     assert "queue not flushed" in log, "the stalled client hit the flush deadline"
     assert "aborting TCP" in log, "and its close frame could not be written either"
     assert "1012" not in log
+
+
+#: Far longer than any bound below: a stop within the bound proves the notice was skipped.
+LONG_NOTICE_SECONDS = 60.0
+EXIT_BOUND = 30.0
+
+
+async def test_sigint_stops_cleanly_with_status_0(tmp_path: Path) -> None:
+    with run_server(tmp_path, close_notice_seconds=0.2) as server:
+        async with client(server) as c:
+            await c.subscribe_bars("BTCUSDT", "1")
+            server.process.send_signal(signal.SIGINT)
+            code = await until_closed(c, [])
+        exit_code = await asyncio.to_thread(server.process.wait, EXIT_BOUND)
+    assert code == 1001
+    assert exit_code == 0
+    log = server.log()
+    assert "Traceback" not in log
+    assert "KeyboardInterrupt" not in log
+
+
+async def test_second_sigterm_skips_the_notice_period(tmp_path: Path) -> None:
+    with run_server(
+        tmp_path, sim_speed=60, sim_tick_interval=0.05, close_notice_seconds=LONG_NOTICE_SECONDS
+    ) as server:
+        async with client(server) as c:
+            await c.subscribe_bars("BTCUSDT", "1")
+            server.process.send_signal(signal.SIGTERM)
+            notice = await c.recv_until(lambda f: f["type"] == "notice")
+            assert notice["payload"]["close_in_ms"] == round(LONG_NOTICE_SECONDS * 1000)
+            # The drain is now waiting out its notice period; a second signal cuts it.
+            server.process.send_signal(signal.SIGTERM)
+            code = await until_closed(c, [])
+        exit_code = await asyncio.to_thread(server.process.wait, EXIT_BOUND)
+    assert code == 1012, "uvicorn's own close: the drain's 1001 never came"
+    assert exit_code == 0
+    log = server.log()
+    assert "drain cut short" in log
+    assert "Traceback" not in log
