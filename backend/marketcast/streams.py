@@ -21,7 +21,7 @@ from marketcast.cluster.ownership import LocalOwnership, Ownership
 from marketcast.errors import ConfigurationError, FeedError
 from marketcast.feeds.base import Feed
 from marketcast.market import BarKey, Candle, Quote, QuoteKey, StreamKey, SymbolInfo
-from marketcast.recovery import recover_bars
+from marketcast.recovery import FetchTally, recover_bars
 from marketcast.staleness import StalenessMonitor, StalenessTracker
 from marketcast.store.base import CandleStore
 from marketcast.topics import build_topic
@@ -51,8 +51,13 @@ class StreamManager:
         history_size: int,
         ownership: Ownership | None = None,
         staleness: StalenessTracker | None = None,
+        max_concurrent_history: int = 8,
     ) -> None:
         self._store = store
+        #: History reads (snapshots, recoveries, REST history) running at once; the others
+        #: wait here without blocking the loop. Bounds what a burst of costly requests from
+        #: many clients makes the store and the upstreams do together.
+        self._history_slots = asyncio.Semaphore(max_concurrent_history)
         #: Which watched keys went silent upstream (``staleness``); flags them to clients.
         self._staleness = StalenessMonitor(
             staleness or StalenessTracker(intervals=3, max_seconds=300), self._publish_stale
@@ -205,22 +210,30 @@ class StreamManager:
         closed-bar filter only knows what *it* published, while the gap belongs to another
         owner or to an outage. Each worker then resyncs its clients from the store through its
         own closed-bar guard (``bus.guard``), so nobody gets a gap or a repeat."""
-        stored = await self._store.last(key, 1)
         candles = await self._feed_for(key.symbol).fetch_history(key, None, self._history_size)
-        if stored:
-            newest = stored[-1]
-            candles = [
-                c
-                for c in candles
-                if c.time > newest.time or (c.time == newest.time and not newest.closed)
-            ]
-        await self._store.upsert_many(key, candles)
+        await self._store.upsert_many(key, await self._beyond_store(key, candles))
         self._bootstrapped.add(key)
+
+    async def _beyond_store(self, key: BarKey, candles: Sequence[Candle]) -> list[Candle]:
+        """The ``candles`` the store lacks at its newest end: those newer than its newest bar,
+        or replacing that bar while it is open. Older ones are left alone because the store
+        may hold real bars there (another owner's, in a cluster) that the feed's filler bars
+        must not overwrite."""
+        stored = await self._store.last(key, 1)
+        if not stored:
+            return list(candles)
+        newest = stored[-1]
+        return [
+            c
+            for c in candles
+            if c.time > newest.time or (c.time == newest.time and not newest.closed)
+        ]
 
     # -- history ------------------------------------------------------------------------------
 
-    async def ensure_history(self, key: BarKey) -> None:
-        """Load the key's recent history from its feed once, if the store has none."""
+    async def ensure_history(self, key: BarKey, *, tally: FetchTally | None = None) -> None:
+        """Load the key's recent history from its feed once, if the store has none
+        (``tally``: counts that fetch, for a caller charging by cost)."""
         if key in self._bootstrapped:
             return
         lock = self._bootstrap_locks.setdefault(key, asyncio.Lock())
@@ -234,6 +247,8 @@ class StreamManager:
                 except FeedError as exc:  # the live stream still starts; retried next time
                     log.warning("history of %s unavailable: %s", self.topic(key), exc)
                     return
+                if tally is not None:
+                    tally.add(candles)
                 await self._store.upsert_many(key, candles)
             self._bootstrapped.add(key)
 
@@ -242,24 +257,53 @@ class StreamManager:
         self._bootstrapped.clear()
 
     async def snapshot(self, key: BarKey, count: int, since: Millis | None) -> list[Candle]:
-        """The last ``count`` bars, or every stored bar opening at or after ``since``."""
-        if since is not None:
-            return await self._store.range(key, since, None, self._history_size)
-        if count <= 0:
+        """The last ``count`` bars, or every stored bar opening at or after ``since``; from the
+        store only, so it never fetches from the feed (its cost is the bars returned)."""
+        if since is None and count <= 0:
             return []
-        return await self._store.last(key, count)
+        async with self._history_slots:
+            if since is not None:
+                return await self._store.range(key, since, None, self._history_size)
+            return await self._store.last(key, count)
 
-    async def recover(self, key: BarKey, since: Millis, limit: int) -> tuple[list[Candle], bool]:
+    async def newest(self, key: BarKey) -> Candle | None:
+        """The newest stored bar of ``key`` (open or closed), if any."""
+        bars = await self._store.last(key, 1)
+        return bars[-1] if bars else None
+
+    async def recover(
+        self, key: BarKey, since: Millis, limit: int, *, tally: FetchTally | None = None
+    ) -> tuple[list[Candle], bool]:
         """Every bar opening at or after ``since`` (the newest ``limit`` at most), and whether
         that is all of them: the store's, with its holes filled from the feed
-        (``marketcast.recovery``)."""
+        (``marketcast.recovery``); ``tally`` counts what the feed was asked for."""
         feed = self._feed_for(key.symbol)
-        return await recover_bars(self._store, feed, key, since, limit)
+        async with self._history_slots:
+            return await recover_bars(self._store, feed, key, since, limit, tally=tally)
 
     async def history(
-        self, key: BarKey, start: Millis | None, end: Millis | None, limit: int
+        self,
+        key: BarKey,
+        start: Millis | None,
+        end: Millis | None,
+        limit: int,
+        *,
+        tally: FetchTally | None = None,
     ) -> list[Candle]:
-        await self.ensure_history(key)
+        """The newest ``limit`` bars with ``start <= time < end``: the store's, completed
+        from the feed when the store lacks the older part; ``tally`` counts those fetches."""
+        async with self._history_slots:
+            return await self._history(key, start, end, limit, tally)
+
+    async def _history(
+        self,
+        key: BarKey,
+        start: Millis | None,
+        end: Millis | None,
+        limit: int,
+        tally: FetchTally | None,
+    ) -> list[Candle]:
+        await self.ensure_history(key, tally=tally)
         bars = await self._store.range(key, start, end, limit)
         if len(bars) < limit and (start is None or not bars or bars[0].time > start):
             # The store may lack the older part of the range: ask the upstream for the bars
@@ -272,6 +316,8 @@ class StreamManager:
             except FeedError as exc:
                 log.warning("older history of %s unavailable: %s", self.topic(key), exc)
                 return bars
+            if tally is not None:
+                tally.add(older)
             older = [
                 c
                 for c in older
@@ -293,6 +339,20 @@ class StreamManager:
         self._staleness.tracker.touch(key, self._staleness.clock())
         await self._store.upsert(key, candle)
         await self._bus.publish(bar_update(self.topic(key), key, candle))
+
+    async def on_backfill(self, key: BarKey, candles: Sequence[Candle]) -> None:
+        """Bars the feed produced for a time nobody watched (a re-watched simulator key's
+        missed buckets): stored for snapshots and recovery, never published. Publishing a
+        day's backlog at once made every subscriber of the key a slow consumer.
+
+        The closed-bar filter moves past them first, so neither a repeat from the feed nor a
+        live delivery racing this write can publish them later; the store takes only what is
+        newer than its newest bar (``_beyond_store``)."""
+        closed = [c.time for c in candles if c.closed]
+        if closed:
+            newest = max(closed)
+            self._last_closed[key] = max(newest, self._last_closed.get(key, newest))
+        await self._store.upsert_many(key, await self._beyond_store(key, candles))
 
     async def on_quote(self, symbol: Symbol, quote: Quote) -> None:
         key = QuoteKey(symbol)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
@@ -32,6 +32,9 @@ class Sink:
 
     async def on_candle(self, key: BarKey, candle: Candle) -> None:
         self.candles.setdefault(key, []).append(candle)
+
+    async def on_backfill(self, key: BarKey, candles: Sequence[Candle]) -> None:
+        raise AssertionError("the upstream feeds fill their gaps in order, through on_candle")
 
     async def on_quote(self, symbol: Symbol, quote: Quote) -> None:
         self.quotes.append(quote)

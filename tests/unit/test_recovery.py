@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from marketcast.bus.memory import MemoryBus
 from marketcast.feeds.base import FeedSink
 from marketcast.market import BarKey, Candle, StreamKey, SymbolInfo
+from marketcast.recovery import FetchTally
 from marketcast.store.memory import MemoryCandleStore
 from marketcast.streams import StreamManager
 from marketcast.types import Millis
+from tests.unit.test_simulator import FakeTime, make_feed
 
 KEY = BarKey("BTCUSDT", "1")
 MINUTE = 60_000
@@ -153,3 +155,62 @@ async def test_since_in_the_future_is_complete_and_empty() -> None:
     bars, complete = await streams.recover(KEY, 500 * MINUTE, LIMIT)
     assert bars == []
     assert complete
+
+
+async def test_a_hole_older_than_a_full_answer_is_not_fetched() -> None:
+    """The store holds the newest ``limit`` bars since ``since``: older bars could not be in
+    the answer, so the feed is not asked (the answer is incomplete, as it was after asking)."""
+    streams, feed = await manager(range(50, 100))
+    tally = FetchTally()
+    bars, complete = await streams.recover(KEY, 20 * MINUTE, 50, tally=tally)
+    assert minutes(bars) == list(range(50, 100))
+    assert not complete
+    assert feed.calls == []
+    assert tally == FetchTally(bars=0, calls=0)
+
+
+async def test_a_gap_between_a_bar_before_since_and_the_next_is_filled() -> None:
+    """The key stopped at minute 20 and restarted at 50; the client resumes from 30."""
+    streams, feed = await manager(set(range(10, 21)) | set(range(50, 100)))
+    bars, complete = await streams.recover(KEY, 30 * MINUTE, LIMIT)
+    assert minutes(bars) == list(range(30, 100))
+    assert complete
+    assert feed.calls == [(50 * MINUTE, 100)]
+
+
+async def test_a_gap_before_since_the_feed_has_nothing_for_is_a_market_pause() -> None:
+    upstream = set(range(NOW)) - set(range(21, 50))
+    streams, _ = await manager(upstream & set(range(10, 100)), upstream=upstream)
+    bars, complete = await streams.recover(KEY, 30 * MINUTE, LIMIT)
+    assert minutes(bars) == list(range(50, 100))
+    assert complete
+
+
+async def test_the_tally_counts_what_the_feed_was_asked_for() -> None:
+    streams, _ = await manager(set(range(50, 70)) | set(range(80, 100)))
+    tally = FetchTally()
+    await streams.recover(KEY, 20 * MINUTE, LIMIT, tally=tally)
+    assert tally == FetchTally(bars=50 + 80, calls=2), "minutes 0..49 and 0..79, all returned"
+    await streams.recover(KEY, 90 * MINUTE, LIMIT, tally=tally)
+    assert tally.calls == 2, "the store alone answered"
+    history = FetchTally()
+    bars = await streams.history(KEY, None, None, LIMIT, tally=history)
+    assert minutes(bars) == list(range(0, 70)) + list(range(80, 100))
+    assert history == FetchTally(bars=50, calls=1), "the 50 bars before the oldest stored"
+
+
+async def test_since_zero_on_a_full_store_costs_the_simulator_nothing() -> None:
+    """The ``since: 0`` request that cost 18 ms: the store holds a full answer, so the
+    simulator is not asked to generate the 2,000 bars behind it."""
+    feed = make_feed(FakeTime())
+    key = BarKey("BTCUSDT", "1")
+    store = MemoryCandleStore(1_000)
+    streams = StreamManager([feed], store, MemoryBus(), grace_period=0, history_size=1_000)
+    await streams.ensure_history(key)
+    generated = feed.generated_bars
+    tally = FetchTally()
+    bars, complete = await streams.recover(key, 0, 1_000, tally=tally)
+    assert bars == await store.last(key, 1_000)
+    assert not complete
+    assert tally == FetchTally()
+    assert feed.generated_bars == generated

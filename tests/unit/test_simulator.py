@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from itertools import pairwise
 
 import pytest
 
 from marketcast.errors import ConfigurationError
+from marketcast.feeds import simulator
 from marketcast.feeds.base import Feed
 from marketcast.feeds.simulator import MAX_HISTORY_BARS, SimulatorFeed, asset_class_of
 from marketcast.market import BarKey, Candle, Quote, QuoteKey, StreamKey
@@ -52,9 +54,13 @@ class Recorder:
         self.feed = feed
         self.candles: list[tuple[BarKey, Candle, Millis]] = []
         self.quotes: list[tuple[Symbol, Quote]] = []
+        self.backfills: list[tuple[BarKey, list[Candle]]] = []
 
     async def on_candle(self, key: BarKey, candle: Candle) -> None:
         self.candles.append((key, candle, self.feed.now()))
+
+    async def on_backfill(self, key: BarKey, candles: Sequence[Candle]) -> None:
+        self.backfills.append((key, list(candles)))
 
     async def on_quote(self, symbol: Symbol, quote: Quote) -> None:
         self.quotes.append((symbol, quote))
@@ -215,6 +221,65 @@ async def test_a_later_end_re_anchors_at_the_current_bar() -> None:
     assert not later[-1].closed
 
 
+async def fresh_history(key: BarKey, end: Millis | None, limit: int) -> list[Candle]:
+    """What a new feed (empty memo) answers, anchored where ``make_feed(FakeTime())`` is."""
+    feed = make_feed(FakeTime())
+    if end is not None:
+        await feed.fetch_history(key, None, 1)  # the anchor a paging client starts from
+    return await feed.fetch_history(key, end, limit)
+
+
+@pytest.mark.parametrize("resolution", ["1", "W", "M"])
+async def test_memoised_history_equals_fresh_generation(
+    resolution: Resolution, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the memo holds — nothing, a shallow prefix, a deeper one, or a key evicted
+    and regenerated — every page equals what a feed with an empty memo generates."""
+    monkeypatch.setattr(simulator, "HISTORY_MEMO_BARS", 1_500)  # evictions happen below
+    key = BarKey("BTCUSDT", resolution)
+    feed = make_feed(FakeTime())
+    newest = await feed.fetch_history(key, None, 300)
+    assert newest == await fresh_history(key, None, 300)
+    ends = [newest[-1].time + 1, newest[-1].time, newest[150].time, newest[0].time, 1, 0]
+    for end in ends + ends[::-1]:
+        for limit in (1, 299, 1_000):
+            assert await feed.fetch_history(key, end, limit) == await fresh_history(
+                key, end, limit
+            ), (end, limit)
+    other = BarKey("ETHUSDT", "1")
+    await feed.fetch_history(other, None, 1)
+    await feed.fetch_history(other, 1_000, 1_000)  # deep enough to evict ``key``'s bars
+    assert await feed.fetch_history(key, newest[0].time, 1_000) == await fresh_history(
+        key, newest[0].time, 1_000
+    )
+
+
+async def test_repeated_history_requests_generate_nothing() -> None:
+    fake = FakeTime()
+    feed = make_feed(fake)
+    first = await feed.fetch_history(BTC1, None, 1_000)
+    assert feed.generated_bars == 999, "the anchor is the open bar; the rest is generated"
+    assert await feed.fetch_history(BTC1, None, 1_000) == first
+    assert await feed.fetch_history(BTC1, first[500].time, 400) == first[100:500]
+    assert feed.generated_bars == 999, "repeats and pages inside the memo are slices"
+    page = await feed.fetch_history(BTC1, first[0].time, 1_000)
+    assert feed.generated_bars == 1_999, "a deeper page generates only what is new"
+    assert await feed.fetch_history(BTC1, first[0].time, 1_000) == page
+    assert await feed.fetch_history(BTC1, 1, 1_000) == []
+    assert feed.generated_bars == 1_999, "a page beyond the depth bound costs nothing"
+    # Live trades move the open bar's close, not its open: re-anchoring keeps the memo.
+    await run(feed, fake, [BTC1], 5)
+    await feed.close()
+    again = await feed.fetch_history(BTC1, None, 1_000)
+    assert again[:-1] == first[:-1]
+    assert again[-1].time == first[-1].time
+    assert feed.generated_bars == 1_999
+    # A new bucket is a new anchor: its history is generated afresh.
+    fake.now += 60
+    await feed.fetch_history(BTC1, None, 10)
+    assert feed.generated_bars == 1_999 + 9
+
+
 # -- live ------------------------------------------------------------------------------------
 
 
@@ -318,6 +383,50 @@ async def test_unwatch_stops_delivery_and_rewatch_continues_the_walk() -> None:
     await fake.advance(0.3)
     first = next(q for s, q in recorder.quotes if s == "BTCUSDT")
     assert abs(first.last - price) < price * 0.001, "the walk resumes where it stopped"
+    await feed.close()
+
+
+async def test_a_rewatched_key_backfills_its_missed_buckets_and_publishes_only_the_current_bar() -> (
+    None
+):
+    fake = FakeTime()
+    feed = make_feed(fake, speed=60)  # a 1-minute bar every real second
+    recorder = await run(feed, fake, [BTC1], 3.2)
+    await feed.unwatch(BTC1)
+    open_bar = recorder.bars(BTC1)[-1]
+    assert not open_bar.closed, "unwatched with a bar still open"
+    await fake.advance(100)  # 100 simulated minutes nobody watches
+    recorder.candles.clear()
+    assert recorder.backfills == []
+    await feed.watch(BTC1)
+    now = bucket_start(feed.now(), "1")
+    [(key, missed)] = recorder.backfills
+    assert key == BTC1
+    assert [c.time for c in missed] == list(range(open_bar.time, now, 60_000))
+    assert all(c.closed for c in missed)
+    assert (missed[0].open, missed[0].close) == (open_bar.open, open_bar.close)
+    assert {(c.open, c.high, c.low, c.close, c.volume) for c in missed[1:]} == {
+        (open_bar.close,) * 4 + (0.0,)
+    }, "the buckets nobody watched are flat"
+    await fake.advance(0.5)
+    live = recorder.bars(BTC1)
+    assert live, "the current bar is published"
+    assert (live[0].time, live[0].closed) == (now, False), "it opens the current bucket"
+    assert all(c.time >= now for c in live), "no backlog in the live stream"
+    assert len(recorder.backfills) == 1
+    await feed.close()
+
+
+async def test_a_key_watched_again_within_its_bucket_has_no_backfill() -> None:
+    fake = FakeTime()
+    feed = make_feed(fake)
+    recorder = await run(feed, fake, [BTC1], 2)
+    await feed.unwatch(BTC1)
+    await fake.advance(2)
+    await feed.watch(BTC1)
+    await fake.advance(1)
+    assert recorder.backfills == []
+    assert {c.time for c in recorder.bars(BTC1)} == {bucket_start(feed.now(), "1")}
     await feed.close()
 
 

@@ -121,3 +121,31 @@ async def test_closed_bar_is_published_once_even_if_the_feed_repeats_it() -> Non
         (120_000, False),
     ]
     assert streams.repeats_dropped == 3
+
+
+async def test_backfilled_bars_are_stored_never_published() -> None:
+    streams, _, frames = await manager()
+    await streams.on_candle(KEY, Candle(60_000, 1, 2, 1, 1.5, 4))  # open when the key stopped
+    missed = [Candle(t * 60_000, 1, 2, 1, 2, 5, closed=True) for t in (1, 2, 3)]
+    await streams.on_backfill(KEY, missed)
+    assert await streams.snapshot(KEY, 10, None) == missed, "the open bar closed, then the rest"
+    assert [f.bar_time for f in frames] == [60_000], "nothing of the backfill went live"
+    await streams.on_candle(KEY, missed[-1])  # the feed repeating one: still never published
+    await streams.on_candle(KEY, Candle(240_000, 2, 2, 2, 2, 1))
+    assert [(f.bar_time, f.closed) for f in frames] == [(60_000, False), (240_000, False)]
+    assert streams.repeats_dropped == 1
+
+
+async def test_backfill_leaves_newer_and_final_stored_bars_alone() -> None:
+    """In a cluster another owner may have stored real bars: filler bars do not replace them."""
+    streams, _, frames = await manager()
+    real_open = Candle(3 * 60_000, 7, 7, 7, 7, 1)
+    await streams.on_candle(KEY, real_open)
+    flat = [Candle(t * 60_000, 1, 1, 1, 1, 0, closed=True) for t in (1, 2)]
+    await streams.on_backfill(KEY, flat)
+    assert await streams.snapshot(KEY, 10, None) == [real_open], "older than the newest"
+    real_final = Candle(3 * 60_000, 7, 8, 6, 7, 9, closed=True)
+    await streams.on_candle(KEY, real_final)
+    await streams.on_backfill(KEY, [Candle(3 * 60_000, 1, 1, 1, 1, 0, closed=True)])
+    assert await streams.snapshot(KEY, 10, None) == [real_final], "a final bar stays"
+    assert [(f.bar_time, f.closed) for f in frames] == [(180_000, False), (180_000, True)]

@@ -17,6 +17,15 @@ class FeedSink(Protocol):
 
     async def on_candle(self, key: BarKey, candle: Candle) -> None: ...
 
+    async def on_backfill(self, key: BarKey, candles: Sequence[Candle]) -> None:
+        """Closed bars of a past stretch nobody watched (ascending), to store but not publish.
+
+        Why not ``on_candle``: live updates are for what happens now. A re-watched key's
+        missed buckets can be a day of bars, and sent live they would bury its subscribers;
+        they belong in the history that snapshots and ``since`` replies read. Feeds that fill
+        their gaps from upstream in order (Binance, Twelve Data) need not call it."""
+        ...
+
     async def on_quote(self, symbol: Symbol, quote: Quote) -> None: ...
 
 

@@ -21,9 +21,12 @@ import random
 import re
 import time
 import zlib
+from array import array
+from bisect import bisect_right
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
+from itertools import repeat
 from typing import Final
 
 from marketcast.errors import ConfigurationError
@@ -33,8 +36,8 @@ from marketcast.feeds.status import FeedStatus
 from marketcast.market import BarKey, Candle, Quote, StreamKey, SymbolInfo
 from marketcast.protocol import SYMBOL_PATTERN
 from marketcast.settings import Settings
-from marketcast.timeframes import RESOLUTIONS, bucket_start, previous_bucket
-from marketcast.types import Millis, Symbol
+from marketcast.timeframes import RESOLUTIONS, bucket_start, nominal_ms, previous_bucket
+from marketcast.types import Millis, Resolution, Symbol
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,14 @@ _HISTORY_TRADE_RATE: Final = 4.0
 #: Deepest a history request reaches behind its anchor, in bars: bounds the CPU one request
 #: can take (generation is sequential); older bars simply do not exist in the simulator.
 MAX_HISTORY_BARS: Final = 20_000
+#: Generated history bars kept for reuse (``_Backward``), over all keys of one feed: 48 bytes
+#: each, so at most about 4.8 MB, plus a few KB per key for its suspended generator. Room for
+#: 50 keys paged 2,000 bars deep, or 5 at full depth; the least recently used key's bars are
+#: dropped first. Kept as columns of plain numbers, not ``Candle``s: a quarter of the memory,
+#: and nothing for the garbage collector to walk (50,000 candles add about 16 ms to each full
+#: collection, the pause ``gcpolicy`` exists to avoid); rebuilding 1,000 candles for a reply
+#: costs about 2 ms, against about 10 ms to generate them.
+HISTORY_MEMO_BARS: Final = 100_000
 #: Shortest sleep of the timer loop, in real seconds: guarantees progress when a bar end and
 #: the clock disagree by a rounding error.
 _MIN_SLEEP: Final = 0.001
@@ -177,6 +188,91 @@ class _Walk:
         return Quote(now, bid, ask, price, volume, change, round(change / self.day_open * 100, 4))
 
 
+class _Backward:
+    """One key's history generated backward from one anchor, kept so that a repeated or a
+    paging request costs a slice instead of a regeneration (the generation is sequential: bar
+    ``i`` needs every bar between it and the anchor).
+
+    Index 0 is the anchor, index ``i`` the ``i``-th bar before it. Older bars are pulled from
+    ``SimulatorFeed._backward`` only as deep as a request reaches (``HISTORY_MEMO_BARS`` bounds
+    what is kept). They depend on the anchor only through its open time and open price — each
+    bar closes at the next one's open and the random stream is seeded per key — so a re-anchor
+    within the same bucket, whose open bar only moved its close, keeps them; another open time
+    or open price starts afresh.
+    """
+
+    __slots__ = ("_columns", "_source", "_times", "anchor", "exhausted")
+
+    def __init__(self, anchor: Candle, older: Iterator[Candle]) -> None:
+        self.anchor = anchor
+        #: The generator of the bars before the anchor, suspended after the last one kept.
+        self._source = older
+        #: Open times of the bars generated so far, newest first (``_times[i]`` is bar i + 1).
+        self._times = array("q")
+        #: Their open, high, low, close and volume: one column each, in ``_times``'s order.
+        self._columns = tuple(array("d") for _ in range(5))
+        #: The generator has ended (the epoch is reached).
+        self.exhausted = False
+
+    def __len__(self) -> int:
+        """Bars generated so far, not counting the anchor."""
+        return len(self._times)
+
+    def fits(self, anchor: Candle) -> bool:
+        """Whether ``anchor`` leads to the same older bars as the one this was built for."""
+        return anchor.time == self.anchor.time and anchor.open == self.anchor.open
+
+    def first_before(self, end: Millis, resolution: Resolution) -> int:
+        """The index of the newest bar opening before ``end`` (``MAX_HISTORY_BARS`` if none
+        can), generating as deep as it takes."""
+        if self.anchor.time < end:
+            return 0
+        if resolution != "M":
+            # Fixed-length buckets: the deepest reachable bar is known without generating, so
+            # a page beyond it (``to=1``) costs nothing instead of the whole depth.
+            size = nominal_ms(resolution)
+            deepest = max(self.anchor.time - (MAX_HISTORY_BARS - 1) * size, self.anchor.time % size)
+            if end <= deepest:
+                return MAX_HISTORY_BARS
+        times = self._times
+        while (not times or times[-1] >= end) and self.extend(1):
+            pass
+        return bisect_right(times, -end, key=lambda time: -time) + 1
+
+    def extend(self, count: int) -> int:
+        """Generate up to ``count`` more bars (fewer at the epoch or ``MAX_HISTORY_BARS``);
+        return how many were generated."""
+        room = min(count, MAX_HISTORY_BARS - 1 - len(self._times))
+        opens, highs, lows, closes, volumes = self._columns
+        made = 0
+        while made < room and not self.exhausted:
+            bar = next(self._source, None)
+            if bar is None:
+                self.exhausted = True
+                break
+            self._times.append(bar.time)
+            opens.append(bar.open)
+            highs.append(bar.high)
+            lows.append(bar.low)
+            closes.append(bar.close)
+            volumes.append(bar.volume)
+            made += 1
+        return made
+
+    def page(self, first: int, stop: int) -> list[Candle]:
+        """Bars ``first <= i < stop`` that exist, ascending by time; generates what is missing."""
+        if first >= stop:
+            return []
+        self.extend(stop - 1 - len(self._times))
+        low, high = max(first, 1) - 1, stop - 1  # positions in the columns, newest first
+        times = self._times[low:high][::-1]
+        columns = [column[low:high][::-1] for column in self._columns]
+        bars = list(map(Candle, times, *columns, repeat(True)))  # generated bars are closed
+        if first == 0:
+            bars.append(self.anchor)
+        return bars
+
+
 class SimulatorFeed:
     """A ``Feed`` of simulated symbols; every resolution is native, nothing is aggregated."""
 
@@ -215,6 +311,13 @@ class SimulatorFeed:
         #: Per key, the newest bar of the last ``end=None`` backfill: paging back with an
         #: ``end`` regenerates from the same bar, so pages join up even if prices moved since.
         self._anchors: dict[BarKey, Candle] = {}
+        #: Generated history per key for its current anchor, least recently used first; at
+        #: most ``HISTORY_MEMO_BARS`` bars over all keys (``_trim_memo``).
+        self._memo: OrderedDict[BarKey, _Backward] = OrderedDict()
+        #: History bars generated so far (not sliced from the memo): what requests cost.
+        self.generated_bars = 0
+        #: Where ``watch`` hands a re-watched key's missed bars, while started.
+        self._sink: FeedSink | None = None
         self._task: asyncio.Task[None] | None = None  # the timer loop, while started
         #: For ``status()``: when the last tick delivered a trade (clock time), and how many
         #: real seconds late the last tick ran (the event loop was busy).
@@ -249,6 +352,7 @@ class SimulatorFeed:
     async def start(self, sink: FeedSink) -> None:
         if self._task is not None:
             raise RuntimeError("SimulatorFeed.start called twice: it is already running")
+        self._sink = sink
         self._task = asyncio.create_task(self._run(sink), name="simulator-feed")
         log.info(
             "simulator started: %d symbols, %g simulated seconds per second",
@@ -270,6 +374,7 @@ class SimulatorFeed:
         )
 
     async def close(self) -> None:
+        self._sink = None
         task, self._task = self._task, None
         if task is None:
             return
@@ -283,7 +388,10 @@ class SimulatorFeed:
         walk = self._walk(key.symbol)
         if isinstance(key, BarKey):
             self._check_key(key)
-            self._builders.setdefault(key, CandleBuilder(key.resolution))
+            builder = self._builders.setdefault(key, CandleBuilder(key.resolution))
+            if key not in self._watched and self._sink is not None:
+                # Before the key counts as watched, so no tick can publish its backlog first.
+                await self._backfill(self._sink, key, builder)
         if not any(k.symbol == key.symbol for k in self._watched):
             # The walk stood still while unwatched; resume from here rather than taking one
             # step that spans the whole pause.
@@ -292,6 +400,15 @@ class SimulatorFeed:
 
     async def unwatch(self, key: StreamKey) -> None:
         self._watched.pop(key, None)
+
+    async def _backfill(self, sink: FeedSink, key: BarKey, builder: CandleBuilder) -> None:
+        """Close every bucket that ended while ``key`` was not watched and hand the bars to
+        the store (``FeedSink.on_backfill``), not to the live stream: one idle day is 1,440
+        one-minute bars, which sent live closed every subscriber as a slow consumer. Only the
+        current bucket's bar, opened by the next trade, is then published."""
+        missed = builder.close_until(self.now())
+        if missed:
+            await _guarded(sink.on_backfill(key, missed), key)
 
     # -- history --------------------------------------------------------------------------------
 
@@ -307,14 +424,27 @@ class SimulatorFeed:
         anchor = self._anchors.get(key)
         if end is None or anchor is None or end > anchor.time:
             anchor = self._anchors[key] = self._open_bar(key)
-        bars: list[Candle] = []
-        for bar in islice(self._backward(key, anchor), MAX_HISTORY_BARS):
-            if len(bars) >= limit:
-                break
-            if end is None or bar.time < end:
-                bars.append(bar)
-        bars.reverse()
+        memo = self._memo.get(key)
+        if memo is None or not memo.fits(anchor):
+            older = self._backward(key, anchor)
+            next(older)  # the anchor itself
+            memo = self._memo[key] = _Backward(anchor, older)
+        memo.anchor = anchor  # same older bars; the open bar's latest state
+        self._memo.move_to_end(key)
+        generated = len(memo)
+        first = 0 if end is None else memo.first_before(end, key.resolution)
+        bars = memo.page(first, min(first + limit, MAX_HISTORY_BARS))
+        self.generated_bars += len(memo) - generated
+        self._trim_memo()
         return bars
+
+    def _trim_memo(self) -> None:
+        """Drop the least recently used keys' history until ``HISTORY_MEMO_BARS`` holds; the
+        newest key always stays (one key never exceeds the bound)."""
+        total = sum(len(memo) for memo in self._memo.values())
+        while total > HISTORY_MEMO_BARS and len(self._memo) > 1:
+            _, dropped = self._memo.popitem(last=False)
+            total -= len(dropped)
 
     def _open_bar(self, key: BarKey) -> Candle:
         now, walk = self.now(), self._walk(key.symbol)
@@ -351,6 +481,8 @@ class SimulatorFeed:
     # -- the timer loop -------------------------------------------------------------------------
 
     async def _run(self, sink: FeedSink) -> None:
+        for key, builder in self._watched_bars():  # watched before the feed started
+            await self._backfill(sink, key, builder)
         next_tick = self._clock()
         while True:
             if self._clock() >= next_tick:
