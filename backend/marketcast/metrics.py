@@ -39,6 +39,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from marketcast.feeds.status import feed_status
+from marketcast.ws.lag import LIMITS
 from marketcast.ws.stats import FanoutStats
 
 METRICS_PATH = "/metrics"
@@ -166,13 +167,24 @@ class MarketcastCollector(Collector):
         yield _gauge("marketcast_ws_connections", "Open WebSocket connections.", len(conns))
         closed = CounterMetricFamily(
             "marketcast_ws_connections_closed",
-            "WebSocket connections closed, by close code the server sent ('peer': the client "
-            "or the network closed it).",
+            "WebSocket connections closed, by close code the server sent, its WebSocket "
+            "layer's own included (1011: keepalive ping timeout) and 1013 refusals ('peer': "
+            "the client or the network closed it; '4008': slow consumers).",
             labels=["code"],
         )
         for code, count in sorted(stats.closed.items()):
             closed.add_metric([code], count)
         yield closed
+        slow = CounterMetricFamily(
+            "marketcast_ws_slow_consumers",
+            "Clients closed as slow consumers (4008), by the bound they crossed: 'queue' "
+            "(their outbox overflowed), 'lag' (too far behind), 'waiting' (too many bytes "
+            "waiting in total, socket buffers included).",
+            labels=["limit"],
+        )
+        for limit in LIMITS:
+            slow.add_metric([limit], stats.slow_consumers.get(limit, 0))
+        yield slow
         sent = stats.sent + sum(c.frames_sent for c in conns)
         yield CounterMetricFamily(
             "marketcast_ws_messages_sent",

@@ -52,6 +52,9 @@ async def test_stalled_client_delays_nobody_and_is_dropped(tmp_path: Path) -> No
         tmp_path,
         sim_speed=3600,
         sim_tick_interval=0.01,
+        # Snapshots are only this test's way to fill the client's queue; what they cost
+        # against the rate limit is tested in test_abuse_answers.py.
+        rate_limit_per_second=0,
         outbox_max_messages=200,
         outbox_max_bytes=262_144,
         stream_grace_period=5,

@@ -46,6 +46,11 @@ class FakeConnection:
     frames_sent: int = 0
     close_code: int | None = None
     outbox: FakeOutbox = field(default_factory=FakeOutbox)
+    #: What the WebSocket layer sent on its own (``ws.direct.layer_close_code``).
+    layer_code: int | None = None
+
+    def layer_close_code(self) -> int | None:
+        return self.layer_code
 
 
 def test_closed_connections_are_folded_in_by_close_code_and_reason() -> None:
@@ -57,6 +62,30 @@ def test_closed_connections_are_folded_in_by_close_code_and_reason() -> None:
     assert stats.sent == 17
     assert stats.conflated == 4
     assert stats.unsent == {"slow_consumer": 7, "disconnected": 1}
+
+
+def test_closes_by_the_websocket_layer_and_refusals_get_their_own_code() -> None:
+    stats = FanoutStats()
+    # A keepalive ping went unanswered: uvicorn sent 1011, the application saw a disconnect.
+    stats.connection_closed(FakeConnection(close_code=None, layer_code=1011))
+    # The server's own close wins over what the layer recorded for it.
+    stats.connection_closed(FakeConnection(close_code=4008, layer_code=4008))
+    stats.connection_closed(FakeConnection())
+    stats.turned_away(1013)
+    stats.turned_away(1013)
+    assert stats.closed == {"1011": 1, "4008": 1, PEER_CLOSED: 1, "1013": 2}
+
+
+def test_slow_consumers_are_counted_by_limit_and_dropped_frames_by_close_code() -> None:
+    stats = FanoutStats()
+    stats.slow_consumer("lag")
+    stats.slow_consumer("lag")
+    stats.slow_consumer("queue")
+    assert stats.slow_consumers == {"lag": 2, "queue": 1}
+    stats.dropped(4008, 5)
+    stats.dropped(1001, 2)
+    stats.dropped(None, 0)
+    assert stats.unsent == {"slow_consumer": 5, "disconnected": 2}
 
 
 async def test_simulator_reports_its_status() -> None:
@@ -149,6 +178,14 @@ def test_collector_sums_live_and_closed_connections_and_never_goes_back() -> Non
     assert first["marketcast_ws_subscriptions[('route', 'quotes')]"] == 1
     assert first["marketcast_redis_up[]"] == 0
     assert first["marketcast_info[('version', '9.9')]"] == 1
+    # Every bound has its series, crossed or not.
+    for limit in ("queue", "lag", "waiting"):
+        assert first[f"marketcast_ws_slow_consumers_total[('limit', '{limit}')]"] == 0
+    stats.slow_consumer("lag")
+    stats.turned_away(1013)
+    again = scrape()
+    assert again["marketcast_ws_slow_consumers_total[('limit', 'lag')]"] == 1
+    assert again["marketcast_ws_connections_closed_total[('code', '1013')]"] == 1
     # The live connection left the live set but is not folded in yet: no dip.
     adapter.open_connections.clear()
     assert scrape()["marketcast_ws_messages_sent_total[]"] == 107

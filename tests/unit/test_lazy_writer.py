@@ -20,12 +20,24 @@ from marketcast.ws.transport import RAW_SEND_KEY
 class FakeTransport:
     def __init__(self) -> None:
         self.writes: list[bytes] = []
+        #: What ``get_write_buffer_size`` reports (the kernel's queue is not reachable here).
+        self.buffered = 0
+        self.aborted = False
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
 
     def is_closing(self) -> bool:
-        return False
+        return self.aborted
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def get_extra_info(self, name: str) -> Any:
+        return None  # no socket: ``ws.direct.kernel_unsent`` counts 0
+
+    def abort(self) -> None:
+        self.aborted = True
 
 
 class FakeConn:
@@ -196,8 +208,12 @@ async def test_overflowing_queue_closes_as_slow_consumer_without_a_writer_left()
     assert conn.close_code == 4008
     await settle()
     assert conn._writer is None
-    assert ws.closed_with == (4008, "slow consumer")
+    assert ws.closed_with == (4008, "slow consumer: queue full (2 frames, 2 B)")
     assert protocol.transport.writes == []
+    # What was still queued is dropped at the close, and counted.
+    assert len(conn.outbox) == 0
+    assert conn.stats.unsent == {"slow_consumer": 2}
+    assert conn.stats.slow_consumers == {"queue": 1}
 
 
 def delayed_connection() -> tuple[Connection, FakeProtocol, FakeWebSocket]:

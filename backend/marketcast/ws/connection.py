@@ -42,6 +42,14 @@ CPU per delivery, up to that much more latency. Ordering holds as before: the qu
 written whole, in order, and only while ``_quiet`` (no writer); over the high-water mark the
 timer hands the queue to a writer instead. The outbox rules apply unchanged (a still-open
 bar's updates within the delay conflate). Without a direct path the delay does not apply.
+
+Why every write path counts its bytes (``_unswept``): a slow reader can keep its outbox empty
+while megabytes wait in the kernel; the per-app sweep (``ws.sweep``, ``ws.lag``) turns bytes
+written and bytes unsent into how far behind it is. The write paths add to one integer; the
+first write of a sweep period registers the connection (``FanoutStats.wrote``).
+
+Why a close drops the outbox but then waits while the client reads: see ``ws.closing``. A
+planned close already spent its patience flushing, and keeps the plain ``close_timeout``.
 """
 
 from __future__ import annotations
@@ -60,7 +68,9 @@ from marketcast.errors import CloseCode
 from marketcast.market import Candle, StreamKey
 from marketcast.types import Millis, Topic
 from marketcast.wire import Frame
-from marketcast.ws.direct import DirectSink, open_direct
+from marketcast.ws.closing import close_patiently
+from marketcast.ws.direct import DirectSink, layer_close_code, open_direct
+from marketcast.ws.lag import Backlog, format_size
 from marketcast.ws.outbox import Outbox
 from marketcast.ws.security import ANONYMOUS, Principal
 from marketcast.ws.stats import FanoutStats
@@ -93,6 +103,7 @@ class Connection(Client):
     # Why slots: one of these lives per connection, tens of thousands per process; fastws's
     # ``Client`` has no slots, so its own ``ws``/``uid``/``topics`` stay in a (small) dict.
     __slots__ = (
+        "_close_patience",
         "_close_timeout",
         "_direct",
         "_flush_timer",
@@ -101,6 +112,7 @@ class Connection(Client):
         "_sealed",
         "_stopped",
         "_terminating",
+        "_unswept",
         "_write_delay",
         "_writer",
         "close_code",
@@ -110,6 +122,7 @@ class Connection(Client):
         "principal",
         "stats",
         "subscriptions",
+        "work",
     )
 
     def __init__(
@@ -118,6 +131,7 @@ class Connection(Client):
         outbox: Outbox,
         *,
         close_timeout: float = 2.0,
+        close_patience: float = 0.0,
         principal: Principal = ANONYMOUS,
         stats: FanoutStats | None = None,
         write_delay: float = 0.0,
@@ -132,8 +146,18 @@ class Connection(Client):
         self.stats = stats if stats is not None else FanoutStats()
         #: Topic -> the stream key it consumes, so a disconnect can release every key.
         self.subscriptions: dict[Topic, StreamKey] = {}
+        #: Bars the request being handled returned or had a feed fetch: the adapter resets it
+        #: before each frame and charges the rate limiter by it afterwards (``ws.limits``);
+        #: the generated routers have no other channel through which to report their cost.
+        self.work = 0
         self._holds: dict[Topic, _Hold] = {}
         self._close_timeout = close_timeout
+        #: Seconds a close (other than a planned one) may wait for a client that is still
+        #: reading to take its close frame (``MARKETCAST_DRAIN_TIMEOUT``); see ``_close``.
+        self._close_patience = close_patience
+        #: Bytes handed to the transport since the slow-consumer sweep last took the count;
+        #: 0 also means "not registered with the sweep for this period" (``ws.sweep``).
+        self._unswept = 0
         #: The task draining the outbox; exists only while something is queued or in flight.
         self._writer: asyncio.Task[None] | None = None
         #: Set by ``stop_writer`` (or a writer that failed): no writer may be started again.
@@ -168,7 +192,7 @@ class Connection(Client):
             hold = self._holds[frame.topic]
             hold.frames.append(frame)
             if len(hold.frames) > self.outbox.max_messages:
-                self.terminate(CloseCode.SLOW_CONSUMER, "slow consumer")
+                self._overflow(len(hold.frames))
             return
         if self._quiet:
             direct = self._direct
@@ -176,19 +200,26 @@ class Connection(Client):
                 if self._write_delay:
                     self._collect(frame)
                     return
-                if direct.offer(frame.wire()):
+                data = frame.wire()
+                if direct.offer(data):
                     stats = self.stats
                     stats.direct_frames += 1
                     self.frames_sent += 1
+                    # ``_wrote`` inlined: its registration runs once per sweep period.
+                    unswept = self._unswept
+                    if not unswept and stats.wrote is not None:
+                        stats.wrote.add(self)
+                    self._unswept = unswept + len(data)
                     if not self.frames_sent % stats.sample_every:
                         stats.latency.observe(perf_counter() - frame.created)
                     return
         if self.outbox.put(frame):
             if self._quiet:
                 self._quiet = False
+                self._wrote(0)  # the sweep watches the queue's age from now on
                 self._writer = asyncio.get_running_loop().create_task(self._write_loop())
         else:
-            self.terminate(CloseCode.SLOW_CONSUMER, "slow consumer")
+            self._overflow()
 
     # -- replies and snapshot holds -----------------------------------------------------------
 
@@ -223,7 +254,7 @@ class Connection(Client):
     def _collect(self, frame: Frame) -> None:
         """Write delay: queue ``frame``; the first one queued arms the flush timer."""
         if not self.outbox.put(frame):
-            self.terminate(CloseCode.SLOW_CONSUMER, "slow consumer")
+            self._overflow()
         elif self._flush_timer is None:
             loop = asyncio.get_running_loop()
             self._flush_timer = loop.call_later(self._write_delay, self._flush_collected)
@@ -242,9 +273,20 @@ class Connection(Client):
         self._write_batch(direct, self.outbox.take())
 
     def _write_batch(self, direct: DirectSink, frames: list[Frame]) -> None:
-        direct.write(b"".join([frame.wire() for frame in frames]))
+        data = b"".join([frame.wire() for frame in frames])
+        direct.write(data)
         self.stats.batched_frames += len(frames)
+        self._wrote(len(data))
         self._record_sent(frames)
+
+    def _wrote(self, nbytes: int) -> None:
+        """Count bytes handed to the transport; the first of a sweep period registers."""
+        unswept = self._unswept
+        if not unswept:
+            wrote = self.stats.wrote
+            if wrote is not None:
+                wrote.add(self)
+        self._unswept = unswept + nbytes
 
     def _record_sent(self, frames: Sequence[Frame]) -> None:
         """Count frames handed to the socket; time one in ``sample_every`` (``ws.stats``).
@@ -291,6 +333,7 @@ class Connection(Client):
                     for frame in frames:
                         await send(frame.text)
                         stats.asgi_frames += 1
+                        self._wrote(len(frame.text))
                         self._record_sent((frame,))
         except asyncio.CancelledError:
             raise
@@ -308,20 +351,54 @@ class Connection(Client):
 
     # -- closing ------------------------------------------------------------------------------
 
-    def terminate(self, code: int, reason: str) -> None:
-        """Close this client from a synchronous context (e.g. inside ``deliver``)."""
+    def terminate(self, code: int, reason: str, *, patient: bool = True) -> None:
+        """Close this client from a synchronous context (e.g. inside ``deliver``).
+
+        ``patient``: wait (up to ``close_patience``) while a slowly reading client makes its
+        way to the close frame (``ws.closing``); planned closes pass False.
+        """
         if self.close_code is not None:
             return
         self.close_code = code
+        # Nothing queued will be written now: free it at once, not when the connection ends
+        # (and before anything else can count it: no await since the close was decided).
+        self.stats.dropped(code, len(self.outbox.take()))
         log.info("closing connection %s: %s (%d)", self.uid, reason, code)
-        self._terminating = asyncio.get_running_loop().create_task(self._close(code, reason))
+        self._terminating = asyncio.get_running_loop().create_task(
+            self._close(code, reason, patient)
+        )
 
-    async def _close(self, code: int, reason: str) -> None:
+    def _overflow(self, frames: int | None = None) -> None:
+        """The outbox (or, with ``frames``, a snapshot hold) is over its limit."""
+        if self.close_code is None:
+            outbox = self.outbox
+            self.stats.slow_consumer("queue")
+            what = (
+                f"{len(outbox)} frames, {format_size(outbox.nbytes)}"
+                if frames is None
+                else f"{frames} frames held"
+            )
+            self.terminate(CloseCode.SLOW_CONSUMER, f"slow consumer: queue full ({what})")
+
+    async def _close(self, code: int, reason: str, patient: bool) -> None:
         await self.stop_writer()
+        direct = self._direct
         try:
+            if self.ws.application_state != WebSocketState.CONNECTED:
+                return
+            if patient and direct is not None and self._close_patience > 0:
+                await close_patiently(
+                    self.ws,
+                    direct,
+                    code,
+                    reason,
+                    close_timeout=self._close_timeout,
+                    patience=self._close_patience,
+                    uid=self.uid,
+                )
+                return
             async with asyncio.timeout(self._close_timeout):
-                if self.ws.application_state == WebSocketState.CONNECTED:
-                    await self.ws.close(code, reason)
+                await self.ws.close(code, reason)
         except TimeoutError:
             # The peer reads nothing, so even the close frame cannot be written: drop the
             # TCP connection instead of keeping its buffers alive.
@@ -354,14 +431,42 @@ class Connection(Client):
             if not done:
                 flushed = False
                 log.info("connection %s: queue not flushed within %.1fs", self.uid, deadline)
-        await self.close(code, reason)
+        await self.close(code, reason, patient=False)
         return flushed
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str, *, patient: bool = True) -> None:
         """Close this client and wait until the close frame is out (or the deadline passed)."""
-        self.terminate(code, reason)
+        self.terminate(code, reason, patient=patient)
         if self._terminating is not None:
             await self._terminating
+
+    # -- what the slow-consumer sweep reads (``ws.sweep``) ----------------------------------
+
+    @property
+    def stopped(self) -> bool:
+        """Closing or closed: nothing more will be written."""
+        return self._stopped
+
+    def take_written(self) -> int:
+        """Bytes handed to the transport since the previous call."""
+        nbytes, self._unswept = self._unswept, 0
+        return nbytes
+
+    def backlog(self) -> Backlog:
+        """What waits for this client: its outbox, and what the socket has not sent."""
+        outbox = self.outbox
+        oldest = outbox.oldest()
+        direct = self._direct
+        return Backlog(
+            queued_bytes=outbox.nbytes,
+            oldest_queued=None if oldest is None else oldest.created,
+            unsent=None if direct is None else direct.unsent(),
+        )
+
+    def layer_close_code(self) -> int | None:
+        """The close code the WebSocket layer sent on its own (e.g. 1011 on a keepalive
+        timeout), for the closed-connections counter (``ws.stats``)."""
+        return layer_close_code(self.ws)
 
     async def stop_writer(self) -> None:
         """Stop writing for good: cancel the writer, if any, and never start another."""

@@ -18,16 +18,35 @@ idle. This is an implementation detail, not an ASGI guarantee: ``open_direct`` r
 whenever anything it relies on is missing, or permessage-deflate was negotiated (frames
 must then be compressed per connection), and the connection falls back to ASGI ``send``.
 ``tests/integration/test_direct_writes.py`` pins which path is taken.
+
+Why the sink also tells what waits (``unsent``): a client that reads slowly keeps the outbox
+empty while megabytes wait in the transport's buffer and the kernel's send queue
+(``ws.lag``). The transport reports its own buffer; the kernel's queue is read with the
+``SIOCOUTQ`` ioctl (Linux: bytes not yet acknowledged by the peer). Elsewhere, or when the
+socket cannot be reached, that part counts as 0 and only what waits in the process is seen.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+import socket
+import struct
+import sys
+from typing import Any, Final
 
 from starlette.websockets import WebSocket
 
 from marketcast.ws.transport import RAW_SEND_KEY
+
+if sys.platform == "linux":
+    import fcntl
+    import termios
+
+#: The ioctl's answer: a C int.
+_INT: Final = struct.Struct("i")
+#: ``SO_LINGER`` on, 0 seconds: closing the socket sends a reset and drops its send queue.
+_LINGER_RESET: Final = struct.pack("ii", 1, 0)
 
 
 class DirectSink:
@@ -75,6 +94,77 @@ class DirectSink:
     async def wait_writable(self) -> None:
         """Return once the transport's buffer is back under its low-water mark."""
         await self._writable.wait()
+
+    def alive(self) -> bool:
+        """Whether the TCP connection is still there (it may be closing)."""
+        return not self._protocol.disconnected
+
+    def unsent(self) -> int:
+        """Bytes written that the peer has not taken: the transport's buffer plus the
+        kernel's send queue (0 for the latter where it cannot be read)."""
+        transport = self._transport
+        return transport.get_write_buffer_size() + kernel_unsent(transport.get_extra_info("socket"))
+
+    def reset(self) -> None:
+        """Abort the TCP connection with a reset, dropping what the kernel still holds for it.
+
+        Why not ``transport.abort()`` alone: it drops the transport's buffer and closes the
+        socket, but the kernel then goes on delivering its own send queue — megabytes for a
+        slow consumer — and a FIN, to a client the server has given up on, which reads stale
+        data for minutes instead of reconnecting. With ``SO_LINGER`` 0 the close sends a
+        reset: the client reads what its own kernel already received, then sees the reset.
+        """
+        transport = self._transport
+        with contextlib.suppress(OSError, AttributeError, ValueError, TypeError):
+            transport.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET
+            )
+        transport.abort()
+
+    def extend_close_timeout(self, seconds: float) -> None:
+        """Keep uvicorn from closing the TCP connection for ``seconds`` after its close frame.
+
+        Why: uvicorn closes the socket gracefully ``close_timeout`` (10 s) after sending a
+        close frame the peer did not answer, and the kernel then goes on delivering whatever
+        was still queued — to a slow consumer, long after the server gave up on it. A close
+        that waits for a slow reader (``Connection._close``) must decide itself, and abort
+        when it gives up. Nothing happens if the protocol has no such attribute.
+        """
+        current = getattr(self._protocol, "close_timeout", None)
+        if isinstance(current, int | float) and current < seconds:
+            self._protocol.close_timeout = seconds
+
+
+def kernel_unsent(sock: Any) -> int:
+    """Bytes in ``sock``'s kernel send queue not yet acknowledged by the peer; 0 if unknown."""
+    if sys.platform != "linux" or sock is None:
+        return 0
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+        fd = sock.fileno()
+        if fd >= 0:
+            # SIOCOUTQ: Linux's name for TIOCOUTQ on a socket.
+            queued: int = _INT.unpack(fcntl.ioctl(fd, termios.TIOCOUTQ, bytes(_INT.size)))[0]
+            return max(queued, 0)
+    return 0
+
+
+def layer_close_code(ws: WebSocket) -> int | None:
+    """The close code uvicorn's WebSocket layer sent on its own initiative, if any.
+
+    Why: when a keepalive ping goes unanswered (1011), a frame is refused by the parser (1009,
+    1007) or the server stops without a drain (1012), the application only sees the
+    connection end, like a client leaving. The ``websockets`` protocol object under uvicorn's
+    ``websockets-sansio`` implementation records the close frame it sent (``close_sent``) and
+    whether it merely answered the client's (``close_rcvd_then_sent``). None when the client
+    closed first, nothing was sent, or the implementation is another one.
+    """
+    protocol = getattr(ws.scope.get(RAW_SEND_KEY), "__self__", None)
+    conn = getattr(protocol, "conn", None)
+    code = getattr(getattr(conn, "close_sent", None), "code", None)
+    # ``close_rcvd_then_sent`` is True only when the close sent answered the client's.
+    if isinstance(code, int) and getattr(conn, "close_rcvd_then_sent", None) is not True:
+        return code
+    return None
 
 
 def open_direct(ws: WebSocket) -> DirectSink | None:

@@ -104,6 +104,10 @@ class Outbox:
             self._ready.set()
         return True
 
+    def oldest(self) -> Frame | None:
+        """The frame at the head of the queue (its ``created`` dates the client's lag)."""
+        return self._queue[0].frame if self._queue else None
+
     def take(self) -> list[Frame]:
         """Everything queued, oldest first; the queue is empty afterwards."""
         frames = [slot.frame for slot in self._queue]

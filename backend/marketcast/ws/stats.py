@@ -20,7 +20,11 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
+
+if TYPE_CHECKING:
+    from marketcast.ws.lag import Limit
+    from marketcast.ws.sweep import Swept
 
 #: Upper bounds (seconds) of the latency buckets: 100 µs (an idle server) to 5 s (a client
 #: about to be closed as a slow consumer).
@@ -90,6 +94,10 @@ class CountedConnection(Protocol):
     @property
     def outbox(self) -> OutboxCounters: ...
 
+    def layer_close_code(self) -> int | None:
+        """The close code the WebSocket layer sent on its own (``ws.direct``), if any."""
+        ...
+
 
 class FanoutStats:
     """Per-app totals of connections that closed, plus the shared latency histogram."""
@@ -116,14 +124,43 @@ class FanoutStats:
         self.direct_frames = 0
         self.batched_frames = 0
         self.asgi_frames = 0
+        #: Slow consumers closed (4008), by the bound they crossed (``ws.lag.Limit``): the
+        #: outbox overflowed, too far behind, too much waiting in total.
+        self.slow_consumers: dict[str, int] = {}
+        #: Connections that wrote since the last slow-consumer sweep (``ws.sweep``): each adds
+        #: itself with its first write of a sweep period, and the sweep takes the set whole.
+        #: Kept here because this is the one per-app object every connection is handed; None
+        #: while no sweep runs, so nothing accumulates.
+        self.wrote: set[Swept] | None = None
 
     def connection_closed(self, conn: CountedConnection) -> None:
-        """Fold a closed connection's counters in; call once, after its writer stopped."""
-        code = PEER_CLOSED if conn.close_code is None else str(conn.close_code)
+        """Fold a closed connection's counters in; call once, after its writer stopped.
+
+        A connection the server did not close itself may still have been closed by the
+        WebSocket layer (1011 when a keepalive ping went unanswered, 1009/1007 for a frame the
+        parser refused, 1012 on a shutdown without drain): it counts under that code, and only
+        what the client or the network closed counts as ``peer``.
+        """
+        sent_code = conn.close_code
+        if sent_code is None:
+            sent_code = conn.layer_close_code()
+        code = PEER_CLOSED if sent_code is None else str(sent_code)
         self.closed[code] = self.closed.get(code, 0) + 1
         self.sent += conn.frames_sent
         self.conflated += conn.outbox.conflated
-        left = len(conn.outbox)
-        if left:
-            reason = "slow_consumer" if conn.close_code == _SLOW_CONSUMER else "disconnected"
-            self.unsent[reason] = self.unsent.get(reason, 0) + left
+        self.dropped(conn.close_code, len(conn.outbox))
+
+    def dropped(self, close_code: int | None, frames: int) -> None:
+        """Count ``frames`` that were still queued when a connection closed with ``close_code``."""
+        if frames:
+            reason = "slow_consumer" if close_code == _SLOW_CONSUMER else "disconnected"
+            self.unsent[reason] = self.unsent.get(reason, 0) + frames
+
+    def turned_away(self, code: int) -> None:
+        """A connection accepted and closed at once (1013: at the connection cap, draining)."""
+        key = str(code)
+        self.closed[key] = self.closed.get(key, 0) + 1
+
+    def slow_consumer(self, limit: Limit) -> None:
+        """A slow consumer is being closed because it crossed ``limit``."""
+        self.slow_consumers[limit] = self.slow_consumers.get(limit, 0) + 1

@@ -1,0 +1,134 @@
+"""``SlowConsumerSweep``: once a second, close the clients that are too far behind (4008).
+
+Why a sweep and not a check per write: the fan-out writes each frame to each client that keeps
+up straight from ``Connection.deliver``, and must stay at an integer add per delivery there
+(the bytes it wrote). Measuring what still waits for a client costs a system call
+(``DirectSink.unsent``), and being a second late to notice a client that is seconds behind
+changes nothing. So one timer per app (built by ``create_app``, started and stopped with the
+app's lifespan) visits, once a second, only the connections that wrote since the previous
+sweep — each registers itself in ``FanoutStats.wrote`` with its first write of a period — or
+that still have bytes not known to be taken (``ws.lag.LagTracker``). Idle connections, the
+vast majority, cost nothing.
+
+Why the sweep keeps the trackers rather than the connections: a tracker exists only while a
+connection has something unconfirmed, so an idle connection carries no marks, and a
+connection that closes is forgotten at the next sweep (it is ``stopped``) without telling
+anybody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sized
+from time import perf_counter
+from typing import Final, Protocol
+
+from marketcast.errors import CloseCode
+from marketcast.ws.lag import Backlog, LagTracker, SlowConsumerLimits
+from marketcast.ws.stats import FanoutStats
+
+log = logging.getLogger("marketcast.ws")
+
+#: Seconds between two sweeps: the resolution of the lag bound.
+SWEEP_INTERVAL: Final = 1.0
+
+
+class Swept(Protocol):
+    """What the sweep reads from a connection (``ws.connection.Connection``)."""
+
+    uid: str
+
+    @property
+    def stopped(self) -> bool:
+        """Closing or closed: nothing more will be written."""
+        ...
+
+    @property
+    def outbox(self) -> Sized: ...
+
+    def take_written(self) -> int:
+        """Bytes handed to the transport since the previous call."""
+        ...
+
+    def backlog(self) -> Backlog: ...
+
+    def terminate(self, code: int, reason: str) -> None: ...
+
+
+class SlowConsumerSweep:
+    """The per-app timer that measures lagging connections and closes slow consumers."""
+
+    def __init__(
+        self,
+        limits: SlowConsumerLimits,
+        stats: FanoutStats,
+        *,
+        clock: Callable[[], float] = perf_counter,
+        interval: float = SWEEP_INTERVAL,
+    ) -> None:
+        self.limits = limits
+        self._stats = stats
+        #: ``perf_counter`` by default: the clock ``Frame.created`` is read from.
+        self._clock = clock
+        self._interval = interval
+        #: Connections with bytes not yet known to be taken (or frames queued).
+        self._trackers: dict[Swept, LagTracker] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def tracked(self) -> int:
+        """Connections the next sweep will look at besides the ones that write meanwhile."""
+        return len(self._trackers)
+
+    def start(self) -> None:
+        """Begin sweeping (from the app's lifespan, on its event loop)."""
+        if self._timer is None:
+            # Connections register only while a sweep runs: without one the set would only
+            # grow (an app served without its lifespan).
+            self._stats.wrote = set()
+            self._schedule()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._stats.wrote = None
+        self._trackers.clear()
+
+    def _schedule(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self._interval, self._tick)
+
+    def _tick(self) -> None:
+        self._schedule()  # first: a failing sweep must not end the sweeping
+        try:
+            self.sweep(self._clock())
+        except Exception:
+            log.exception("slow-consumer sweep failed")
+
+    def sweep(self, now: float) -> None:
+        """Fold in what each connection wrote, measure the ones that are due, close the ones
+        beyond a bound, and forget the ones that have nothing unconfirmed."""
+        trackers = self._trackers
+        fresh = self._stats.wrote
+        if fresh:
+            self._stats.wrote = set()
+            for conn in fresh:
+                if conn not in trackers:
+                    trackers[conn] = LagTracker()
+        limits = self.limits
+        for conn, tracker in list(trackers.items()):
+            if conn.stopped:
+                del trackers[conn]
+                continue
+            tracker.wrote(conn.take_written(), now)
+            queued = len(conn.outbox) > 0
+            if tracker.due(now, limits, queued=queued):
+                verdict = tracker.measure(conn.backlog(), now, limits)
+                if verdict is not None:
+                    del trackers[conn]
+                    self._stats.slow_consumer(verdict.limit)
+                    conn.terminate(CloseCode.SLOW_CONSUMER, verdict.reason)
+                    continue
+            if tracker.settled and not queued:
+                del trackers[conn]
