@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,7 +22,8 @@ from marketcast.feeds.factory import build_feeds
 from marketcast.gcpolicy import GcFreezer
 from marketcast.lifecycle import Lifecycle
 from marketcast.metrics import MetricsSources, build_registry, mount_metrics
-from marketcast.rest import build_rest_router
+from marketcast.ratelimit import ClientBuckets
+from marketcast.rest import build_rest_router, install_error_bodies
 from marketcast.services import open_services
 from marketcast.settings import Settings
 from marketcast.staleness import StalenessTracker
@@ -32,6 +34,7 @@ from marketcast.ws.docs_page import default_assets_dir, mount_asyncapi_docs
 from marketcast.ws.generated.bars import build_router as build_bars_router
 from marketcast.ws.generated.quotes import build_router as build_quotes_router
 from marketcast.ws.hub import Hub
+from marketcast.ws.lag import SlowConsumerLimits
 from marketcast.ws.limits import ConnectionLimits
 from marketcast.ws.limits import describe as describe_limits
 from marketcast.ws.outbox import Outbox
@@ -40,6 +43,7 @@ from marketcast.ws.routes import message_specs
 from marketcast.ws.security import TokenVerifier, TopicAuthorizer, build_gate, topic_guard
 from marketcast.ws.spec import build_asyncapi
 from marketcast.ws.stats import FanoutStats
+from marketcast.ws.sweep import SlowConsumerSweep
 from marketcast.ws.system import build_system_router
 from marketcast.ws.transport import WebSocketEntry, WebSocketHandler
 
@@ -108,6 +112,7 @@ def create_app(
         staleness=StalenessTracker(
             intervals=settings.stale_after_intervals, max_seconds=settings.stale_max_seconds
         ),
+        max_concurrent_history=settings.max_concurrent_history,
     )
     # Full GC collections off the fan-out: freeze after start-up and after new histories.
     gc_freezer = GcFreezer(enabled=settings.gc_freeze)
@@ -119,6 +124,11 @@ def create_app(
         max_per_connection=settings.max_subscriptions,
         guard=None if authorize_topic is None else topic_guard(authorize_topic),
     )
+    stats = FanoutStats(settings.metrics_latency_sample_every)
+    # Once a second: clients too far behind (kernel send queue included) are closed (4008).
+    sweep = SlowConsumerSweep(
+        SlowConsumerLimits(settings.slow_consumer_lag, settings.outbox_max_bytes), stats
+    )
     adapter = FastWSAdapter(
         hub=hub,
         subscriptions=subscriptions,
@@ -128,7 +138,7 @@ def create_app(
         gate=gate,
         lifecycle=lifecycle,
         limits=ConnectionLimits.from_settings(settings),
-        stats=FanoutStats(settings.metrics_latency_sample_every),
+        stats=stats,
         title="marketcast WebSocket API",
         version=__version__,
     )
@@ -143,6 +153,7 @@ def create_app(
         await bus.start(hub.publish)
         await streams.start()
         gc_freezer.freeze_now()
+        sweep.start()
         lifecycle.mark_ready()
         loop = type(asyncio.get_running_loop())
         log.info(
@@ -158,6 +169,7 @@ def create_app(
             # ASGI server) the server has usually closed the sockets itself by now.
             gc_freezer.cancel()
             await lifecycle.drain()
+            sweep.stop()
             lifecycle.mark_stopped()
             await streams.close()
             await bus.close()
@@ -180,11 +192,21 @@ def create_app(
     # Keeps uvicorn's own ``send`` reachable (direct writes, aborting a peer that reads
     # nothing) and serves the WebSocket paths without the router's per-connection layers.
     app.add_middleware(WebSocketEntry, routes=websocket_route)
+    install_error_bodies(app)
     app.include_router(
         build_rest_router(
             streams,
             is_ready=lambda: lifecycle.is_ready() and services.healthy(),
             connection_count=lambda: len(adapter.open_connections),
+            buckets=(
+                ClientBuckets(
+                    settings.rest_rate_limit_per_second,
+                    settings.rest_rate_limit_burst,
+                    time.monotonic,
+                )
+                if settings.rest_rate_limit_per_second > 0
+                else None
+            ),
         )
     )
     mount_asyncapi_docs(

@@ -9,7 +9,11 @@ The tree::
     │   │          validation_error, invalid_symbol, unknown_symbol,
     │   │          unsupported_resolution, too_many_subscriptions, rate_limited,
     │   │          forbidden
-    ├── SlowConsumer                a client's outbox overflowed; closed with 4008
+    ├── SlowConsumer                a client's outbox overflowed (or it fell too far behind);
+    │                               closed with 4008
+    ├── ServiceUnavailable          the shared store (Redis) did not answer; REST 503 and
+    │                               WebSocket ``unavailable``, both with a retry hint (also an
+    │                               ``OSError``, so code that handles connection errors sees it)
     ├── ConfigurationError          a setting is wrong; the server refuses to start with one line
     └── FeedError                   an upstream failed; the feed retries, clients see staleness
 
@@ -38,6 +42,8 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     #: The topic authorization hook refused this subscription for this client.
     FORBIDDEN = "forbidden"
+    #: A service the server depends on (the shared store) did not answer; retry shortly.
+    UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -46,6 +52,8 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    #: A text frame that is not valid UTF-8 (RFC 6455); sent by the WebSocket layer.
+    INVALID_PAYLOAD = 1007
     #: Sustained abuse: the client kept sending over its rate limit.
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
@@ -54,7 +62,7 @@ class CloseCode(IntEnum):
     SERVICE_RESTART = 1012
     #: The server is at its connection cap or shutting down: reconnect later or elsewhere.
     TRY_AGAIN_LATER = 1013
-    #: The client did not read fast enough and its bounded outbox overflowed.
+    #: The client did not read fast enough: its outbox overflowed, or it fell too far behind.
     SLOW_CONSUMER = 4008
     #: A raw stream (``/api/v1/ws/stream/...``) that cannot be served to this client; the
     #: ``error`` message sent just before says why.
@@ -79,6 +87,11 @@ class SlowConsumer(MarketcastError):
     """Raised inside an outbox that is over its limit; the connection closes with 4008."""
 
 
+class ServiceUnavailable(MarketcastError, ConnectionError):
+    """The shared store did not answer. A ``ConnectionError`` too, so code that already
+    handles connection failures (health reporting, lease loops) treats it as one."""
+
+
 class ConfigurationError(MarketcastError):
     """A setting has a value the server cannot work with."""
 
@@ -95,6 +108,11 @@ def close_code_meanings() -> list[tuple[CloseCode, str]]:
             CloseCode.GOING_AWAY,
             "planned close (shutdown or maximum lifetime), announced by a `notice`; "
             "reconnect, with `since` to resume bars",
+        ),
+        (
+            CloseCode.INVALID_PAYLOAD,
+            "a text frame was not valid UTF-8 (RFC 6455 makes this fatal to the connection; "
+            "sent by the server's WebSocket layer, logged as one line)",
         ),
         (
             CloseCode.POLICY_VIOLATION,
@@ -118,10 +136,14 @@ def close_code_meanings() -> list[tuple[CloseCode, str]]:
         ),
         (
             CloseCode.SLOW_CONSUMER,
-            "slow consumer: the client read too slowly and its bounded queue overflowed; "
-            "reconnect with `since` to recover missed bars. A client that reads nothing at "
-            "all may not even receive this close frame: after the close timeout the server "
-            "aborts the TCP connection",
+            "slow consumer: the client read too slowly — its bounded queue overflowed, it "
+            "fell more than the lag bound behind (`MARKETCAST_SLOW_CONSUMER_LAG`, socket "
+            "buffers included), or more than the queue's byte limit waited for it in total; "
+            "the close reason says which. Reconnect with `since` to recover missed bars. "
+            "Frames still queued are dropped and the close frame follows what the socket "
+            "already holds: the server waits while the client keeps reading, up to the drain "
+            "timeout, and aborts the TCP connection when it stops reading for the close "
+            "timeout or does not reach the close frame in time",
         ),
         (
             CloseCode.STREAM_NOT_SERVED,

@@ -22,6 +22,8 @@ from marketcast.types import Resolution
 #: (``BRK.B``). Lower case is refused rather than normalised so that topics stay canonical.
 SYMBOL_PATTERN: Final = r"^[A-Z0-9][A-Z0-9.\-]{0,19}(/[A-Z0-9][A-Z0-9.\-]{0,19})?$"
 MAX_SNAPSHOT: Final = 1000
+#: The largest time (ms UTC) a client may send: JavaScript's largest exact integer.
+MAX_TIME_MS: Final = 2**53 - 1
 
 SymbolField = Annotated[
     str,
@@ -84,7 +86,9 @@ class BarsSubscribePayload(ClientModel):
     since: int | None = Field(
         default=None,
         ge=0,
-        description="Return every bar whose open time is >= since (ms UTC) in the response.",
+        le=MAX_TIME_MS,
+        description="Return every bar whose open time is >= since (ms UTC) in the response; "
+        "at most the open time of the bar after the newest one.",
     )
 
 

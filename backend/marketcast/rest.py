@@ -1,21 +1,34 @@
 """REST endpoints: candle history, the symbol catalog, health and readiness.
 
 Errors use one shape, ``{"detail": {"code", "message"}}``, with the same codes as WebSocket
-errors where the cause is the same (``unknown_symbol``, ``unsupported_resolution``), so a
-client can share its error handling between the two.
+errors where the cause is the same (``unknown_symbol``, ``unsupported_resolution``,
+``rate_limited``), so a client can share its error handling between the two.
+
+Why the market-data routes are rate limited per client address and the health routes are
+not: one history request can make the server read, generate or fetch a thousand bars, and ten
+clients looping such requests held a bystander's WebSocket ping for seconds. Each client
+address gets a token bucket (``marketcast.ratelimit``): a request takes one token, and one
+more per 50 bars it returned or had fetched; over the limit the answer is 429 with
+``Retry-After``. Probes (``/healthz``, ``/readyz``) and ``/metrics`` are the operators' and
+stay free. Behind a proxy the address is the one uvicorn takes from ``X-Forwarded-For`` for
+trusted proxies (``--forwarded-allow-ips``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from marketcast.errors import ErrorCode
+from marketcast.errors import ErrorCode, ServiceUnavailable
 from marketcast.market import BarKey
 from marketcast.protocol import MAX_SNAPSHOT, SYMBOL_PATTERN, Bar
+from marketcast.ratelimit import ClientBuckets, TokenBucket, cost_of_bars
+from marketcast.recovery import FetchTally
 from marketcast.streams import StreamManager
 from marketcast.timeframes import RESOLUTION_ALIASES, RESOLUTIONS, normalize_resolution
 from marketcast.types import Resolution
@@ -68,9 +81,22 @@ class ReadyResponse(BaseModel):
     )
 
 
+_RATE_LIMITED: dict[int | str, dict[str, object]] = {
+    429: {
+        "model": ErrorResponse,
+        "description": "Over this client's request rate (`rate_limited`); retry after "
+        "`Retry-After` seconds.",
+    },
+}
 _ERRORS: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorResponse, "description": "A parameter is out of range."},
     404: {"model": ErrorResponse, "description": "The symbol is not served."},
+    **_RATE_LIMITED,
+    503: {
+        "model": ErrorResponse,
+        "description": "The shared store did not answer (`unavailable`); retry after "
+        "`Retry-After` seconds.",
+    },
 }
 
 
@@ -78,14 +104,69 @@ def _fail(status: int, code: ErrorCode, message: str) -> HTTPException:
     return HTTPException(status_code=status, detail={"code": code.value, "message": message})
 
 
+def install_error_bodies(app: FastAPI) -> None:
+    """Every error answer in the documented shape ``{"detail": {"code", "message"}}``.
+
+    Without this, a failure below the routes (the shared store down) was answered with
+    Starlette's plain-text ``Internal Server Error``, which a client parsing the documented
+    shape cannot read. An unreachable store is a 503 with ``Retry-After`` (``unavailable``:
+    it passes); anything else is a 500 (``internal_error``: a bug, logged with its traceback).
+    """
+
+    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"detail": {"code": ErrorCode.UNAVAILABLE.value, "message": f"{exc}; retry shortly"}},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    async def internal(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"detail": {"code": ErrorCode.INTERNAL_ERROR.value, "message": "internal error"}},
+            status_code=500,
+        )
+
+    app.add_exception_handler(ServiceUnavailable, unavailable)
+    app.add_exception_handler(Exception, internal)
+
+
+def client_address(request: Request) -> str:
+    """The key a client is rate limited by: its address (as uvicorn resolved it)."""
+    client = request.client
+    return client.host if client else "unknown"
+
+
 def build_rest_router(
     streams: StreamManager,
     *,
     is_ready: Callable[[], bool],
     connection_count: Callable[[], int],
+    buckets: ClientBuckets | None = None,
 ) -> APIRouter:
-    """The REST routes, bound to this app's stream manager (no module-level state)."""
+    """The REST routes, bound to this app's stream manager (no module-level state).
+
+    ``buckets``: the per-client rate limit of the market-data routes (None: unlimited).
+    """
     router = APIRouter()
+
+    def admit(request: Request) -> TokenBucket | None:
+        """Take this request's token, or answer 429 with the seconds until one is free."""
+        if buckets is None:
+            return None
+        bucket = buckets.bucket(client_address(request))
+        if not bucket.take():
+            wait = bucket.wait_time()
+            raise HTTPException(
+                status_code=429,
+                detail={
+                    "code": ErrorCode.RATE_LIMITED.value,
+                    "message": f"rate limit exceeded: at most {buckets.rate:g} requests per "
+                    f"second (bursts of {buckets.burst}; a request costs one more per 50 bars "
+                    f"it returns); retry in {wait:.1f}s",
+                },
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        return bucket
 
     @router.get(
         "/api/v1/market-data/history",
@@ -115,8 +196,12 @@ def build_rest_router(
         limit: Annotated[
             int, Query(ge=1, le=MAX_SNAPSHOT, description="At most this many, the newest.")
         ] = 500,
+        *,
+        request: Request,
     ) -> HistoryResponse:
         """The newest ``limit`` bars with ``from <= time < to``."""
+        # Called here rather than as a dependency: the bucket is charged again at the end.
+        bucket = admit(request)
         info = streams.symbol_info(symbol)
         if info is None:
             raise _fail(404, ErrorCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
@@ -132,7 +217,10 @@ def build_rest_router(
             raise _fail(
                 400, ErrorCode.VALIDATION_ERROR, f"'from' ({from_}) must be before 'to' ({to})"
             )
-        candles = await streams.history(BarKey(symbol, canonical), from_, to, limit)
+        tally = FetchTally()
+        candles = await streams.history(BarKey(symbol, canonical), from_, to, limit, tally=tally)
+        if bucket is not None:
+            bucket.charge(cost_of_bars(len(candles) + tally.bars))
         return HistoryResponse(
             symbol=symbol,
             resolution=canonical,
@@ -142,6 +230,8 @@ def build_rest_router(
     @router.get(
         "/api/v1/market-data/symbols",
         response_model=SymbolsResponse,
+        responses=_RATE_LIMITED,
+        dependencies=[Depends(admit)],
         tags=["market-data"],
         summary="The symbols this server serves.",
     )

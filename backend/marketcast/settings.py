@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     outbox_max_messages: int = Field(default=1000, ge=1)
     #: Bytes queued for one client before it counts as a slow consumer and is closed (4008).
     outbox_max_bytes: int = Field(default=1_048_576, ge=1024)
+    #: Seconds behind (the oldest byte it has not taken, kernel send queue included) before a
+    #: client is closed as a slow consumer (4008); checked once a second. 0 turns this bound
+    #: off (the queue limits above, and more than ``outbox_max_bytes`` waiting in total at
+    #: two checks in a row, still apply). See ``marketcast.ws.lag``.
+    slow_consumer_lag: float = Field(default=10.0, ge=0)
     #: Largest client frame accepted, in bytes; larger frames close the connection (1009).
     max_message_bytes: int = Field(default=65_536, ge=256)
     #: Subscriptions one connection may hold.
@@ -151,6 +156,18 @@ class Settings(BaseSettings):
     #: Open WebSocket connections per worker (0 = no cap); beyond it a connection is
     #: accepted and closed at once with 1013 (try again later).
     max_connections: int = Field(default=0, ge=0)
+    #: Open TCP connections per worker, HTTP and WebSocket alike; beyond it a new one gets a
+    #: fixed 503 (``Retry-After``) and is closed before anything is read. 0 = automatic:
+    #: the file-descriptor soft limit minus 128 kept for everything else (at least half the
+    #: limit), so the worker refuses clients before ``accept()`` runs out of descriptors.
+    max_tcp_connections: int = Field(default=0, ge=0)
+    #: Seconds a connection has, from opening (or from the end of its previous response),
+    #: to send a complete request head; then 408 and close (a connection that sent nothing
+    #: is closed quietly). Stops clients that trickle header lines to hold sockets.
+    http_header_timeout: float = Field(default=10.0, gt=0, le=3600)
+    #: Seconds a request body may take after its head; then 408 (if no response started)
+    #: and close.
+    http_body_timeout: float = Field(default=30.0, gt=0, le=3600)
     #: Seconds between a ``notice`` and the planned close it announces (lifetime, shutdown).
     close_notice_seconds: float = Field(default=5.0, ge=0)
     #: Seconds a planned close waits for the frames already queued to be written.
@@ -178,6 +195,18 @@ class Settings(BaseSettings):
     #: ``gc.freeze()`` after start-up and after new topics' history is loaded, so full
     #: collections stop walking long-lived history and connections (docs/performance.md).
     gc_freeze: bool = True
+
+    # -- REST limits (per client address) ----------------------------------------------------
+    #: Requests per second one client address may make to ``/api/v1/market-data/*`` (token
+    #: bucket refill; a request returning bars costs one more per 50 bars). Over it: 429
+    #: with ``Retry-After``. 0 turns the limit off. Health, readiness and metrics are exempt.
+    rest_rate_limit_per_second: float = Field(default=20.0, ge=0)
+    #: Requests one client address may make at once before the rate applies.
+    rest_rate_limit_burst: int = Field(default=100, ge=1)
+    #: History or snapshot reads (REST ``history``, ``snapshot``/``since`` replies) running at
+    #: once in this worker; more wait their turn. Bounds what a burst of costly requests can
+    #: make the store and the upstreams do at the same time.
+    max_concurrent_history: int = Field(default=8, ge=1, le=1000)
 
     # -- security -----------------------------------------------------------------------------
     #: Browser origins allowed to open a WebSocket, exact ``scheme://host[:port]``, comma

@@ -15,7 +15,9 @@ from typing import Any, Protocol
 from marketcast.errors import ErrorCode, ProtocolError
 from marketcast.market import BarKey, Candle, QuoteKey, StreamKey
 from marketcast.protocol import MAX_SNAPSHOT
+from marketcast.recovery import FetchTally
 from marketcast.streams import StreamManager
+from marketcast.timeframes import next_bucket
 from marketcast.types import Millis, Route, Symbol, Topic
 from marketcast.ws.hub import Hub, Subscriber
 
@@ -24,6 +26,9 @@ class SubscriberConnection(Subscriber, Protocol):
     """What a subscription needs from a connection (``ws.connection.Connection``)."""
 
     subscriptions: dict[Topic, StreamKey]
+    #: Bars the request being handled returned or had fetched: what the rate limiter
+    #: charges it (``ws.limits``). Snapshots and recoveries add to it.
+    work: int
 
     def hold(self, topic: Topic) -> None: ...
 
@@ -102,7 +107,7 @@ class Subscriptions:
             # answered from the store as it is now.
             if not wants_bars:
                 return SubscribeResult(topic, "already subscribed", None)
-            bars, recovered = await self._snapshot(key, snapshot, since)
+            bars, recovered = await self._snapshot(conn, key, snapshot, since)
             return SubscribeResult(topic, "already subscribed", bars, recovered)
         if self._guard is not None and not await self._guard(conn, route, topic):
             raise ProtocolError(ErrorCode.FORBIDDEN, f"not allowed to subscribe to {topic}")
@@ -123,7 +128,7 @@ class Subscriptions:
         conn.hold(topic)
         self._hub.add(topic, conn)
         try:
-            bars, recovered = await self._snapshot(key, snapshot, since)
+            bars, recovered = await self._snapshot(conn, key, snapshot, since)
         except BaseException:
             conn.cancel_hold(topic)
             self._hub.remove(topic, conn)
@@ -157,9 +162,34 @@ class Subscriptions:
         return True
 
     async def _snapshot(
-        self, key: StreamKey, count: int, since: Millis | None
+        self, conn: SubscriberConnection, key: StreamKey, count: int, since: Millis | None
     ) -> tuple[list[Candle], bool | None]:
+        """The bars a reply carries; their number, and what the feed fetched to find them,
+        are added to ``conn.work``."""
         assert isinstance(key, BarKey)
-        if since is not None:
-            return await self._streams.recover(key, since, MAX_SNAPSHOT)
-        return await self._streams.snapshot(key, count, None), None
+        if since is None:
+            bars = await self._streams.snapshot(key, count, None)
+            conn.work += len(bars)
+            return bars, None
+        await self._check_since(key, since)
+        tally = FetchTally()
+        bars, recovered = await self._streams.recover(key, since, MAX_SNAPSHOT, tally=tally)
+        conn.work += len(bars) + tally.bars
+        return bars, recovered
+
+    async def _check_since(self, key: BarKey, since: Millis) -> None:
+        """Refuse a ``since`` later than the open of the bar after the newest one.
+
+        A client sends the open time after its last closed bar, which can never lie beyond
+        that: a later one is a client bug (or a probe), and answering it "recovered: true,
+        no bars" would tell the client it missed nothing when it knows nothing."""
+        newest = await self._streams.newest(key)
+        if newest is None:
+            return  # nothing stored (the feed failed): recovery reports what it can
+        latest = next_bucket(newest.time, key.resolution)
+        if since > latest:
+            raise ProtocolError(
+                ErrorCode.VALIDATION_ERROR,
+                f"since {since} is after the open of the bar after the newest one ({latest}): "
+                "expected the open time after your last closed bar",
+            )

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,16 @@ class Server(Endpoint):
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    async def wait_for_log(self, ready: Callable[[str], bool], within: float = 10.0) -> str:
+        """The log, once ``ready(log)`` holds (the server writes lines asynchronously), or as
+        it is after ``within`` seconds, for the caller's assertions to report."""
+        deadline = time.monotonic() + within
+        while True:
+            log = self.log()
+            if ready(log) or time.monotonic() > deadline:
+                return log
+            await asyncio.sleep(0.02)
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ import orjson
 from redis.asyncio import Redis
 
 from marketcast.cluster.health import CONNECTION_ERRORS, RedisHealth
+from marketcast.errors import ServiceUnavailable
 from marketcast.market import BarKey, Candle
 from marketcast.types import Millis
 
@@ -150,4 +151,5 @@ class RedisCandleStore:
         except CONNECTION_ERRORS as exc:
             if self._health is not None:
                 self._health.report_failure(exc)
-            raise
+            # The cause (host, port) stays in the log; clients learn only that it will pass.
+            raise ServiceUnavailable("the shared store did not answer") from exc

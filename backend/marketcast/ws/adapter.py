@@ -27,7 +27,7 @@ from fastws import FastWS, Operation
 from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from marketcast.errors import CloseCode, ErrorCode, ProtocolError
+from marketcast.errors import CloseCode, ErrorCode, ProtocolError, ServiceUnavailable
 from marketcast.lifecycle import Lifecycle
 from marketcast.subscriptions import Subscriptions
 from marketcast.wire import Frame, envelope
@@ -37,11 +37,15 @@ from marketcast.ws.limits import ConnectionLimits, Verdict
 from marketcast.ws.outbox import Outbox
 from marketcast.ws.security import HandshakeGate, Refusal
 from marketcast.ws.stats import FanoutStats
-from marketcast.ws.validation import describe_validation_error
+from marketcast.ws.validation import ECHO_LIMIT, clip, describe_validation_error
 
 log = logging.getLogger("marketcast.ws")
 
 _ENVELOPE_KEYS = frozenset({"type", "payload", "id"})
+#: Longest string ``id`` accepted (it is echoed in the reply, so it bounds the reply's size).
+MAX_ID_LENGTH = 64
+#: orjson refuses deeper documents; such a frame gets ``validation_error`` (``_parse``).
+MAX_JSON_DEPTH = 1024
 
 
 class FastWSAdapter(FastWS):
@@ -122,6 +126,7 @@ class FastWSAdapter(FastWS):
             # HTTP status, and 1013 tells it to come back later.
             await ws.accept(subprotocol=verdict.subprotocol)
             await ws.close(CloseCode.TRY_AGAIN_LATER, busy)
+            self.stats.turned_away(CloseCode.TRY_AGAIN_LATER)
             log.info("connection from %s turned away: %s", _peer(ws), busy)
             return
         self._admitted += 1
@@ -131,6 +136,7 @@ class FastWSAdapter(FastWS):
                 ws,
                 self._outbox_factory(),
                 close_timeout=self.limits.close_timeout,
+                close_patience=self.limits.drain_timeout,
                 principal=verdict.principal,
                 stats=self.stats,
                 write_delay=self.limits.write_delay,
@@ -212,7 +218,14 @@ class FastWSAdapter(FastWS):
             if len(text) > self._max_message_bytes and len(text.encode()) > self._max_message_bytes:
                 await conn.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
                 return
+            conn.work = 0
             await self.handle_text(conn, text)
+            if conn.work:
+                limiter.charge(conn.work)
+            # Frames already queued for this connection would otherwise be handled back to
+            # back in one turn of the event loop (receiving from a non-empty queue does not
+            # suspend): give every other connection, the feeds and /readyz their turn first.
+            await asyncio.sleep(0)
 
     def _rate_message(self) -> str:
         limits = self.limits
@@ -308,8 +321,13 @@ class FastWSAdapter(FastWS):
         except ProtocolError as exc:
             conn.reply(_error(exc.code, exc.message, exc.request_type or request_type, request_id))
             return
+        except ServiceUnavailable as exc:
+            log.debug("request %s failed: %r", clip(str(request_type)), exc.__cause__ or exc)
+            message = f"{exc}; retry shortly"
+            conn.reply(_error(ErrorCode.UNAVAILABLE, message, request_type, request_id))
+            return
         except Exception:
-            log.exception("request %r failed", request_type)
+            log.exception("request %s failed", clip(repr(request_type)))
             conn.reply(_error(ErrorCode.INTERNAL_ERROR, "internal error", request_type, request_id))
             return
         reply_type = route.reply_operation
@@ -324,7 +342,8 @@ class FastWSAdapter(FastWS):
         known = sorted(r.operation for r in self.router.routes if r.method == "SEND")
         raise ProtocolError(
             ErrorCode.UNKNOWN_TYPE,
-            f"unknown message type {request_type!r}: expected one of {', '.join(known)}",
+            # The type is echoed once, in ``request_type``: not again in the message.
+            f"unknown message type (see request_type): expected one of {', '.join(known)}",
         )
 
 
@@ -332,7 +351,17 @@ def _parse(text: str) -> dict[str, Any]:
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise ProtocolError(ErrorCode.INVALID_JSON, f"frame is not valid JSON: {exc}") from None
+        if "depth limit" in str(exc):
+            # Valid JSON, but nested deeper than the parser goes: no request has a payload
+            # like that, so it is refused as an invalid payload (its ``id`` cannot be read).
+            raise ProtocolError(
+                ErrorCode.VALIDATION_ERROR,
+                f"frame is nested more than {MAX_JSON_DEPTH} arrays/objects deep: expected an "
+                'object like {"type": "bars.subscribe", "payload": {...}}',
+            ) from None
+        raise ProtocolError(
+            ErrorCode.INVALID_JSON, f"frame is not valid JSON: {clip(str(exc), 2 * ECHO_LIMIT)}"
+        ) from None
     if not isinstance(data, dict):
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE,
@@ -350,7 +379,7 @@ def _request_id(data: dict[str, Any]) -> str | int | None:
             ErrorCode.INVALID_MESSAGE,
             f"'id' must be a string or an integer, got {type(request_id).__name__}",
         )
-    if isinstance(request_id, str) and len(request_id) > 64:
+    if isinstance(request_id, str) and len(request_id) > MAX_ID_LENGTH:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "'id' must be at most 64 characters")
     return request_id
 
@@ -365,9 +394,11 @@ def _request_type(data: dict[str, Any]) -> str:
         )
     extra = set(data) - _ENVELOPE_KEYS
     if extra:
+        names = [clip(name) for name in sorted(extra)[:3]]
+        more = f" and {len(extra) - 3} more" if len(extra) > 3 else ""
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE,
-            f"unexpected envelope field(s) {', '.join(sorted(extra))}: "
+            f"unexpected envelope field(s) {', '.join(names)}{more}: "
             "expected only 'type', 'payload' and 'id'",
             request_type,
         )
@@ -407,7 +438,8 @@ def _error(
 ) -> str:
     payload: dict[str, Any] = {"code": code.value, "message": message}
     if request_type is not None:
-        payload["request_type"] = request_type
+        # Echoed once, and cut: the client chose it, and the reply must stay small.
+        payload["request_type"] = clip(request_type)
     return envelope("error", payload, request_id)
 
 

@@ -3,7 +3,15 @@
 Why a token bucket: clients legitimately send bursts (a chart page subscribing to a few dozen
 topics at load) and then almost nothing, so a fixed "N per second" window would either refuse
 the burst or allow a sustained flood. The bucket holds ``burst`` tokens, refills at ``rate``
-tokens per second, and each client frame takes one.
+tokens per second, and each client frame takes one when it is received; a frame whose reply
+carried bars (``snapshot``, ``since``) or made the feed fetch them is then charged by that
+work too (``marketcast.ratelimit``), so costly frames drain the bucket proportionally faster.
+
+Why charging on receipt is charging on arrival here: the server reads a connection's next
+frame from the socket only after the previous one was handled (uvicorn pauses reading until
+its queue is empty, and the receive loop handles one frame at a time and yields to the
+event loop between frames). A backlog therefore waits in the client's kernel buffers, not in
+the server, and is never worked through on credit that accrued while the server was busy.
 
 Why a second bucket for refusals: a frame over the limit is answered with one
 ``rate_limited`` error and otherwise ignored, which is the right answer for a client that is a
@@ -21,52 +29,16 @@ from dataclasses import dataclass
 from enum import Enum
 
 from marketcast.errors import close_code_meanings
+from marketcast.ratelimit import BARS_PER_TOKEN, TokenBucket, cost_of_bars
 from marketcast.settings import Settings
+
+__all__ = ["ConnectionLimits", "RateLimiter", "TokenBucket", "Verdict", "describe"]
 
 #: Refused frames forgiven per second: a client slightly over its rate is told so on every
 #: excess frame but never closed; only a sustained flood empties the refusal bucket.
 REFUSALS_FORGIVEN_PER_SECOND = 1.0
 #: The largest fraction by which a connection's lifetime is shortened at random.
 LIFETIME_JITTER = 0.1
-
-
-class TokenBucket:
-    """``capacity`` tokens, refilled continuously at ``rate`` per second of ``clock``."""
-
-    __slots__ = ("_clock", "_stamp", "_tokens", "capacity", "rate")
-
-    def __init__(self, rate: float, capacity: float, clock: Callable[[], float]) -> None:
-        if rate < 0:
-            raise ValueError(f"rate must be >= 0 tokens per second, got {rate}")
-        if capacity < 1:
-            raise ValueError(f"capacity must be >= 1 token, got {capacity}")
-        self.rate = rate
-        self.capacity = capacity
-        self._clock = clock
-        #: Starts full: a new connection may use its whole burst at once.
-        self._tokens = float(capacity)
-        #: When ``_tokens`` was last brought up to date.
-        self._stamp = clock()
-
-    @property
-    def tokens(self) -> float:
-        self._refill()
-        return self._tokens
-
-    def take(self, cost: float = 1.0) -> bool:
-        """Take ``cost`` tokens if there are that many; False (and nothing taken) otherwise."""
-        self._refill()
-        if self._tokens >= cost:
-            self._tokens -= cost
-            return True
-        return False
-
-    def _refill(self) -> None:
-        now = self._clock()
-        elapsed = now - self._stamp
-        self._stamp = now
-        if elapsed > 0:  # a clock that steps backwards adds nothing rather than subtracting
-            self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
 
 
 class Verdict(Enum):
@@ -84,6 +56,9 @@ class RateLimiter:
 
     __slots__ = ("_frames", "_refusals", "enabled", "refused")
 
+    #: Bars of work that cost one token more (``marketcast.ratelimit``).
+    bars_per_token = BARS_PER_TOKEN
+
     def __init__(
         self, rate: float, burst: int, max_refused: int, clock: Callable[[], float]
     ) -> None:
@@ -100,6 +75,16 @@ class RateLimiter:
             return Verdict.ALLOW
         self.refused += 1
         return Verdict.REFUSE if self._refusals.take() else Verdict.CLOSE
+
+    def charge(self, bars: int) -> None:
+        """Charge the frame just handled for the ``bars`` bars it returned or had fetched."""
+        if self.enabled:
+            self._frames.charge(cost_of_bars(bars))
+
+    @property
+    def tokens(self) -> float:
+        """Frames this connection may send now (negative: paying off a costly frame)."""
+        return self._frames.tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +145,9 @@ def describe(settings: Settings) -> str:
         f"- frame size: {settings.max_message_bytes} bytes; a larger frame closes with 1009;",
         (
             f"- rate: {rate:g} frames/s with bursts of {settings.rate_limit_burst} (token "
-            "bucket); an excess frame gets one `rate_limited` error and is not processed; "
+            "bucket); a frame whose reply carries bars (`snapshot`, `since`) costs one "
+            f"frame more per {BARS_PER_TOKEN} bars returned or fetched to build it; an excess "
+            "frame gets one `rate_limited` error and is not processed; "
             f"after {settings.rate_limit_max_refused} refusals (one forgiven per second) the "
             "connection closes with 1008;"
             if rate > 0
@@ -171,6 +158,12 @@ def describe(settings: Settings) -> str:
             f"- outbox: {settings.outbox_max_messages} frames or {settings.outbox_max_bytes} "
             "bytes queued (after conflating updates of a still-open bar; closed bars are "
             "never dropped); beyond it the connection closes with 4008;"
+        ),
+        (
+            f"- lag: a client more than {settings.slow_consumer_lag:g} s behind (what waits "
+            "in the server's socket buffers counted too) is closed with 4008;"
+            if settings.slow_consumer_lag > 0
+            else "- lag: not bounded (only the outbox limits apply);"
         ),
         (
             f"- lifetime: {lifetime:g} s (up to {LIFETIME_JITTER:.0%} shorter), a `notice` "
