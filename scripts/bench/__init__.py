@@ -6,4 +6,9 @@ and the servers themselves), ``publisher`` (the load inside the server), ``clien
 ``rawws`` (client load processes), ``stats`` (histograms, /proc), ``report`` (tables, ratios,
 the JSON line), ``procs`` and ``common`` (plumbing shared by the processes). Method and
 latest figures: ``docs/performance.md``.
+
+``--abuse`` runs the abuse scenario instead (issue 19): ``abuse`` (orchestration),
+``bystander`` (the measured client), ``attacks`` / ``attacks_http`` / ``attacks_ws`` /
+``attack_kit`` (the attacks), ``abuse_stats`` / ``abuse_report`` (figures, verdicts, JSON),
+``rawhttp`` (a bounded HTTP/1.1 client).
 """

@@ -65,6 +65,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="a backend/ directory to import marketcast from (e.g. an exported older commit)",
     )
+    parser.add_argument(
+        "--abuse",
+        action="store_true",
+        help="instead of the fan-out scenarios: a bystander's latency under each of issue 19's "
+        "attacks on a real `marketcast serve` (scripts/bench/abuse.py)",
+    )
+    parser.add_argument("--attacks", help="with --abuse: comma list (default: all)")
     args = parser.parse_args(argv)
     if args.client_procs < 1:
         parser.error("--client-procs must be at least 1")
@@ -202,5 +209,9 @@ def _check_cpus(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _check_cpus(args)
+    if args.abuse:
+        from .abuse import main as abuse_main
+
+        return abuse_main(args)
     pin_to_cpu(args.client_cpu)
     return asyncio.run(run(args))
