@@ -58,9 +58,9 @@ class BarsSubscribePayload(BaseModel):
     snapshot: conint(ge=0, le=1000) | None = Field(
         0, description="Return the last N bars in the response, then stream from there."
     )
-    since: conint(ge=0) | None = Field(
+    since: conint(ge=0, le=9007199254740991) | None = Field(
         None,
-        description="Return every bar whose open time is >= since (ms UTC) in the response.",
+        description="Return every bar whose open time is >= since (ms UTC) in the response; at most the open time of the bar after the newest one.",
     )
 
 
@@ -154,6 +154,7 @@ class ErrorCode(
             "too_many_subscriptions",
             "rate_limited",
             "forbidden",
+            "unavailable",
             "internal_error",
         ]
     ]
@@ -170,6 +171,7 @@ class ErrorCode(
         "too_many_subscriptions",
         "rate_limited",
         "forbidden",
+        "unavailable",
         "internal_error",
     ] = Field(
         ...,

@@ -35,6 +35,7 @@ export type ErrorCode =
   | "too_many_subscriptions"
   | "rate_limited"
   | "forbidden"
+  | "unavailable"
   | "internal_error";
 /**
  * Any message the client sends; `type` tells them apart.
@@ -290,7 +291,7 @@ export interface BarsSubscribePayload {
    */
   snapshot?: number;
   /**
-   * Return every bar whose open time is >= since (ms UTC) in the response.
+   * Return every bar whose open time is >= since (ms UTC) in the response; at most the open time of the bar after the newest one.
    */
   since?: number | null;
 }
