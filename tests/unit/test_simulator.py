@@ -417,6 +417,22 @@ async def test_a_rewatched_key_backfills_its_missed_buckets_and_publishes_only_t
     await feed.close()
 
 
+async def test_a_bar_closing_between_a_catch_up_and_the_watch_is_published_live() -> None:
+    """A cluster worker catches a key up (a history request anchors it at the current bar)
+    just before it takes the key over: the bar that closes in between is news, not backlog,
+    or the clients of that worker would miss it."""
+    fake = FakeTime()
+    feed = make_feed(fake, speed=60)
+    recorder = await run(feed, fake, [], 0.1)
+    anchored = await feed.fetch_history(BTC1, None, 5)  # the catch-up, key not watched
+    await fake.advance(1.5)  # its open bar's bucket ends meanwhile
+    await feed.watch(BTC1)
+    assert recorder.backfills == []
+    closed = [c for c in recorder.bars(BTC1) if c.closed]
+    assert [c.time for c in closed][:1] == [anchored[-1].time], "published through on_candle"
+    await feed.close()
+
+
 async def test_a_key_watched_again_within_its_bucket_has_no_backfill() -> None:
     fake = FakeTime()
     feed = make_feed(fake)

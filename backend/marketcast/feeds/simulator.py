@@ -36,7 +36,13 @@ from marketcast.feeds.status import FeedStatus
 from marketcast.market import BarKey, Candle, Quote, StreamKey, SymbolInfo
 from marketcast.protocol import SYMBOL_PATTERN
 from marketcast.settings import Settings
-from marketcast.timeframes import RESOLUTIONS, bucket_start, nominal_ms, previous_bucket
+from marketcast.timeframes import (
+    RESOLUTIONS,
+    bucket_start,
+    next_bucket,
+    nominal_ms,
+    previous_bucket,
+)
 from marketcast.types import Millis, Resolution, Symbol
 
 log = logging.getLogger(__name__)
@@ -318,6 +324,12 @@ class SimulatorFeed:
         self.generated_bars = 0
         #: Where ``watch`` hands a re-watched key's missed bars, while started.
         self._sink: FeedSink | None = None
+        #: Per unwatched key, when a history request last anchored its builder at the current
+        #: bar (simulated ms). A watch that follows it (the first watch after a bootstrap, a
+        #: cluster worker's catch-up before it takes a key over) missed nothing while idle:
+        #: bars that closed since that anchor are live news and are published as usual.
+        #: Without it (a key left idle since its ``unwatch``) every missed bar is backlog.
+        self._anchored_unwatched: dict[BarKey, Millis] = {}
         self._task: asyncio.Task[None] | None = None  # the timer loop, while started
         #: For ``status()``: when the last tick delivered a trade (clock time), and how many
         #: real seconds late the last tick ran (the event loop was busy).
@@ -400,6 +412,8 @@ class SimulatorFeed:
 
     async def unwatch(self, key: StreamKey) -> None:
         self._watched.pop(key, None)
+        if isinstance(key, BarKey):
+            self._anchored_unwatched.pop(key, None)
 
     async def _backfill(self, sink: FeedSink, key: BarKey, builder: CandleBuilder) -> None:
         """Close every bucket that ended while ``key`` was not watched and hand the bars to
@@ -407,8 +421,16 @@ class SimulatorFeed:
         one-minute bars, which sent live closed every subscriber as a slow consumer. Only the
         current bucket's bar, opened by the next trade, is then published."""
         missed = builder.close_until(self.now())
-        if missed:
-            await _guarded(sink.on_backfill(key, missed), key)
+        anchored = self._anchored_unwatched.pop(key, None)
+        if anchored is None:
+            backlog, news = missed, []
+        else:  # only what closed before the anchor is backlog (see ``_anchored_unwatched``)
+            backlog = [c for c in missed if next_bucket(c.time, key.resolution) <= anchored]
+            news = missed[len(backlog) :]
+        if backlog:
+            await _guarded(sink.on_backfill(key, backlog), key)
+        for candle in news:
+            await _guarded(sink.on_candle(key, candle), key)
 
     # -- history --------------------------------------------------------------------------------
 
@@ -463,6 +485,8 @@ class SimulatorFeed:
         if key not in self._watched or live is None or live.time == start:
             # A watched key whose bar just ended keeps it: the next tick closes it properly.
             builder.seed(bar)
+        if key not in self._watched:
+            self._anchored_unwatched[key] = now
         return bar
 
     def _backward(self, key: BarKey, anchor: Candle) -> Iterator[Candle]:
