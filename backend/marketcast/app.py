@@ -24,6 +24,7 @@ from marketcast.lifecycle import Lifecycle
 from marketcast.metrics import MetricsSources, build_registry, mount_metrics
 from marketcast.ratelimit import ClientBuckets
 from marketcast.rest import build_rest_router, install_error_bodies
+from marketcast.rest_limit import RestRateLimit
 from marketcast.services import open_services
 from marketcast.settings import Settings
 from marketcast.staleness import StalenessTracker
@@ -189,6 +190,16 @@ def create_app(
     def websocket_route(path: str) -> WebSocketHandler | None:
         return adapter.endpoint if path == WS_PATH else raw_stream(path)
 
+    if settings.rest_rate_limit_per_second > 0:
+        # Per client address, before routing: a refusal costs next to nothing. Added before
+        # the WebSocket entry so that it wraps only HTTP: no frame of it per WebSocket.
+        app.add_middleware(
+            RestRateLimit,
+            buckets=ClientBuckets(
+                settings.rest_rate_limit_per_second, settings.rest_rate_limit_burst, time.monotonic
+            ),
+            prefix="/api/v1/market-data/",
+        )
     # Keeps uvicorn's own ``send`` reachable (direct writes, aborting a peer that reads
     # nothing) and serves the WebSocket paths without the router's per-connection layers.
     app.add_middleware(WebSocketEntry, routes=websocket_route)
@@ -198,15 +209,6 @@ def create_app(
             streams,
             is_ready=lambda: lifecycle.is_ready() and services.healthy(),
             connection_count=lambda: len(adapter.open_connections),
-            buckets=(
-                ClientBuckets(
-                    settings.rest_rate_limit_per_second,
-                    settings.rest_rate_limit_burst,
-                    time.monotonic,
-                )
-                if settings.rest_rate_limit_per_second > 0
-                else None
-            ),
         )
     )
     mount_asyncapi_docs(

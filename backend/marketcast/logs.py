@@ -39,6 +39,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Final, TextIO
 from urllib.parse import urlsplit
 
@@ -175,6 +176,40 @@ class ClientFaultsWithoutTracebacks(logging.Filter):
         return True
 
 
+class QuietRefusedRequests(logging.Filter):
+    """At most one access line per ``interval`` for requests answered 429.
+
+    Why: a client that ignores 429 sends requests as fast as it can, and a line for each
+    refusal made the log the costliest part of refusing it (a megabyte in ten seconds in the
+    abuse benchmark). The first refusal after a quiet interval is logged as usual; later ones
+    are counted, and the next line logged says how many were left out.
+    """
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self._interval = interval
+        self._clock = clock
+        #: When a 429 line was last let through; None before the first.
+        self._last: float | None = None
+        self._left_out = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not (record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) >= 5):
+            return True
+        if args[4] != 429:
+            return True
+        now = self._clock()
+        if self._last is not None and now - self._last < self._interval:
+            self._left_out += 1
+            return False
+        if self._left_out:
+            record.msg = f"{record.msg} (and %d more answered 429 since the previous such line)"
+            record.args = (*args, self._left_out)
+        self._last, self._left_out = now, 0
+        return True
+
+
 def configure_logging(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
     """Install the one handler on the root logger and take over uvicorn's loggers.
 
@@ -192,6 +227,7 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> loggi
     if level > logging.DEBUG:
         handler.addFilter(QuietConnectionChatter())
     handler.addFilter(ClientFaultsWithoutTracebacks())
+    handler.addFilter(QuietRefusedRequests())
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
         root.removeHandler(old)

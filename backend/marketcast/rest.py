@@ -7,7 +7,8 @@ errors where the cause is the same (``unknown_symbol``, ``unsupported_resolution
 Why the market-data routes are rate limited per client address and the health routes are
 not: one history request can make the server read, generate or fetch a thousand bars, and ten
 clients looping such requests held a bystander's WebSocket ping for seconds. Each client
-address gets a token bucket (``marketcast.ratelimit``): a request takes one token, and one
+address gets a token bucket (``marketcast.ratelimit``, checked before routing by
+``rest_limit.RestRateLimit``): a request takes one token, and one
 more per 50 bars it returned or had fetched; over the limit the answer is 429 with
 ``Retry-After``. Probes (``/healthz``, ``/readyz``) and ``/metrics`` are the operators' and
 stay free. Behind a proxy the address is the one uvicorn takes from ``X-Forwarded-For`` for
@@ -16,19 +17,19 @@ trusted proxies (``--forwarded-allow-ips``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from marketcast.errors import ErrorCode, ServiceUnavailable
 from marketcast.market import BarKey
 from marketcast.protocol import MAX_SNAPSHOT, SYMBOL_PATTERN, Bar
-from marketcast.ratelimit import ClientBuckets, TokenBucket, cost_of_bars
+from marketcast.ratelimit import TokenBucket, cost_of_bars
 from marketcast.recovery import FetchTally
+from marketcast.rest_limit import BUCKET_STATE
 from marketcast.streams import StreamManager
 from marketcast.timeframes import RESOLUTION_ALIASES, RESOLUTIONS, normalize_resolution
 from marketcast.types import Resolution
@@ -130,43 +131,14 @@ def install_error_bodies(app: FastAPI) -> None:
     app.add_exception_handler(Exception, internal)
 
 
-def client_address(request: Request) -> str:
-    """The key a client is rate limited by: its address (as uvicorn resolved it)."""
-    client = request.client
-    return client.host if client else "unknown"
-
-
 def build_rest_router(
     streams: StreamManager,
     *,
     is_ready: Callable[[], bool],
     connection_count: Callable[[], int],
-    buckets: ClientBuckets | None = None,
 ) -> APIRouter:
-    """The REST routes, bound to this app's stream manager (no module-level state).
-
-    ``buckets``: the per-client rate limit of the market-data routes (None: unlimited).
-    """
+    """The REST routes, bound to this app's stream manager (no module-level state)."""
     router = APIRouter()
-
-    def admit(request: Request) -> TokenBucket | None:
-        """Take this request's token, or answer 429 with the seconds until one is free."""
-        if buckets is None:
-            return None
-        bucket = buckets.bucket(client_address(request))
-        if not bucket.take():
-            wait = bucket.wait_time()
-            raise HTTPException(
-                status_code=429,
-                detail={
-                    "code": ErrorCode.RATE_LIMITED.value,
-                    "message": f"rate limit exceeded: at most {buckets.rate:g} requests per "
-                    f"second (bursts of {buckets.burst}; a request costs one more per 50 bars "
-                    f"it returns); retry in {wait:.1f}s",
-                },
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
-        return bucket
 
     @router.get(
         "/api/v1/market-data/history",
@@ -200,8 +172,8 @@ def build_rest_router(
         request: Request,
     ) -> HistoryResponse:
         """The newest ``limit`` bars with ``from <= time < to``."""
-        # Called here rather than as a dependency: the bucket is charged again at the end.
-        bucket = admit(request)
+        # Admitted by ``rest_limit.RestRateLimit``, which left the bucket to charge here.
+        bucket: TokenBucket | None = getattr(request.state, BUCKET_STATE, None)
         info = streams.symbol_info(symbol)
         if info is None:
             raise _fail(404, ErrorCode.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
@@ -231,7 +203,6 @@ def build_rest_router(
         "/api/v1/market-data/symbols",
         response_model=SymbolsResponse,
         responses=_RATE_LIMITED,
-        dependencies=[Depends(admit)],
         tags=["market-data"],
         summary="The symbols this server serves.",
     )

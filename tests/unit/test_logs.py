@@ -162,3 +162,30 @@ def test_configure_logging_owns_one_handler_and_takes_over_uvicorn() -> None:
     assert [json.loads(line)["message"] for line in lines] == [
         '1.2.3.4 - "GET /?token=[redacted] HTTP/1.1" 200'
     ]
+
+
+def test_429_access_lines_are_logged_once_per_interval_with_a_count() -> None:
+    from marketcast.logs import QuietRefusedRequests
+
+    now = [100.0]
+    quiet = QuietRefusedRequests(interval=10.0, clock=lambda: now[0])
+
+    def access(status: int) -> logging.LogRecord:
+        return logging.LogRecord(
+            "uvicorn.access",
+            logging.INFO,
+            __file__,
+            1,
+            '%s - "%s %s HTTP/%s" %d',
+            ("127.0.0.1:5", "GET", "/api/v1/market-data/symbols", "1.1", status),
+            None,
+        )
+
+    assert quiet.filter(access(429))
+    assert [quiet.filter(access(429)) for _ in range(5)] == [False] * 5
+    assert quiet.filter(access(200)), "other statuses are never held back"
+    now[0] += 10.0
+    line = access(429)
+    assert quiet.filter(line)
+    assert line.getMessage().endswith("429 (and 5 more answered 429 since the previous such line)")
+    assert not quiet.filter(access(429))
