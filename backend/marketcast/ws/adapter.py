@@ -186,7 +186,14 @@ class FastWSAdapter(FastWS):
             self.open_connections.pop(conn.uid, None)
             await conn.stop_writer()
             self.stats.connection_closed(conn)
-            log.info("connection closed %s (code %s)", conn.uid, conn.close_code)
+            # The server's own close code, else the one its WebSocket layer sent (1011 on a
+            # keepalive timeout, 1009, 1007), else the client (or the network) ended it.
+            code = conn.close_code if conn.close_code is not None else conn.layer_close_code()
+            log.info(
+                "connection closed %s (%s)",
+                conn.uid,
+                "closed by the peer" if code is None else f"code {code}",
+            )
 
     async def _receive_loop(self, conn: Connection) -> None:
         ws = conn.ws
