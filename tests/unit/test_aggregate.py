@@ -388,3 +388,23 @@ def test_incremental_equals_batch_equals_direct(
 def test_every_resolution_can_aggregate_into_itself() -> None:
     for resolution in RESOLUTIONS:
         assert can_aggregate(resolution, resolution)
+
+
+@pytest.mark.parametrize("resolution", ["1", "60", "D", "W", "M"])
+def test_close_until_with_keep_builds_only_the_newest_flat_bars(resolution: Resolution) -> None:
+    """A key idle for a long time: the work is bounded by ``keep``, not by the idle span."""
+    builder = CandleBuilder(resolution)
+    start = bucket_start(1_700_000_000_000, resolution)
+    builder.add_trade(start, 100.0, 1.0)
+    later = start
+    for _ in range(40):
+        later = next_bucket(later, resolution)
+    emitted = builder.close_until(later, keep=5)
+    assert (emitted[0].time, emitted[0].closed) == (start, True)  # the open bar, closed
+    flats = emitted[1:]
+    assert len(flats) == 5
+    assert flats[-1].time < later
+    assert next_bucket(flats[-1].time, resolution) == later
+    unbounded = CandleBuilder(resolution)
+    unbounded.add_trade(start, 100.0, 1.0)
+    assert unbounded.close_until(later)[-5:] == flats

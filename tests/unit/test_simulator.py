@@ -12,7 +12,12 @@ import pytest
 from marketcast.errors import ConfigurationError
 from marketcast.feeds import simulator
 from marketcast.feeds.base import Feed
-from marketcast.feeds.simulator import MAX_HISTORY_BARS, SimulatorFeed, asset_class_of
+from marketcast.feeds.simulator import (
+    MAX_BACKFILL_BARS,
+    MAX_HISTORY_BARS,
+    SimulatorFeed,
+    asset_class_of,
+)
 from marketcast.market import BarKey, Candle, Quote, QuoteKey, StreamKey
 from marketcast.settings import DEFAULT_SIM_SYMBOLS, Settings
 from marketcast.timeframes import RESOLUTIONS, bucket_start, next_bucket
@@ -430,6 +435,20 @@ async def test_a_bar_closing_between_a_catch_up_and_the_watch_is_published_live(
     assert recorder.backfills == []
     closed = [c for c in recorder.bars(BTC1) if c.closed]
     assert [c.time for c in closed][:1] == [anchored[-1].time], "published through on_candle"
+    await feed.close()
+
+
+async def test_a_long_idle_backfills_only_the_newest_buckets() -> None:
+    fake = FakeTime()
+    feed = make_feed(fake, speed=600, tick_interval=5.0)  # ten 1-minute bars a real second
+    recorder = await run(feed, fake, [BTC1], 1.0)
+    await feed.unwatch(BTC1)
+    await fake.advance(300)  # 3,000 simulated minutes nobody watches
+    await feed.watch(BTC1)
+    [(_, missed)] = recorder.backfills
+    # At most the bar open at the unwatch (if a trade had opened one), then the newest flats.
+    assert MAX_BACKFILL_BARS <= len(missed) <= MAX_BACKFILL_BARS + 1
+    assert next_bucket(missed[-1].time, "1") == bucket_start(feed.now(), "1")
     await feed.close()
 
 

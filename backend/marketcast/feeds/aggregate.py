@@ -26,12 +26,20 @@ from marketcast.timeframes import bucket_start, next_bucket, nominal_ms, previou
 from marketcast.types import Millis, Resolution
 
 
-def _flat_bars(start: Millis, stop: Millis, price: float, resolution: Resolution) -> list[Candle]:
-    """Closed zero-volume bars for every bucket in ``[start, stop)``, all at ``price``."""
+def _flat_bars(
+    start: Millis, stop: Millis, price: float, resolution: Resolution, keep: int | None = None
+) -> list[Candle]:
+    """Closed zero-volume bars for every bucket in ``[start, stop)``, all at ``price`` — or,
+    with ``keep``, for the newest ``keep`` of them only (older buckets are skipped, not built,
+    so the work is bounded whatever the span)."""
+    if keep is not None and resolution != "M":  # every other bucket has one fixed length
+        start = max(start, stop - keep * nominal_ms(resolution))
     bars: list[Candle] = []
     while start < stop:
         bars.append(Candle(start, price, price, price, price, 0.0, closed=True))
         start = next_bucket(start, resolution)
+    if keep is not None and len(bars) > keep:  # months, whose lengths differ
+        del bars[: len(bars) - keep]
     return bars
 
 
@@ -130,12 +138,13 @@ class CandleBuilder:
         emitted.append(bar)
         return emitted
 
-    def close_until(self, now: Millis) -> list[Candle]:
+    def close_until(self, now: Millis, *, keep: int | None = None) -> list[Candle]:
         """Close every bar whose bucket ended at or before ``now``; return them, oldest first.
 
         Called by a timer so that a bar closes on time even when no trade arrives. Buckets that
         elapsed without a trade come out as flat closed bars; the bucket containing ``now`` is
-        left without a bar until its first trade.
+        left without a bar until its first trade. ``keep`` bounds the flat bars to the newest
+        ``keep`` (a key left idle for a long time: the older buckets are skipped, not built).
         """
         current = bucket_start(now, self.resolution)
         bar = self._bar
@@ -144,7 +153,7 @@ class CandleBuilder:
                 return []
             emitted = [replace(bar, closed=True)]
             emitted += _flat_bars(
-                next_bucket(bar.time, self.resolution), current, bar.close, self.resolution
+                next_bucket(bar.time, self.resolution), current, bar.close, self.resolution, keep
             )
             self._bar = None
             self._resume = (current, bar.close)
@@ -152,7 +161,7 @@ class CandleBuilder:
         if self._resume is not None and current > self._resume[0]:
             resume_at, last_close = self._resume
             self._resume = (current, last_close)
-            return _flat_bars(resume_at, current, last_close, self.resolution)
+            return _flat_bars(resume_at, current, last_close, self.resolution, keep)
         return []
 
 

@@ -60,6 +60,11 @@ MAX_HISTORY_BARS: Final = 20_000
 #: collection, the pause ``gcpolicy`` exists to avoid); rebuilding 1,000 candles for a reply
 #: costs about 2 ms, against about 10 ms to generate them.
 HISTORY_MEMO_BARS: Final = 100_000
+#: Flat bars a re-watched key's backfill builds at most, the newest: the buckets of a long
+#: idle (36,000 one-minute ones after an hour at 600x) beyond the default store capacity
+#: would cost CPU to build and be evicted at once. Older ones stay a hole that recovery fills
+#: from the history the simulator generates.
+MAX_BACKFILL_BARS: Final = 1000
 #: Shortest sleep of the timer loop, in real seconds: guarantees progress when a bar end and
 #: the clock disagree by a rounding error.
 _MIN_SLEEP: Final = 0.001
@@ -420,7 +425,7 @@ class SimulatorFeed:
         the store (``FeedSink.on_backfill``), not to the live stream: one idle day is 1,440
         one-minute bars, which sent live closed every subscriber as a slow consumer. Only the
         current bucket's bar, opened by the next trade, is then published."""
-        missed = builder.close_until(self.now())
+        missed = builder.close_until(self.now(), keep=MAX_BACKFILL_BARS)
         anchored = self._anchored_unwatched.pop(key, None)
         if anchored is None:
             backlog, news = missed, []
