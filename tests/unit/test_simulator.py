@@ -12,12 +12,8 @@ import pytest
 from marketcast.errors import ConfigurationError
 from marketcast.feeds import simulator
 from marketcast.feeds.base import Feed
-from marketcast.feeds.simulator import (
-    MAX_BACKFILL_BARS,
-    MAX_HISTORY_BARS,
-    SimulatorFeed,
-    asset_class_of,
-)
+from marketcast.feeds.sim_prices import asset_class_of
+from marketcast.feeds.simulator import MAX_BACKFILL_BARS, MAX_HISTORY_BARS, SimulatorFeed
 from marketcast.market import BarKey, Candle, Quote, QuoteKey, StreamKey
 from marketcast.settings import DEFAULT_SIM_SYMBOLS, Settings
 from marketcast.timeframes import RESOLUTIONS, bucket_start, next_bucket

@@ -1,15 +1,10 @@
 """``SimulatorFeed``: the default feed — seeded random prices, no network.
 
-Each symbol's price follows a mean-reverting random walk (an Ornstein-Uhlenbeck process on the
-log price, sampled exactly so any time step is valid): locally it looks like a random walk with
-the asset class's volatility, and over years of backfilled monthly bars it stays plausible
-instead of drifting to zero or infinity. The process is time-reversible, which is what lets
-history be generated *backward* from the current price so that it meets the live price exactly.
-
-Everything random is seeded from the settings' seed and the symbol name through ``zlib.crc32``
-(Python's ``hash`` is salted per process), so two runs with the same seed and the same clock
-produce the same data. Time is simulated — ``sim = anchor + (real - anchor) * speed`` — and
-the clock and sleep are injected so tests drive hours of trading in no real time.
+The prices come from ``feeds.sim_prices`` (a mean-reverting walk per symbol, time-reversible
+so history can be generated backward to meet the live price exactly); this module runs them
+in simulated time — ``sim = anchor + (real - anchor) * speed`` — with the clock and sleep
+injected, so tests drive hours of trading in no real time. Two runs with the same seed and
+clock produce the same data.
 """
 
 from __future__ import annotations
@@ -20,20 +15,24 @@ import math
 import random
 import re
 import time
-import zlib
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
 from itertools import repeat
 from typing import Final
 
 from marketcast.errors import ConfigurationError
 from marketcast.feeds.aggregate import CandleBuilder
 from marketcast.feeds.base import FeedSink
+from marketcast.feeds.sim_prices import (
+    Walk,
+    bar_between,
+    profile_for,
+    stable_seed,
+)
 from marketcast.feeds.status import FeedStatus
-from marketcast.market import BarKey, Candle, Quote, StreamKey, SymbolInfo
+from marketcast.market import BarKey, Candle, StreamKey, SymbolInfo
 from marketcast.protocol import SYMBOL_PATTERN
 from marketcast.settings import Settings
 from marketcast.timeframes import (
@@ -47,8 +46,6 @@ from marketcast.types import Millis, Resolution, Symbol
 
 log = logging.getLogger(__name__)
 
-#: Trades per simulated second assumed when sizing backfilled volume.
-_HISTORY_TRADE_RATE: Final = 4.0
 #: Deepest a history request reaches behind its anchor, in bars: bounds the CPU one request
 #: can take (generation is sequential); older bars simply do not exist in the simulator.
 MAX_HISTORY_BARS: Final = 20_000
@@ -69,134 +66,6 @@ MAX_BACKFILL_BARS: Final = 1000
 #: the clock disagree by a rounding error.
 _MIN_SLEEP: Final = 0.001
 _SYMBOL_RE: Final = re.compile(SYMBOL_PATTERN)
-#: Realistic starting prices for the default symbols; other symbols get a stable made-up one.
-_KNOWN_STARTS: Final = {"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0, "EUR/USD": 1.08, "AAPL": 190.0}
-
-
-@dataclass(frozen=True, slots=True)
-class _Profile:
-    """How one symbol's prices behave; derived from its asset class and name."""
-
-    asset_class: str
-    start: float
-    decimals: int
-    #: Volatility of the log price per sqrt(second).
-    sigma: float
-    #: Mean-reversion rate per second; sigma / sqrt(2 theta) is the long-run spread of prices.
-    theta: float
-    #: Bid/ask spread relative to the price.
-    spread: float
-    #: Typical trade value in quote currency; sizes are this over the price.
-    notional: float
-    size_decimals: int
-
-    def price(self, level: float) -> float:
-        """The quoted price for a log deviation ``level`` from the start price."""
-        tick = 10.0**-self.decimals
-        return max(round(self.start * math.exp(level), self.decimals), tick)
-
-    def level(self, price: float) -> float:  # the inverse of price(), up to rounding
-        return math.log(price / self.start)
-
-    def step(self, level: float, seconds: float, z: float) -> float:
-        """Exact OU transition over ``seconds`` (same law forward and backward in time)."""
-        decay = math.exp(-self.theta * seconds)
-        spread = self.sigma * math.sqrt((1.0 - decay * decay) / (2.0 * self.theta))
-        return level * decay + spread * z
-
-    def size(self, price: float, factor: float) -> float:
-        size = round(self.notional / price * factor, self.size_decimals)
-        return max(size, 10.0**-self.size_decimals)
-
-
-def asset_class_of(symbol: Symbol) -> str:
-    """``forex`` for ``BASE/QUOTE``, ``crypto`` for exchange pairs, else ``stock``."""
-    if "/" in symbol:
-        return "forex"
-    if symbol.endswith(("USDT", "BUSD", "USDC", "BTC")):
-        return "crypto"
-    return "stock"
-
-
-def _stable_seed(*parts: object) -> int:
-    return zlib.crc32(":".join(str(part) for part in parts).encode())
-
-
-def _profile_for(symbol: Symbol) -> _Profile:
-    """Asset-class behaviour; the start price is known or derived from the name."""
-    kind = asset_class_of(symbol)
-    unit = (_stable_seed("start", symbol) % 10_000) / 10_000  # in [0, 1)
-    if kind == "forex":
-        jpy = symbol.endswith("/JPY")  # yen pairs trade around 150 and quote 3 decimals
-        start = _KNOWN_STARTS.get(symbol, 100 + 60 * unit if jpy else 0.5 + 1.5 * unit)
-        return _Profile(kind, start, 3 if jpy else 5, *_vol(0.08, 0.05), 1e-4, 100_000, 0)
-    if kind == "crypto":
-        in_btc = symbol.endswith("BTC")  # priced in bitcoin: small numbers, 8 decimals
-        start = _KNOWN_STARTS.get(symbol, 0.001 + 0.1 * unit if in_btc else 10 ** (4 * unit))
-        return _Profile(kind, start, 8 if in_btc else 2, *_vol(0.6, 0.35), 1e-4, 5_000, 5)
-    start = _KNOWN_STARTS.get(symbol, 10 + 490 * unit)
-    return _Profile(kind, start, 2, *_vol(0.25, 0.2), 2e-4, 20_000, 0)
-
-
-def _vol(annual: float, long_run: float) -> tuple[float, float]:
-    """(sigma, theta) per second from annual volatility and long-run spread of log prices."""
-    sigma = annual / math.sqrt(365 * 86_400)
-    return sigma, sigma * sigma / (2 * long_run * long_run)
-
-
-def _bar_between(
-    profile: _Profile, rng: random.Random, time: Millis, end_level: float, seconds: float
-) -> Candle:
-    """A bar lasting ``seconds`` that closes at ``end_level``: its open is one backward
-    step, its wicks reach beyond both by a random fraction of the bar's volatility."""
-    open_level = profile.step(end_level, seconds, rng.gauss())
-    wick = 0.5 * profile.sigma * math.sqrt(seconds)
-    o, c = profile.price(open_level), profile.price(end_level)
-    high = profile.price(max(open_level, end_level) + abs(rng.gauss()) * wick)
-    low = profile.price(min(open_level, end_level) - abs(rng.gauss()) * wick)
-    volume = seconds * _HISTORY_TRADE_RATE * profile.size(c, rng.lognormvariate(0, 0.4))
-    volume = round(volume, profile.size_decimals)
-    return Candle(time, o, max(high, o, c), min(low, o, c), c, volume, closed=True)
-
-
-class _Walk:
-    """One symbol's live price: the state that survives unwatch/watch."""
-
-    __slots__ = ("day", "day_open", "day_volume", "level", "price", "profile", "rng", "time")
-
-    def __init__(self, profile: _Profile, rng: random.Random, now: Millis) -> None:
-        self.profile = profile
-        self.rng = rng
-        self.level = 0.0
-        self.price = profile.price(0.0)
-        #: Simulated time of the last step; the next step covers the time since.
-        self.time = now
-        #: The UTC day the change and the volume refer to, and the price it opened at.
-        self.day = bucket_start(now, "D")
-        self.day_open = self.price
-        self.day_volume = 0.0
-
-    def step(self, now: Millis) -> tuple[float, float]:
-        """Advance to ``now``; return the trade (price, size) made there."""
-        seconds = max(now - self.time, 0) / 1000
-        self.time = max(self.time, now)
-        self.level = self.profile.step(self.level, seconds, self.rng.gauss())
-        day = bucket_start(now, "D")
-        if day != self.day:
-            self.day, self.day_open, self.day_volume = day, self.price, 0.0
-        self.price = self.profile.price(self.level)
-        size = self.profile.size(self.price, self.rng.lognormvariate(0, 0.75))
-        self.day_volume += size
-        return self.price, size
-
-    def quote(self, now: Millis) -> Quote:
-        """Bid/ask at least one tick either side of the last price, so bid < ask always."""
-        price, places = self.price, self.profile.decimals
-        half = max(round(price * self.profile.spread / 2, places), 10.0**-places)
-        change = round(price - self.day_open, places)
-        volume = round(self.day_volume, self.profile.size_decimals)
-        bid, ask = round(price - half, places), round(price + half, places)
-        return Quote(now, bid, ask, price, volume, change, round(change / self.day_open * 100, 4))
 
 
 class _Backward:
@@ -311,7 +180,7 @@ class SimulatorFeed:
         self._anchor = clock() if anchor is None else anchor
         #: Per symbol, for the feed's lifetime: a re-watch continues the same walk.
         self._walks = {
-            s: _Walk(_profile_for(s), random.Random(_stable_seed(seed, "walk", s)), self.now())
+            s: Walk(profile_for(s), random.Random(stable_seed(seed, "walk", s)), self.now())
             for s in symbols
         }
         #: Insertion-ordered set (sets of str-keyed objects iterate in a salted order).
@@ -484,8 +353,8 @@ class SimulatorFeed:
             high, low = max(live.high, price), min(live.low, price)
             bar = Candle(start, live.open, high, low, price, live.volume)
         else:
-            rng = random.Random(_stable_seed(self._seed, "open", key.symbol, key.resolution))
-            bar = _bar_between(walk.profile, rng, start, walk.level, (now - start) / 1000)
+            rng = random.Random(stable_seed(self._seed, "open", key.symbol, key.resolution))
+            bar = bar_between(walk.profile, rng, start, walk.level, (now - start) / 1000)
             bar = Candle(start, bar.open, bar.high, bar.low, price, bar.volume)
         if key not in self._watched or live is None or live.time == start:
             # A watched key whose bar just ended keeps it: the next tick closes it properly.
@@ -497,7 +366,7 @@ class SimulatorFeed:
     def _backward(self, key: BarKey, anchor: Candle) -> Iterator[Candle]:
         """``anchor``, then the bars before it, newest first; each closes at the next's open."""
         profile = self._walk(key.symbol).profile
-        rng = random.Random(_stable_seed(self._seed, "history", key.symbol, key.resolution))
+        rng = random.Random(stable_seed(self._seed, "history", key.symbol, key.resolution))
         bar = anchor
         while True:
             yield bar
@@ -505,7 +374,7 @@ class SimulatorFeed:
             if start < 0:
                 return
             seconds = (bar.time - start) / 1000
-            bar = _bar_between(profile, rng, start, profile.level(bar.open), seconds)
+            bar = bar_between(profile, rng, start, profile.level(bar.open), seconds)
 
     # -- the timer loop -------------------------------------------------------------------------
 
@@ -557,7 +426,7 @@ class SimulatorFeed:
     def _watched_bars(self) -> list[tuple[BarKey, CandleBuilder]]:
         return [(k, self._builders[k]) for k in self._watched if isinstance(k, BarKey)]
 
-    def _walk(self, symbol: Symbol) -> _Walk:
+    def _walk(self, symbol: Symbol) -> Walk:
         if symbol not in self._walks:
             served = ", ".join(self._walks)
             raise ValueError(f"the simulator does not serve {symbol!r}; it serves {served}")

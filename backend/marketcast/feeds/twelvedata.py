@@ -32,7 +32,7 @@ from marketcast.errors import ErrorCode, ProtocolError
 from marketcast.feeds.aggregate import aggregate
 from marketcast.feeds.base import FeedSink
 from marketcast.feeds.pacing import Backoff, SlidingWindow, UpstreamError
-from marketcast.feeds.simulator import asset_class_of
+from marketcast.feeds.sim_prices import asset_class_of
 from marketcast.feeds.status import FeedStatus
 from marketcast.feeds.twelvedata_protocol import (
     MAX_OUTPUTSIZE,
