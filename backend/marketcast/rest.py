@@ -116,7 +116,7 @@ def install_error_bodies(app: FastAPI) -> None:
 
     async def unavailable(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(
-            {"detail": {"code": ErrorCode.UNAVAILABLE.value, "message": f"{exc}; retry shortly"}},
+            {"detail": {"code": ErrorCode.UNAVAILABLE.value, "message": str(exc)}},
             status_code=503,
             headers={"Retry-After": "1"},
         )

@@ -152,4 +152,4 @@ class RedisCandleStore:
             if self._health is not None:
                 self._health.report_failure(exc)
             # The cause (host, port) stays in the log; clients learn only that it will pass.
-            raise ServiceUnavailable("the shared store did not answer") from exc
+            raise ServiceUnavailable("the shared store did not answer; retry shortly") from exc

@@ -330,8 +330,7 @@ class FastWSAdapter(FastWS):
             return
         except ServiceUnavailable as exc:
             log.debug("request %s failed: %r", clip(str(request_type)), exc.__cause__ or exc)
-            message = f"{exc}; retry shortly"
-            conn.reply(_error(ErrorCode.UNAVAILABLE, message, request_type, request_id))
+            conn.reply(_error(ErrorCode.UNAVAILABLE, str(exc), request_type, request_id))
             return
         except Exception:
             log.exception("request %s failed", clip(repr(request_type)))

@@ -56,9 +56,6 @@ class RateLimiter:
 
     __slots__ = ("_frames", "_refusals", "enabled", "refused")
 
-    #: Bars of work that cost one token more (``marketcast.ratelimit``).
-    bars_per_token = BARS_PER_TOKEN
-
     def __init__(
         self, rate: float, burst: int, max_refused: int, clock: Callable[[], float]
     ) -> None:
