@@ -24,6 +24,7 @@ from marketcast.lifecycle import Lifecycle
 from marketcast.metrics import MetricsSources, build_registry, mount_metrics
 from marketcast.ratelimit import ClientBuckets
 from marketcast.rest import build_rest_router, install_error_bodies
+from marketcast.rest_docs import mount_rest_docs
 from marketcast.rest_limit import RestRateLimit
 from marketcast.services import open_services
 from marketcast.settings import Settings
@@ -183,6 +184,9 @@ def create_app(
         description="REST side of marketcast: history, symbols, health. "
         f"The WebSocket API is documented at {ASYNCAPI_PATH}.",
         lifespan=lifespan,
+        # Served offline by mount_rest_docs instead of FastAPI's CDN pages.
+        docs_url=None,
+        redoc_url=None,
     )
     # Raw streams: one topic per connection, no subscribe message; same gate, limits, hub.
     raw_stream = raw_stream_routes(adapter, subscriptions, ws_path=WS_PATH)
@@ -211,6 +215,7 @@ def create_app(
             connection_count=lambda: len(adapter.open_connections),
         )
     )
+    mount_rest_docs(app, title="marketcast")
     mount_asyncapi_docs(
         app,
         spec_provider=adapter.asyncapi,

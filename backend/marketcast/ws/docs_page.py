@@ -1,10 +1,8 @@
 """The AsyncAPI docs page, with its JavaScript and CSS served by this app instead of a CDN.
 
-fastws's page loads the AsyncAPI React component from a public CDN: it breaks offline and
-behind strict egress, and it runs third-party code fetched at view time. Here the standalone
-bundle comes from the ``@asyncapi/react-component`` npm package that ``make setup`` installs
-into ``frontend-types/node_modules`` (pinned by its package-lock), and the page itself is our
-own small HTML that names no external host.
+fastws's page loads the AsyncAPI React component from a public CDN. Here the standalone
+bundle comes from the ``@asyncapi/react-component`` npm package (``doc_assets``), and the
+page itself is our own small HTML that names no external host.
 """
 
 from __future__ import annotations
@@ -16,29 +14,23 @@ from pathlib import Path
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse
 
-#: Where the component package sits relative to the repository root.
-_PACKAGE_DIR: Final = Path("frontend-types/node_modules/@asyncapi/react-component")
-#: The only files served: URL name -> (path inside the package, content type).
-_ASSETS: Final = (
-    ("index.js", "browser/standalone/index.js", "text/javascript; charset=utf-8"),
-    ("default.min.css", "styles/default.min.css", "text/css; charset=utf-8"),
+from marketcast.doc_assets import CSS, JS, MISSING_ASSETS, Asset, mount_assets, npm_package_dir
+
+__all__ = ["MISSING_ASSETS", "asyncapi_html", "default_assets_dir", "mount_asyncapi_docs"]
+
+PACKAGE: Final = "@asyncapi/react-component"
+#: The only files served.
+ASSETS: Final = (
+    Asset("index.js", "browser/standalone/index.js", JS),
+    Asset("default.min.css", "styles/default.min.css", CSS),
 )
-MISSING_ASSETS: Final = "docs assets not installed: run make setup"
 
 
 def default_assets_dir() -> Path | None:
-    """The installed ``@asyncapi/react-component`` of this checkout, or None if absent.
-
-    Looked up from this file upwards, so it works from a source checkout or an editable
-    install; a wheel installed elsewhere has no ``frontend-types`` and gets None.
-    """
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / _PACKAGE_DIR
-        if candidate.is_dir():
-            return candidate
-    return None
+    """The installed ``@asyncapi/react-component`` of this checkout, or None if absent."""
+    return npm_package_dir(PACKAGE)
 
 
 def asyncapi_html(*, title: str, spec_url: str, js_url: str, css_url: str) -> str:
@@ -116,16 +108,6 @@ def mount_asyncapi_docs(
             )
         )
 
-    async def asset(name: str) -> Response:
-        for url_name, relative, content_type in _ASSETS:
-            if url_name != name:
-                continue
-            path = assets_dir / relative if assets_dir is not None else None
-            if path is None or not path.is_file():
-                return JSONResponse({"detail": MISSING_ASSETS}, status_code=404)
-            return FileResponse(path, media_type=content_type)
-        return JSONResponse({"detail": f"unknown docs asset {name!r}"}, status_code=404)
-
     app.add_api_route(f"{base}.json", spec_json, methods=["GET"], include_in_schema=False)
     app.add_api_route(base, page, methods=["GET"], include_in_schema=False)
-    app.add_api_route(f"{base}/assets/{{name}}", asset, methods=["GET"], include_in_schema=False)
+    mount_assets(app, f"{base}/assets", assets_dir, ASSETS)

@@ -1,0 +1,93 @@
+// Opens docs pages in Debian's headless Chromium with every non-local request blocked, for
+// tests/browser/test_docs_pages.py, which owns the server and makes every assertion.
+//
+// For each page it waits until every expected text shows in the rendered page, then reports
+// what the page showed, what it tried to load from elsewhere (blocked) and its script errors,
+// as one JSON line on stdout. It never downloads a browser: Chromium is /usr/bin/chromium.
+//
+// Usage: node docs_driver.mjs '{"pages": [{"url": ..., "expect": [...]}], "profile": ...}'
+
+import { createRequire } from "node:module";
+
+const require = createRequire(new URL("../../frontend-types/package.json", import.meta.url));
+const { chromium } = require("playwright-core");
+
+const config = JSON.parse(process.argv[2] ?? "{}");
+const { pages, profile, timeoutMs = 20_000, executablePath = "/usr/bin/chromium" } = config;
+
+// The flags this machine needs (closed network: no background requests at all).
+const CHROMIUM_FLAGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+async function visit(context, { url, expect }) {
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  page.on("console", (message) => {
+    if (message.type() === "error") problems.push(`console error: ${message.text()}`);
+  });
+  try {
+    await page.goto(url, { waitUntil: "load", timeout: timeoutMs });
+    let rendered = true;
+    try {
+      await page.waitForFunction(
+        (texts) => {
+          // Swagger UI breaks long paths with zero-width spaces; compare the text as read.
+          const shown = document.body.innerText.replace(/[\u200b\u00ad]/g, "");
+          return texts.every((text) => shown.includes(text));
+        },
+        expect,
+        { timeout: timeoutMs },
+      );
+    } catch {
+      rendered = false;
+    }
+    const text = await page.evaluate(() => document.body.innerText.replace(/[\u200b\u00ad]/g, ""));
+    return { url, rendered, text: text.slice(0, 20_000), problems };
+  } finally {
+    await page.close();
+  }
+}
+
+async function main() {
+  if (!pages || !profile) throw new Error("config needs pages and profile");
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath,
+    headless: true,
+    args: CHROMIUM_FLAGS,
+  });
+  const local = [];
+  const blocked = [];
+  await context.route("**/*", (route) => {
+    const target = route.request().url();
+    const { protocol, hostname } = new URL(target);
+    if (protocol === "data:" || hostname === "127.0.0.1") {
+      local.push(target);
+      return route.continue();
+    }
+    blocked.push(target);
+    return route.abort("blockedbyclient");
+  });
+  try {
+    const results = [];
+    for (const page of pages) results.push(await visit(context, page));
+    process.stdout.write(JSON.stringify({ results, local, blocked }) + "\n");
+  } finally {
+    await context.close();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error) => {
+    process.stderr.write(String(error?.stack ?? error) + "\n");
+    process.exit(1);
+  },
+);

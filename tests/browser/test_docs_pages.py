@@ -1,0 +1,69 @@
+"""The docs pages render in a real browser with the internet out of reach.
+
+Headless Debian Chromium driven by ``docs_driver.mjs`` opens ``/docs`` (Swagger UI),
+``/redoc`` and the AsyncAPI page of a real server on 127.0.0.1 while every request to any
+other host is blocked. Each page must show the API's operations, try to load nothing from
+elsewhere and raise no script error. A page that still pointed at a CDN would stay blank
+(its bundle blocked) and show up here twice: not rendered, and a blocked URL.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.integration.harness import ROOT, run_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+DRIVER = Path(__file__).with_name("docs_driver.mjs")
+REST_PATHS = ["/api/v1/market-data/history", "/api/v1/market-data/symbols"]
+
+pytestmark = pytest.mark.integration
+
+
+def _run_driver(config: dict[str, Any]) -> dict[str, Any]:
+    if not CHROMIUM.exists() or shutil.which("node") is None:
+        pytest.fail("Debian's chromium and node are needed: run `make setup`")
+    if not (ROOT / "frontend-types/node_modules/playwright-core").is_dir():
+        pytest.fail("playwright-core is not installed: run `make setup`")
+    done = subprocess.run(
+        ["node", str(DRIVER), json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_docs_pages_render_offline(tmp_path: Path) -> None:
+    with run_server(tmp_path) as server:
+        pages = [
+            {"url": f"{server.http}/docs", "expect": REST_PATHS},
+            {"url": f"{server.http}/redoc", "expect": REST_PATHS},
+            {
+                "url": f"{server.http}/api/v1/ws/asyncapi",
+                "expect": ["bars.subscribe", "quotes.subscribe"],
+            },
+        ]
+        report = _run_driver(
+            {"pages": pages, "profile": str(tmp_path / "chromium-profile"), "timeoutMs": 30_000}
+        )
+
+    assert report["blocked"] == [], "a docs page tried to load from another host"
+    assert {urlsplit(url).hostname for url in report["local"]} == {"127.0.0.1"}
+    for result in report["results"]:
+        assert result["rendered"], f"{result['url']} did not render: {result['text'][:2000]}"
+        assert result["problems"] == [], result
+    swagger, redoc, _ = report["results"]
+    # The operations as each renderer shows them, with their HTTP method.
+    assert "GET" in swagger["text"]
+    assert "get" in redoc["text"].lower()
