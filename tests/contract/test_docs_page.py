@@ -64,8 +64,12 @@ def test_page_names_no_external_host(assets: Path) -> None:
 
 def test_asset_urls_in_the_page_are_served(assets: Path) -> None:
     client = _client(assets)
-    urls = [u for u in _local_urls(client.get(BASE).text) if not u.startswith("data:")]
+    page = client.get(BASE).text
+    urls = [u for u in _local_urls(page) if u.startswith(f"{BASE}/assets/")]
     assert sorted(urls) == [f"{BASE}/assets/default.min.css", f"{BASE}/assets/index.js"]
+    # Besides the assets, only the links to the raw document and the REST docs.
+    others = {u for u in _local_urls(page) if not u.startswith((f"{BASE}/assets/", "data:"))}
+    assert others == {f"{BASE}.json", "/docs"}
     kinds = {}
     for url in urls:
         response = client.get(url)

@@ -59,3 +59,23 @@ def test_servers_and_description_filled(published: dict[str, Any]) -> None:
     (server,) = published["servers"].values()
     assert server["protocol"] == "ws"
     assert server["url"].endswith("/api/v1/ws")
+
+
+def test_summaries_are_plain_text() -> None:
+    """AsyncAPI renders ``summary`` verbatim (only descriptions are CommonMark): a code mark
+    in one shows as a literal backtick on the docs page."""
+    document = json.loads((ROOT / "docs/asyncapi.json").read_text())
+    found: list[tuple[str, str]] = []
+
+    def walk(node: object, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "summary" and isinstance(value, str) and "`" in value:
+                    found.append((path, value))
+                walk(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{path}/{index}")
+
+    walk(document, "")
+    assert found == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -33,14 +33,26 @@ def default_assets_dir() -> Path | None:
     return npm_package_dir(PACKAGE)
 
 
-def asyncapi_html(*, title: str, spec_url: str, js_url: str, css_url: str) -> str:
+def asyncapi_html(
+    *,
+    title: str,
+    spec_url: str,
+    js_url: str,
+    css_url: str,
+    links: Sequence[tuple[str, str]] = (),
+) -> str:
     """The docs page: load the local bundle, then render the spec fetched from ``spec_url``.
 
-    Values are escaped for their context (attribute or script), so a title or URL cannot break
-    out of the page. The favicon is an inline empty data URL so the browser asks no host.
+    ``links``: (label, URL) pairs shown above the rendered document, such as the raw JSON
+    and the REST docs. Values are escaped for their context (attribute or script), so a title
+    or URL cannot break out of the page. The favicon is an inline empty data URL so the
+    browser asks no host.
     """
     spec = _js_string(spec_url)
     missing = _js_string(MISSING_ASSETS)
+    nav = " · ".join(
+        f'<a href="{html.escape(url)}">{html.escape(label)}</a>' for label, url in links
+    )
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -49,8 +61,15 @@ def asyncapi_html(*, title: str, spec_url: str, js_url: str, css_url: str) -> st
 <title>{html.escape(title)}</title>
 <link rel="icon" href="data:,">
 <link rel="stylesheet" href="{html.escape(css_url)}">
+<style>
+  /* The renderer lower-cases a rule's label ("must match:") and, by inheritance, its value:
+     show patterns and formats in their real case, which is what the server checks. */
+  .aui-root .lowercase .font-bold {{ text-transform: none; }}
+  #links {{ font: 14px sans-serif; padding: 8px 16px; border-bottom: 1px solid #ddd; }}
+</style>
 </head>
 <body>
+<nav id="links">{nav}</nav>
 <div id="asyncapi"></div>
 <script src="{html.escape(js_url)}"></script>
 <script>
@@ -83,6 +102,7 @@ def mount_asyncapi_docs(
     spec_provider: Callable[[], dict[str, Any]],
     base_path: str = "/api/v1/ws/asyncapi",
     assets_dir: Path | None,
+    rest_docs_path: str | None = "/docs",
 ) -> None:
     """Register ``{base_path}.json``, ``{base_path}`` and ``{base_path}/assets/{name}``.
 
@@ -97,14 +117,19 @@ def mount_asyncapi_docs(
 
     async def page(request: Request) -> HTMLResponse:
         # Behind a proxy that strips a prefix, the browser needs that prefix in each URL.
-        root = str(request.scope.get("root_path", "")).rstrip("/") + base
+        prefix = str(request.scope.get("root_path", "")).rstrip("/")
+        root = prefix + base
         info = spec_provider().get("info", {})
+        links = [("The document as JSON", f"{root}.json")]
+        if rest_docs_path is not None:
+            links.append(("The REST API", prefix + rest_docs_path))
         return HTMLResponse(
             asyncapi_html(
                 title=str(info.get("title", "AsyncAPI")),
                 spec_url=f"{root}.json",
                 js_url=f"{root}/assets/index.js",
                 css_url=f"{root}/assets/default.min.css",
+                links=links,
             )
         )
 

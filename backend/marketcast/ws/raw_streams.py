@@ -148,6 +148,7 @@ def raw_stream_channels(ws_path: str) -> dict[str, Any]:
     base = ws_path.rstrip("/")
 
     def channel(route: str, name: str, parameters: dict[str, Any], summary: str) -> Any:
+        # ``summary``: plain text, as AsyncAPI renders summaries verbatim (no code marks).
         path = f"{base}/{name}".replace("{symbol}", "BTCUSDT").replace("{resolution}", "1")
         return {
             "description": f"Raw stream of one {route} topic, at `{base}/{name}` "
@@ -165,10 +166,10 @@ def raw_stream_channels(ws_path: str) -> dict[str, Any]:
             "bars",
             BARS_CHANNEL,
             {"symbol": symbol, "resolution": resolution},
-            "`bars.update` for this symbol and resolution, open and closed bars.",
+            "bars.update for this symbol and resolution, open and closed bars.",
         ),
         QUOTES_CHANNEL: channel(
-            "quotes", QUOTES_CHANNEL, {"symbol": symbol}, "`quotes.update` for this symbol."
+            "quotes", QUOTES_CHANNEL, {"symbol": symbol}, "quotes.update for this symbol."
         ),
     }
 

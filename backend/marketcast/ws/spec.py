@@ -352,7 +352,7 @@ def _message(
         "name": name,
         "messageId": name,
         "title": spec.type,
-        "summary": spec.summary,
+        "summary": _plain(spec.summary),
         "description": text,
         "contentType": CONTENT_TYPE,
         **({"correlationId": correlation} if _carries_request_id(spec) else {}),
@@ -360,6 +360,12 @@ def _message(
         "examples": [{"name": f"{name[: -len('Message')]}Example", "payload": examples[spec.type]}],
         **({"x-reply-to": spec.reply_to} if spec.reply_to is not None else {}),
     }
+
+
+def _plain(text: str) -> str:
+    """A summary as plain text: AsyncAPI renders summaries verbatim (only descriptions are
+    CommonMark), so code marks would show as literal backticks in the docs page."""
+    return text.replace("`", "")
 
 
 def _channels(
@@ -378,7 +384,7 @@ def _channels(
             if names:
                 item[operation] = {
                     "operationId": f"{verb}{pascal}",
-                    "summary": f"What the {direction} sends on the `{channel}` channel.",
+                    "summary": f"What the {direction} sends on the {channel} channel.",
                     "message": {"oneOf": [{"$ref": _MESSAGE_REF.format(name=n)} for n in names]},
                 }
         channels[channel] = item
