@@ -5,7 +5,8 @@
 // what the page showed, what it tried to load from elsewhere (blocked) and its script errors,
 // as one JSON line on stdout. It never downloads a browser: Chromium is /usr/bin/chromium.
 //
-// Usage: node docs_driver.mjs '{"pages": [{"url": ..., "expect": [...]}], "profile": ...}'
+// Usage: node docs_driver.mjs '{"pages": [{"url": ..., "expect": [...], "expandAll": false}],
+//                               "profile": ...}'
 
 import { createRequire } from "node:module";
 
@@ -26,7 +27,7 @@ const CHROMIUM_FLAGS = [
   "--disable-sync",
 ];
 
-async function visit(context, { url, expect }) {
+async function visit(context, { url, expect, expandAll = false }) {
   const page = await context.newPage();
   const problems = [];
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
@@ -35,6 +36,17 @@ async function visit(context, { url, expect }) {
   });
   try {
     await page.goto(url, { waitUntil: "load", timeout: timeoutMs });
+    if (expandAll) {
+      // The AsyncAPI renderer shows a schema's rules only once it is expanded.
+      await page.waitForFunction(() => document.querySelector("button") !== null, undefined, {
+        timeout: timeoutMs,
+      });
+      await page.evaluate(() => {
+        for (const button of document.querySelectorAll("button")) {
+          if (/expand all/i.test(button.textContent ?? "")) button.click();
+        }
+      });
+    }
     let rendered = true;
     try {
       await page.waitForFunction(

@@ -51,7 +51,9 @@ def test_docs_pages_render_offline(tmp_path: Path) -> None:
             {"url": f"{server.http}/redoc", "expect": REST_PATHS},
             {
                 "url": f"{server.http}/api/v1/ws/asyncapi",
-                "expect": ["bars.subscribe", "quotes.subscribe"],
+                # The text as shown, CSS applied: the symbol rule in its real (upper) case.
+                "expect": ["bars.subscribe", "quotes.subscribe", "must match: ^[A-Z0-9]"],
+                "expandAll": True,
             },
         ]
         report = _run_driver(
@@ -63,7 +65,11 @@ def test_docs_pages_render_offline(tmp_path: Path) -> None:
     for result in report["results"]:
         assert result["rendered"], f"{result['url']} did not render: {result['text'][:2000]}"
         assert result["problems"] == [], result
-    swagger, redoc, _ = report["results"]
+    swagger, redoc, asyncapi = report["results"]
     # The operations as each renderer shows them, with their HTTP method.
     assert "GET" in swagger["text"]
     assert "get" in redoc["text"].lower()
+    # Summaries are plain text, and the page links to the raw document and the REST docs.
+    assert "`" not in asyncapi["text"]
+    assert "The document as JSON" in asyncapi["text"]
+    assert "The REST API" in asyncapi["text"]
