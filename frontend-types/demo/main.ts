@@ -88,9 +88,13 @@ async function main(): Promise<void> {
     symbols.map((s) => s.symbol),
     (s) => `${s} (${symbols.find((e) => e.symbol === s)?.asset_class ?? "?"})`,
   );
-  symbolSelect.value = symbols.some((s) => s.symbol === wanted.get("symbol"))
-    ? (wanted.get("symbol") ?? "")
-    : (symbols[0]?.symbol ?? "");
+  const askedSymbol = wanted.get("symbol");
+  const knownSymbol = symbols.some((s) => s.symbol === askedSymbol);
+  symbolSelect.value = knownSymbol ? (askedSymbol ?? "") : (symbols[0]?.symbol ?? "");
+  // A link with a symbol or resolution the server does not serve: say so, rather than
+  // silently showing something else.
+  const refused: string[] = [];
+  if (askedSymbol !== null && !knownSymbol) refused.push(`symbol ${JSON.stringify(askedSymbol)}`);
 
   let generation = 0;
   let stop: (() => void) | undefined;
@@ -144,11 +148,28 @@ async function main(): Promise<void> {
     resolutionSelect.value = entry.resolutions.includes(current)
       ? current
       : (entry.resolutions[0] ?? "");
+    const askedResolution = firstChoice ? wanted.get("resolution") : null;
+    if (askedResolution !== null && !entry.resolutions.includes(askedResolution)) {
+      refused.push(`resolution ${JSON.stringify(askedResolution)}`);
+    }
+    firstChoice = false;
     // The value is one the server listed for this symbol: a Resolution by the contract.
-    show(entry.symbol, resolutionSelect.value as Resolution).catch((error: unknown) =>
-      status(String(error instanceof Error ? error.message : error), "error"),
-    );
+    show(entry.symbol, resolutionSelect.value as Resolution)
+      .then(() => {
+        if (refused.length === 0) return;
+        status(
+          `the link asked for an unknown ${refused.join(" and ")}; showing ` +
+            `${entry.symbol} ${RESOLUTION_LABELS[resolutionSelect.value] ?? resolutionSelect.value}`,
+          "error",
+        );
+        refused.length = 0;
+      })
+      .catch((error: unknown) =>
+        status(String(error instanceof Error ? error.message : error), "error"),
+      );
   };
+  /** Only the page's first choice comes from the link; later ones from the controls. */
+  let firstChoice = true;
   symbolSelect.addEventListener("change", choose);
   resolutionSelect.addEventListener("change", choose);
   symbolSelect.disabled = false;

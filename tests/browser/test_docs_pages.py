@@ -1,6 +1,6 @@
 """The docs pages render in a real browser with the internet out of reach.
 
-Headless Debian Chromium driven by ``docs_driver.mjs`` opens ``/docs`` (Swagger UI),
+Headless Debian Chromium driven by ``pages_driver.mjs`` opens ``/docs`` (Swagger UI),
 ``/redoc`` and the AsyncAPI page of a real server on 127.0.0.1 while every request to any
 other host is blocked. Each page must show the API's operations, try to load nothing from
 elsewhere and raise no script error. A page that still pointed at a CDN would stay blank
@@ -9,39 +9,17 @@ elsewhere and raise no script error. A page that still pointed at a CDN would st
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.harness import ROOT, run_server
+from tests.browser.pages import open_pages
+from tests.integration.harness import run_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-DRIVER = Path(__file__).with_name("docs_driver.mjs")
 REST_PATHS = ["/api/v1/market-data/history", "/api/v1/market-data/symbols"]
 
 pytestmark = pytest.mark.integration
-
-
-def _run_driver(config: dict[str, Any]) -> dict[str, Any]:
-    if not CHROMIUM.exists() or shutil.which("node") is None:
-        pytest.fail("Debian's chromium and node are needed: run `make setup`")
-    if not (ROOT / "frontend-types/node_modules/playwright-core").is_dir():
-        pytest.fail("playwright-core is not installed: run `make setup`")
-    done = subprocess.run(
-        ["node", str(DRIVER), json.dumps(config)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
 
 
 def test_docs_pages_render_offline(tmp_path: Path) -> None:
@@ -56,9 +34,7 @@ def test_docs_pages_render_offline(tmp_path: Path) -> None:
                 "expandAll": True,
             },
         ]
-        report = _run_driver(
-            {"pages": pages, "profile": str(tmp_path / "chromium-profile"), "timeoutMs": 30_000}
-        )
+        report = open_pages(pages, tmp_path / "chromium-profile")
 
     assert report["blocked"] == [], "a docs page tried to load from another host"
     assert {urlsplit(url).hostname for url in report["local"]} == {"127.0.0.1"}

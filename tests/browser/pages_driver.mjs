@@ -1,12 +1,14 @@
-// Opens docs pages in Debian's headless Chromium with every non-local request blocked, for
-// tests/browser/test_docs_pages.py, which owns the server and makes every assertion.
+// Opens pages in Debian's headless Chromium with every non-local request blocked, for
+// tests/browser/test_docs_pages.py and test_demo_layout.py, which own the server and make
+// every assertion.
 //
-// For each page it waits until every expected text shows in the rendered page, then reports
-// what the page showed, what it tried to load from elsewhere (blocked) and its script errors,
-// as one JSON line on stdout. It never downloads a browser: Chromium is /usr/bin/chromium.
+// For each page it waits until every expected text shows in the rendered page; optionally it
+// then measures an element, resizes the window and measures it again once it changed. It
+// reports what the page showed, what it tried to load from elsewhere (blocked) and its script
+// errors, as one JSON line on stdout. It never downloads a browser (/usr/bin/chromium).
 //
-// Usage: node docs_driver.mjs '{"pages": [{"url": ..., "expect": [...], "expandAll": false}],
-//                               "profile": ...}'
+// Usage: node pages_driver.mjs '{"pages": [{"url": ..., "expect": [...], "expandAll": false,
+//   "measure": "#chart canvas", "resizeTo": {"width": 700, "height": 500}}], "profile": ...}'
 
 import { createRequire } from "node:module";
 
@@ -27,7 +29,7 @@ const CHROMIUM_FLAGS = [
   "--disable-sync",
 ];
 
-async function visit(context, { url, expect, expandAll = false }) {
+async function visit(context, { url, expect, expandAll = false, measure, resizeTo }) {
   const page = await context.newPage();
   const problems = [];
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
@@ -61,11 +63,31 @@ async function visit(context, { url, expect, expandAll = false }) {
     } catch {
       rendered = false;
     }
+    let sizes;
+    if (rendered && measure) sizes = await resizeAndMeasure(page, measure, resizeTo);
     const text = await page.evaluate(() => document.body.innerText.replace(/[\u200b\u00ad]/g, ""));
-    return { url, rendered, text: text.slice(0, 20_000), problems };
+    return { url, rendered, text: text.slice(0, 20_000), problems, sizes };
   } finally {
     await page.close();
   }
+}
+
+/** The width of `selector` before and after the window is resized (after: once it moved). */
+async function resizeAndMeasure(page, selector, resizeTo) {
+  const width = () =>
+    page.evaluate((s) => document.querySelector(s)?.getBoundingClientRect().width ?? -1, selector);
+  const before = await width();
+  await page.setViewportSize(resizeTo);
+  try {
+    await page.waitForFunction(
+      ([s, old]) => (document.querySelector(s)?.getBoundingClientRect().width ?? -1) !== old,
+      [selector, before],
+      { timeout: timeoutMs },
+    );
+  } catch {
+    // Reported as it is: the test says what was expected.
+  }
+  return { before, after: await width(), window: resizeTo };
 }
 
 async function main() {
