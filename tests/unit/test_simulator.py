@@ -10,10 +10,11 @@ from itertools import pairwise
 import pytest
 
 from marketcast.errors import ConfigurationError
-from marketcast.feeds import simulator
+from marketcast.feeds import sim_history
 from marketcast.feeds.base import Feed
+from marketcast.feeds.sim_history import MAX_HISTORY_BARS
 from marketcast.feeds.sim_prices import asset_class_of
-from marketcast.feeds.simulator import MAX_BACKFILL_BARS, MAX_HISTORY_BARS, SimulatorFeed
+from marketcast.feeds.simulator import MAX_BACKFILL_BARS, SimulatorFeed
 from marketcast.market import BarKey, Candle, Quote, QuoteKey, StreamKey
 from marketcast.settings import DEFAULT_SIM_SYMBOLS, Settings
 from marketcast.timeframes import RESOLUTIONS, bucket_start, next_bucket
@@ -236,7 +237,7 @@ async def test_memoised_history_equals_fresh_generation(
 ) -> None:
     """Whatever the memo holds — nothing, a shallow prefix, a deeper one, or a key evicted
     and regenerated — every page equals what a feed with an empty memo generates."""
-    monkeypatch.setattr(simulator, "HISTORY_MEMO_BARS", 1_500)  # evictions happen below
+    monkeypatch.setattr(sim_history, "HISTORY_MEMO_BARS", 1_500)  # evictions happen below
     key = BarKey("BTCUSDT", resolution)
     feed = make_feed(FakeTime())
     newest = await feed.fetch_history(key, None, 300)
@@ -493,3 +494,59 @@ async def test_start_twice_is_refused_and_close_is_idempotent() -> None:
     fake.now += 120
     await asyncio.sleep(0)
     assert len(recorder.candles) == count
+
+
+# -- history requests never touch live state ---------------------------------------------------
+
+
+async def live_with_history_requests(requests: bool) -> Recorder:
+    """Two watched keys at 600x (a 1-minute bar per 0.1 real s, a trade per 2.5 bars); with
+    ``requests``, a history request that re-anchors each key whenever the timer loop is late,
+    the moment a bar has ended but is not closed yet, which is when re-seeding lost it."""
+    fake = FakeTime()
+    feed = make_feed(fake, speed=600)
+    keys: list[StreamKey] = [BTC1, BarKey("EUR/USD", "1")]
+    recorder = await run(feed, fake, keys, 0.5)
+    for step in range(60):
+        fake.now += 0.13 if step % 2 else 0.07  # the loop is busy: nothing closes meanwhile
+        if requests:
+            for key in keys:
+                assert isinstance(key, BarKey)
+                await feed.fetch_history(key, feed.now() + 1, 5)  # past the anchor: re-anchor
+                await feed.fetch_history(key, None, 5)
+        await fake.advance(0.05)
+    await feed.close()
+    return recorder
+
+
+async def test_history_requests_leave_the_live_stream_unchanged() -> None:
+    quiet = await live_with_history_requests(False)
+    busy = await live_with_history_requests(True)
+    for key in (BTC1, BarKey("EUR/USD", "1")):
+        closed = [c.time for c in busy.bars(key) if c.closed]
+        assert len(closed) > 50
+        assert closed == list(range(closed[0], closed[-1] + 1, 60_000)), "no gap, no repeat"
+    assert busy.candles == quiet.candles, "the same updates, as if nobody asked for history"
+
+
+async def test_a_history_request_on_an_idle_key_keeps_the_bar_it_left_open() -> None:
+    """The bar open at the unwatch was published open; it must still close (as backlog) on
+    the re-watch, even though a history request anchored the idle key somewhere later."""
+    fake = FakeTime()
+    feed = make_feed(fake, speed=60)
+    recorder = await run(feed, fake, [BTC1], 3.2)
+    await feed.unwatch(BTC1)
+    open_bar = recorder.bars(BTC1)[-1]
+    assert not open_bar.closed
+    await fake.advance(10)
+    anchored = await feed.fetch_history(BTC1, None, 5)
+    await feed.watch(BTC1)
+    [(_, missed)] = recorder.backfills
+    assert [c.time for c in missed] == list(range(open_bar.time, anchored[-1].time, 60_000))
+    assert all(c.closed for c in missed)
+    assert (missed[0].open, missed[0].close) == (open_bar.open, open_bar.close)
+    recorder.candles.clear()
+    await fake.advance(0.5)
+    first = recorder.bars(BTC1)[0]
+    assert (first.time, first.open) == (anchored[-1].time, anchored[-1].open), "live continues it"
+    await feed.close()

@@ -90,6 +90,9 @@ class CandleBuilder:
 
         An open candle becomes the bar that the next trades update, so the live bar keeps the
         backfill's open time and open price; a closed one only sets where the series resumes.
+        Whatever the builder held and had not emitted closed is dropped, so only whoever owns
+        the live stream may seed (the simulator, when a key is watched): a history request
+        that re-seeded a streaming builder cost every subscriber the bar it was about to close.
         """
         _check_aligned(candle, self.resolution, "seed")
         if candle.closed:

@@ -15,48 +15,23 @@ import math
 import random
 import re
 import time
-from array import array
-from bisect import bisect_right
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from itertools import repeat
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 from marketcast.errors import ConfigurationError
 from marketcast.feeds.aggregate import CandleBuilder
 from marketcast.feeds.base import FeedSink
-from marketcast.feeds.sim_prices import (
-    Walk,
-    bar_between,
-    profile_for,
-    stable_seed,
-)
+from marketcast.feeds.sim_history import HistoryMemo
+from marketcast.feeds.sim_prices import Walk, bar_between, profile_for, stable_seed
 from marketcast.feeds.status import FeedStatus
 from marketcast.market import BarKey, Candle, StreamKey, SymbolInfo
 from marketcast.protocol import SYMBOL_PATTERN
 from marketcast.settings import Settings
-from marketcast.timeframes import (
-    RESOLUTIONS,
-    bucket_start,
-    next_bucket,
-    nominal_ms,
-    previous_bucket,
-)
-from marketcast.types import Millis, Resolution, Symbol
+from marketcast.timeframes import RESOLUTIONS, bucket_start
+from marketcast.types import Millis, Symbol
 
 log = logging.getLogger(__name__)
 
-#: Deepest a history request reaches behind its anchor, in bars: bounds the CPU one request
-#: can take (generation is sequential); older bars simply do not exist in the simulator.
-MAX_HISTORY_BARS: Final = 20_000
-#: Generated history bars kept for reuse (``_Backward``), over all keys of one feed: 48 bytes
-#: each, so at most about 4.8 MB, plus a few KB per key for its suspended generator. Room for
-#: 50 keys paged 2,000 bars deep, or 5 at full depth; the least recently used key's bars are
-#: dropped first. Kept as columns of plain numbers, not ``Candle``s: a quarter of the memory,
-#: and nothing for the garbage collector to walk (50,000 candles add about 16 ms to each full
-#: collection, the pause ``gcpolicy`` exists to avoid); rebuilding 1,000 candles for a reply
-#: costs about 2 ms, against about 10 ms to generate them.
-HISTORY_MEMO_BARS: Final = 100_000
 #: Flat bars a re-watched key's backfill builds at most, the newest: the buckets of a long
 #: idle (36,000 one-minute ones after an hour at 600x) beyond the default store capacity
 #: would cost CPU to build and be evicted at once. Older ones stay a hole that recovery fills
@@ -66,91 +41,6 @@ MAX_BACKFILL_BARS: Final = 1000
 #: the clock disagree by a rounding error.
 _MIN_SLEEP: Final = 0.001
 _SYMBOL_RE: Final = re.compile(SYMBOL_PATTERN)
-
-
-class _Backward:
-    """One key's history generated backward from one anchor, kept so that a repeated or a
-    paging request costs a slice instead of a regeneration (the generation is sequential: bar
-    ``i`` needs every bar between it and the anchor).
-
-    Index 0 is the anchor, index ``i`` the ``i``-th bar before it. Older bars are pulled from
-    ``SimulatorFeed._backward`` only as deep as a request reaches (``HISTORY_MEMO_BARS`` bounds
-    what is kept). They depend on the anchor only through its open time and open price — each
-    bar closes at the next one's open and the random stream is seeded per key — so a re-anchor
-    within the same bucket, whose open bar only moved its close, keeps them; another open time
-    or open price starts afresh.
-    """
-
-    __slots__ = ("_columns", "_source", "_times", "anchor", "exhausted")
-
-    def __init__(self, anchor: Candle, older: Iterator[Candle]) -> None:
-        self.anchor = anchor
-        #: The generator of the bars before the anchor, suspended after the last one kept.
-        self._source = older
-        #: Open times of the bars generated so far, newest first (``_times[i]`` is bar i + 1).
-        self._times = array("q")
-        #: Their open, high, low, close and volume: one column each, in ``_times``'s order.
-        self._columns = tuple(array("d") for _ in range(5))
-        #: The generator has ended (the epoch is reached).
-        self.exhausted = False
-
-    def __len__(self) -> int:
-        """Bars generated so far, not counting the anchor."""
-        return len(self._times)
-
-    def fits(self, anchor: Candle) -> bool:
-        """Whether ``anchor`` leads to the same older bars as the one this was built for."""
-        return anchor.time == self.anchor.time and anchor.open == self.anchor.open
-
-    def first_before(self, end: Millis, resolution: Resolution) -> int:
-        """The index of the newest bar opening before ``end`` (``MAX_HISTORY_BARS`` if none
-        can), generating as deep as it takes."""
-        if self.anchor.time < end:
-            return 0
-        if resolution != "M":
-            # Fixed-length buckets: the deepest reachable bar is known without generating, so
-            # a page beyond it (``to=1``) costs nothing instead of the whole depth.
-            size = nominal_ms(resolution)
-            deepest = max(self.anchor.time - (MAX_HISTORY_BARS - 1) * size, self.anchor.time % size)
-            if end <= deepest:
-                return MAX_HISTORY_BARS
-        times = self._times
-        while (not times or times[-1] >= end) and self.extend(1):
-            pass
-        return bisect_right(times, -end, key=lambda time: -time) + 1
-
-    def extend(self, count: int) -> int:
-        """Generate up to ``count`` more bars (fewer at the epoch or ``MAX_HISTORY_BARS``);
-        return how many were generated."""
-        room = min(count, MAX_HISTORY_BARS - 1 - len(self._times))
-        opens, highs, lows, closes, volumes = self._columns
-        made = 0
-        while made < room and not self.exhausted:
-            bar = next(self._source, None)
-            if bar is None:
-                self.exhausted = True
-                break
-            self._times.append(bar.time)
-            opens.append(bar.open)
-            highs.append(bar.high)
-            lows.append(bar.low)
-            closes.append(bar.close)
-            volumes.append(bar.volume)
-            made += 1
-        return made
-
-    def page(self, first: int, stop: int) -> list[Candle]:
-        """Bars ``first <= i < stop`` that exist, ascending by time; generates what is missing."""
-        if first >= stop:
-            return []
-        self.extend(stop - 1 - len(self._times))
-        low, high = max(first, 1) - 1, stop - 1  # positions in the columns, newest first
-        times = self._times[low:high][::-1]
-        columns = [column[low:high][::-1] for column in self._columns]
-        bars = list(map(Candle, times, *columns, repeat(True)))  # generated bars are closed
-        if first == 0:
-            bars.append(self.anchor)
-        return bars
 
 
 class SimulatorFeed:
@@ -185,25 +75,25 @@ class SimulatorFeed:
         }
         #: Insertion-ordered set (sets of str-keyed objects iterate in a salted order).
         self._watched: dict[StreamKey, None] = {}
+        #: Bar keys whose builder the live stream owns: from the start of ``watch`` (its
+        #: backfill awaits the sink, and a history request may run meanwhile) to ``unwatch``.
+        #: A history request reads their builders and never changes them.
+        self._live: set[BarKey] = set()
         #: One per key ever watched or backfilled, kept after unwatch so a re-watch continues
         #: the same bar instead of opening a second one at the same time.
         self._builders: dict[BarKey, CandleBuilder] = {}
         #: Per key, the newest bar of the last ``end=None`` backfill: paging back with an
         #: ``end`` regenerates from the same bar, so pages join up even if prices moved since.
         self._anchors: dict[BarKey, Candle] = {}
-        #: Generated history per key for its current anchor, least recently used first; at
-        #: most ``HISTORY_MEMO_BARS`` bars over all keys (``_trim_memo``).
-        self._memo: OrderedDict[BarKey, _Backward] = OrderedDict()
-        #: History bars generated so far (not sliced from the memo): what requests cost.
-        self.generated_bars = 0
+        self._history = HistoryMemo(seed)
         #: Where ``watch`` hands a re-watched key's missed bars, while started.
         self._sink: FeedSink | None = None
-        #: Per unwatched key, when a history request last anchored its builder at the current
-        #: bar (simulated ms). A watch that follows it (the first watch after a bootstrap, a
-        #: cluster worker's catch-up before it takes a key over) missed nothing while idle:
-        #: bars that closed since that anchor are live news and are published as usual.
-        #: Without it (a key left idle since its ``unwatch``) every missed bar is backlog.
-        self._anchored_unwatched: dict[BarKey, Millis] = {}
+        #: Per idle key, the open bar a history request last anchored it at. The next watch
+        #: continues it (a bootstrap's or a cluster catch-up's open bar goes on live, and bars
+        #: that closed since are live news), after closing what the builder still held from
+        #: before: the request itself leaves the builder alone, or a bar the live stream
+        #: published open would never be closed.
+        self._pending: dict[BarKey, Candle] = {}
         self._task: asyncio.Task[None] | None = None  # the timer loop, while started
         #: For ``status()``: when the last tick delivered a trade (clock time), and how many
         #: real seconds late the last tick ran (the event loop was busy).
@@ -275,6 +165,7 @@ class SimulatorFeed:
         if isinstance(key, BarKey):
             self._check_key(key)
             builder = self._builders.setdefault(key, CandleBuilder(key.resolution))
+            self._live.add(key)
             if key not in self._watched and self._sink is not None:
                 # Before the key counts as watched, so no tick can publish its backlog first.
                 await self._backfill(self._sink, key, builder)
@@ -287,20 +178,21 @@ class SimulatorFeed:
     async def unwatch(self, key: StreamKey) -> None:
         self._watched.pop(key, None)
         if isinstance(key, BarKey):
-            self._anchored_unwatched.pop(key, None)
+            self._live.discard(key)
 
     async def _backfill(self, sink: FeedSink, key: BarKey, builder: CandleBuilder) -> None:
         """Close every bucket that ended while ``key`` was not watched and hand the bars to
         the store (``FeedSink.on_backfill``), not to the live stream: one idle day is 1,440
-        one-minute bars, which sent live closed every subscriber as a slow consumer. Only the
-        current bucket's bar, opened by the next trade, is then published."""
-        missed = builder.close_until(self.now(), keep=MAX_BACKFILL_BARS)
-        anchored = self._anchored_unwatched.pop(key, None)
-        if anchored is None:
-            backlog, news = missed, []
-        else:  # only what closed before the anchor is backlog (see ``_anchored_unwatched``)
-            backlog = [c for c in missed if next_bucket(c.time, key.resolution) <= anchored]
-            news = missed[len(backlog) :]
+        one-minute bars, which sent live closed every subscriber as a slow consumer. From a
+        history request's anchor on (``_pending``) the bars are news and published as usual.
+        Only the current bucket's bar, opened by the next trade, is then published."""
+        now, anchor = self.now(), self._pending.pop(key, None)
+        if anchor is None:
+            backlog, news = builder.close_until(now, keep=MAX_BACKFILL_BARS), []
+        else:
+            backlog = builder.close_until(anchor.time, keep=MAX_BACKFILL_BARS)
+            builder.seed(anchor)
+            news = builder.close_until(now, keep=MAX_BACKFILL_BARS)
         if backlog:
             await _guarded(sink.on_backfill(key, backlog), key)
         for candle in news:
@@ -308,73 +200,50 @@ class SimulatorFeed:
 
     # -- history --------------------------------------------------------------------------------
 
+    @property
+    def generated_bars(self) -> int:
+        """History bars generated so far (not sliced from the memo): what requests cost."""
+        return self._history.generated_bars
+
     async def fetch_history(self, key: BarKey, end: Millis | None, limit: int) -> list[Candle]:
-        """``end=None`` anchors the key at its current open bar (the builder's, else a new one
-        closing at the current price, which then seeds the builder) and generates backward.
-        An ``end`` at or before that anchor regenerates from the same anchor and slices, so
-        pages join up exactly; a later ``end`` re-anchors first. History stops at the epoch
-        and ``MAX_HISTORY_BARS`` behind the anchor."""
+        """``end=None`` anchors the key at its current open bar (``_open_bar``) and generates
+        backward. An ``end`` at or before that anchor regenerates from the same anchor and
+        slices, so pages join up exactly; a later ``end`` re-anchors first. History stops at
+        the epoch and ``MAX_HISTORY_BARS`` behind the anchor. Live state is never changed: a
+        request that re-seeded a watched key's builder dropped the bar it was about to close."""
         self._check_key(key)
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
         anchor = self._anchors.get(key)
         if end is None or anchor is None or end > anchor.time:
             anchor = self._anchors[key] = self._open_bar(key)
-        memo = self._memo.get(key)
-        if memo is None or not memo.fits(anchor):
-            older = self._backward(key, anchor)
-            next(older)  # the anchor itself
-            memo = self._memo[key] = _Backward(anchor, older)
-        memo.anchor = anchor  # same older bars; the open bar's latest state
-        self._memo.move_to_end(key)
-        generated = len(memo)
-        first = 0 if end is None else memo.first_before(end, key.resolution)
-        bars = memo.page(first, min(first + limit, MAX_HISTORY_BARS))
-        self.generated_bars += len(memo) - generated
-        self._trim_memo()
-        return bars
-
-    def _trim_memo(self) -> None:
-        """Drop the least recently used keys' history until ``HISTORY_MEMO_BARS`` holds; the
-        newest key always stays (one key never exceeds the bound)."""
-        total = sum(len(memo) for memo in self._memo.values())
-        while total > HISTORY_MEMO_BARS and len(self._memo) > 1:
-            _, dropped = self._memo.popitem(last=False)
-            total -= len(dropped)
+        return self._history.page(key, self._walk(key.symbol).profile, anchor, end, limit)
 
     def _open_bar(self, key: BarKey) -> Candle:
+        """The bar a history request is anchored at. A live key's builder is only read: its
+        bar when it is the current bucket's, else one made up for the bucket, which the next
+        trade's bar replaces. An idle key's anchor continues its last one (or the bar it was
+        left with) and waits in ``_pending`` for the next watch."""
         now, walk = self.now(), self._walk(key.symbol)
         start = bucket_start(now, key.resolution)
         builder = self._builders.get(key)
-        if builder is None:
-            builder = self._builders[key] = CandleBuilder(key.resolution)
-        live, price = builder.current, walk.price
-        if live is not None and live.time == start:  # continue it, at the current price
-            high, low = max(live.high, price), min(live.low, price)
-            bar = Candle(start, live.open, high, low, price, live.volume)
+        current = None if builder is None else builder.current
+        live = key in self._live or key in self._watched
+        if live and current is not None and current.time == start:
+            return current
+        if not live:
+            current = self._pending.get(key, current)
+        price = walk.price
+        if current is not None and current.time == start:  # continue it, at the current price
+            high, low = max(current.high, price), min(current.low, price)
+            bar = Candle(start, current.open, high, low, price, current.volume)
         else:
             rng = random.Random(stable_seed(self._seed, "open", key.symbol, key.resolution))
-            bar = bar_between(walk.profile, rng, start, walk.level, (now - start) / 1000)
-            bar = Candle(start, bar.open, bar.high, bar.low, price, bar.volume)
-        if key not in self._watched or live is None or live.time == start:
-            # A watched key whose bar just ended keeps it: the next tick closes it properly.
-            builder.seed(bar)
-        if key not in self._watched:
-            self._anchored_unwatched[key] = now
+            made = bar_between(walk.profile, rng, start, walk.level, (now - start) / 1000)
+            bar = Candle(start, made.open, made.high, made.low, price, made.volume)
+        if not live:
+            self._pending[key] = bar
         return bar
-
-    def _backward(self, key: BarKey, anchor: Candle) -> Iterator[Candle]:
-        """``anchor``, then the bars before it, newest first; each closes at the next's open."""
-        profile = self._walk(key.symbol).profile
-        rng = random.Random(stable_seed(self._seed, "history", key.symbol, key.resolution))
-        bar = anchor
-        while True:
-            yield bar
-            start = previous_bucket(bar.time, key.resolution)
-            if start < 0:
-                return
-            seconds = (bar.time - start) / 1000
-            bar = bar_between(profile, rng, start, profile.level(bar.open), seconds)
 
     # -- the timer loop -------------------------------------------------------------------------
 
