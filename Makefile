@@ -58,7 +58,7 @@ setup: .venv/.synced $(NPM_DIR)/node_modules/.installed $(DEMO_BUILT) ## Python 
 setup-test: setup chromium redis-server
 
 run: setup ## serve on 127.0.0.1:8000 with the simulator feed (no services, no network)
-	$(RUN) marketcast serve
+	$(RUN) python scripts/foreground.py marketcast serve
 
 .PHONY: run-fake
 run-fake: setup ## marketcast on :8000 against fake Binance/Twelve Data on loopback (offline)
