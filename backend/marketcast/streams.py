@@ -6,7 +6,13 @@ switching back and forth) should not make the upstream churn, so stopping waits
 ``grace_period`` seconds and is cancelled by a new subscriber.
 
 Why the store is written before the bus: snapshot de-duplication (``ws.connection``) relies on
-"stored, then published" for every candle.
+"stored, then published" for every candle. The bus does both (``Bus.publish_stored``), so that
+on Redis they are one round trip.
+
+Why every feed event asks the ownership first (``Ownership.ingests``): in a cluster a lease
+can lapse between two events of a key, and a feed's ``unwatch`` is asynchronous, so its last
+events may still arrive; only the key's current owner may store and publish them. The check is
+per key and takes no lock: keys never wait for each other here.
 """
 
 from __future__ import annotations
@@ -330,6 +336,8 @@ class StreamManager:
     # -- FeedSink -----------------------------------------------------------------------------
 
     async def on_candle(self, key: BarKey, candle: Candle) -> None:
+        if not self._ownership.ingests(key):
+            return
         last_closed = self._last_closed.get(key)
         if last_closed is not None and candle.time <= last_closed:
             self.repeats_dropped += 1
@@ -337,8 +345,8 @@ class StreamManager:
         if candle.closed:
             self._last_closed[key] = candle.time
         self._staleness.tracker.touch(key, self._staleness.clock())
-        await self._store.upsert(key, candle)
-        await self._bus.publish(bar_update(self.topic(key), key, candle))
+        frame = bar_update(self.topic(key), key, candle)
+        await self._bus.publish_stored(self._store, key, candle, frame)
 
     async def on_backfill(self, key: BarKey, candles: Sequence[Candle]) -> None:
         """Bars the feed produced for a time nobody watched (a re-watched simulator key's
@@ -348,6 +356,8 @@ class StreamManager:
         The closed-bar filter moves past them first, so neither a repeat from the feed nor a
         live delivery racing this write can publish them later; the store takes only what is
         newer than its newest bar (``_beyond_store``)."""
+        if not self._ownership.ingests(key):
+            return
         closed = [c.time for c in candles if c.closed]
         if closed:
             newest = max(closed)
@@ -356,6 +366,8 @@ class StreamManager:
 
     async def on_quote(self, symbol: Symbol, quote: Quote) -> None:
         key = QuoteKey(symbol)
+        if not self._ownership.ingests(key):
+            return
         self._staleness.tracker.touch(key, self._staleness.clock())
         await self._bus.publish(quote_update(self.topic(key), symbol, quote))
 

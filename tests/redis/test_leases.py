@@ -159,11 +159,10 @@ async def test_a_dead_owner_is_replaced_within_the_ttl(
     a, b = await make_worker("a"), await make_worker("b")
     await a.ownership.want(KEY)
     await b.ownership.want(KEY)
-    # Death: a's loop stops renewing; nothing is released.
-    task = a.ownership._task
-    assert task is not None
-    await cancel_and_wait(task)
-    a.ownership._task = None
+    # Death: a's loop and renewals stop; nothing is released.
+    tasks, a.ownership._tasks = a.ownership._tasks, []
+    for task in tasks:
+        await cancel_and_wait(task)
     took = await eventually(lambda: KEY in b.upstream.running, within=3 * TTL)
     assert took <= TTL + 0.2  # lease_ttl bounds the takeover (plus scheduling slack)
     assert await holder(redis_client, KEY) == "b"
@@ -211,3 +210,56 @@ async def test_a_long_series_of_takeovers_keeps_the_first_leases(
     await asyncio.sleep(TTL)
     assert [event for event, _ in a.upstream.events].count("stop") == 0
     assert [await holder(redis_client, k) for k in keys] == ["a"] * 5
+
+
+async def test_a_catch_up_three_times_the_ttl_keeps_the_lease(
+    make_worker: MakeWorker, redis_client: Redis
+) -> None:
+    """Issue 18: renewals never wait behind a catch-up, so a slow upstream does not cost the
+    lease, and the other worker that wants the key never takes it meanwhile."""
+    a, b = await make_worker("a"), await make_worker("b")
+    a.upstream.catch_up_delay = 3 * TTL
+    want = asyncio.create_task(a.ownership.want(KEY))
+    await eventually(lambda: a.upstream.events == [("catch_up", KEY)])
+    await b.ownership.want(KEY)
+    await want  # returns once a caught up and watches the key
+    assert a.upstream.events == [("catch_up", KEY), ("start", KEY)]
+    assert a.ownership.ingests(KEY)
+    await asyncio.sleep(TTL)
+    assert b.upstream.events == []
+    assert not b.ownership.ingests(KEY)
+    assert await holder(redis_client, KEY) == "a"
+    assert a.ownership.takeovers == 1
+
+
+async def test_a_lease_lost_during_the_catch_up_is_not_ingested(
+    make_worker: MakeWorker, redis_client: Redis
+) -> None:
+    """Another worker holds the lease when the catch-up ends (here: it was overwritten, as
+    after an expiry and a takeover): the late worker gives up without watching the key."""
+    a = await make_worker("a")
+    a.upstream.catch_up_delay = TTL
+    want = asyncio.create_task(a.ownership.want(KEY))
+    await eventually(lambda: a.upstream.events == [("catch_up", KEY)])
+    await redis_client.set(f"t:lease:{key_id(KEY)}", "b", px=60_000)
+    await want
+    assert a.upstream.events == [("catch_up", KEY)]
+    assert not a.ownership.ingests(KEY)
+    assert a.ownership.owned() == []
+    assert await holder(redis_client, KEY) == "b"  # never released: it is not a's
+
+
+async def test_ingest_stops_by_itself_when_renewals_stop(
+    make_worker: MakeWorker, redis_client: Redis
+) -> None:
+    """With renewals stalled (Redis slow, a worker busy elsewhere) the gate closes on the
+    worker's own deadline, before the lease lapses in Redis: no other worker can take the
+    key while this one still ingests it."""
+    a = await make_worker("a")
+    await a.ownership.want(KEY)
+    assert a.ownership.ingests(KEY)
+    _loop, renewal = a.ownership._tasks
+    await cancel_and_wait(renewal)  # the loop goes on, renewals do not
+    await eventually(lambda: not a.ownership.ingests(KEY), within=2 * TTL)
+    await eventually(lambda: ("stop", KEY) in a.upstream.events, within=TTL)
+    assert a.upstream.events[:2] == [("catch_up", KEY), ("start", KEY)]

@@ -4,6 +4,7 @@ then what only a cluster has — other workers, lost subscriptions and resync.""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
 import pytest
@@ -16,11 +17,25 @@ from marketcast.market import BarKey, Candle
 from marketcast.store.redis import RedisCandleStore
 from marketcast.types import Millis, Topic
 from marketcast.wire import Frame, bar_update
+from tests.integration.harness import free_port
 from tests.redis.redis_server import RedisServer
 from tests.unit.bus_contract import TOPIC, BusContract, BusFactory, frame
 
 KEY = BarKey("BTCUSDT", "1")
 MINUTE = 60_000
+
+
+class Draws(random.Random):
+    """Jitter at a fixed fraction of each ceiling, recording the ceilings asked for."""
+
+    def __init__(self, fraction: float) -> None:
+        super().__init__(0)
+        self.fraction = fraction
+        self.ceilings: list[float] = []
+
+    def uniform(self, a: float, b: float) -> float:
+        self.ceilings.append(b)
+        return a + (b - a) * self.fraction
 
 
 async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
@@ -40,14 +55,20 @@ async def make_bus(redis_server: RedisServer, redis_client: Redis) -> AsyncItera
     """RedisBus instances ("workers") on one channel; all closed afterwards."""
     made: list[tuple[RedisBus, Redis]] = []
 
-    async def make(worker: str, retry_delay: tuple[float, float] = (0.05, 1.0)) -> RedisBus:
-        subscriber = connect(redis_server.url, timeout=2.0, name=worker, retries=0)
+    async def make(
+        worker: str,
+        retry_delay: tuple[float, float] = (0.05, 1.0),
+        rng: random.Random | None = None,
+        url: str | None = None,
+    ) -> RedisBus:
+        subscriber = connect(url or redis_server.url, timeout=2.0, name=worker, retries=0)
         bus = RedisBus(
             redis_client,
             subscriber,
             channel="test:updates",
             worker_id=worker,
             retry_delay=retry_delay,
+            rng=rng,
         )
         made.append((bus, subscriber))
         return bus
@@ -142,7 +163,7 @@ async def test_a_lost_subscription_is_resynced_from_the_store(
     store = RedisCandleStore(redis_client, 100)
     owner = await make_bus("owner")
     # A long retry delay keeps the receiver disconnected while the owner publishes.
-    receiver = await make_bus("receiver", retry_delay=(0.5, 0.5))
+    receiver = await make_bus("receiver", retry_delay=(0.5, 0.5), rng=Draws(1.0))
     receiver.set_resync(store_source(store))
     got: list[Frame] = []
     await owner.start(lambda _: None)
@@ -212,3 +233,64 @@ async def test_redis_restart_drops_and_restores_the_subscription(
         await publisher.aclose()
         await subscriber.aclose()
         server.stop()
+
+
+async def test_a_candle_is_stored_and_published_in_one_round_trip(
+    make_bus: MakeBus, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RedisCandleStore(redis_client, 100)
+    owner, receiver = await make_bus("owner"), await make_bus("receiver")
+    local: list[Frame] = []
+    remote: list[Frame] = []
+    await owner.start(local.append)
+    await receiver.start(remote.append)
+    await eventually(lambda: owner.connected and receiver.connected)
+    first = bar_update(TOPIC, KEY, candle(0))
+    await owner.publish_stored(store, KEY, candle(0), first)  # loads the script
+
+    commands: list[object] = []
+    execute = redis_client.execute_command
+
+    async def counted(*args: object, **options: object) -> object:
+        commands.append(args[0])
+        return await execute(*args, **options)
+
+    monkeypatch.setattr(redis_client, "execute_command", counted)
+    second = bar_update(TOPIC, KEY, candle(1))
+    await owner.publish_stored(store, KEY, candle(1), second)
+    assert commands == ["EVALSHA"]
+    monkeypatch.undo()
+    assert local == [first, second]
+    await eventually(lambda: len(remote) == 2)
+    assert remote == [first, second]
+    assert await store.last(KEY, 5) == [candle(0), candle(1)]
+
+
+async def test_a_store_on_another_redis_is_written_then_published(
+    make_bus: MakeBus, redis_server: RedisServer
+) -> None:
+    """No shared script then: the store write, then the publish, as two round trips."""
+    other = connect(redis_server.url, timeout=2.0, name="other")
+    try:
+        store = RedisCandleStore(other, 100, prefix="elsewhere")
+        owner = await make_bus("owner")
+        local: list[Frame] = []
+        await owner.start(local.append)
+        frame_ = bar_update(TOPIC, KEY, candle(0))
+        await owner.publish_stored(store, KEY, candle(0), frame_)
+        assert local == [frame_]
+        assert await store.last(KEY, 1) == [candle(0)]
+    finally:
+        await other.aclose()
+
+
+async def test_reconnects_wait_a_random_part_of_a_doubling_ceiling(make_bus: MakeBus) -> None:
+    """Full jitter: workers cut off together by a Redis restart do not all come back at the
+    same instants; the ceiling doubles per failed attempt up to the cap."""
+    draws = Draws(0.01)
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: every attempt fails
+    bus = await make_bus("w", retry_delay=(0.05, 0.3), rng=draws, url=nowhere)
+    await bus.start(lambda _: None)
+    await eventually(lambda: len(draws.ceilings) >= 5)
+    assert draws.ceilings[:5] == [0.05, 0.1, 0.2, 0.3, 0.3]
+    assert not bus.connected

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from marketcast.market import BarKey, Candle
+from marketcast.store.base import CandleStore
 from marketcast.wire import Frame
 
 #: Called for every frame the bus delivers to this worker; must not block.
@@ -17,5 +19,15 @@ class Bus(Protocol):
         ...
 
     async def publish(self, frame: Frame) -> None: ...
+
+    async def publish_stored(
+        self, store: CandleStore, key: BarKey, candle: Candle, frame: Frame
+    ) -> None:
+        """Write ``candle`` to ``store``, then publish ``frame`` (its update).
+
+        Why the bus does the write: the order "stored, then published" is what snapshot
+        continuity relies on, and a bus on the store's Redis can keep it in one round trip
+        instead of two per candle."""
+        ...
 
     async def close(self) -> None: ...

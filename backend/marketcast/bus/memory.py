@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from marketcast.bus.base import FrameHandler
+from marketcast.market import BarKey, Candle
+from marketcast.store.base import CandleStore
 from marketcast.wire import Frame
 
 
@@ -22,6 +24,12 @@ class MemoryBus:
     async def publish(self, frame: Frame) -> None:
         if self._deliver is not None:
             self._deliver(frame)
+
+    async def publish_stored(
+        self, store: CandleStore, key: BarKey, candle: Candle, frame: Frame
+    ) -> None:
+        await store.upsert(key, candle)
+        await self.publish(frame)
 
     async def close(self) -> None:
         self._deliver = None

@@ -12,6 +12,15 @@ Why local delivery first: the publishing worker hands the frame to its own hub d
 skips its own echo from Redis, so its clients do not wait on a round trip, and each frame
 reaches each worker's hub exactly once.
 
+Why a candle's store write and its publish are one script (``publish_stored``): with the store
+on the same Redis, ``RedisCandleStore.upsert_and_publish`` writes and PUBLISHes in one round
+trip instead of two, still in that order; only then does the owner's own hub get the frame.
+A store on another Redis server falls back to two round trips.
+
+Why the reconnect pause is drawn at random (full jitter, ``feeds.pacing.Backoff``): when Redis
+restarts, every worker's reader is cut off at the same instant; plain doubling would bring them
+all back in lockstep, each with a full resync read, at every retry.
+
 Why resync: Redis pub/sub drops whatever is published while a subscriber is disconnected.
 After every (re)subscribe, before reading the next message, the reader asks the resync source
 for the stored bars at or after each topic's guard floor and delivers them through the guard;
@@ -33,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable, Collection
 
 from redis.asyncio import Redis
@@ -41,6 +51,10 @@ from redis.asyncio.client import PubSub
 from marketcast.bus.base import FrameHandler
 from marketcast.bus.guard import ClosedBarGuard
 from marketcast.cluster.health import CONNECTION_ERRORS, RedisHealth, cancel_and_wait
+from marketcast.feeds.pacing import Backoff
+from marketcast.market import BarKey, Candle
+from marketcast.store.base import CandleStore
+from marketcast.store.redis import RedisCandleStore
 from marketcast.types import Millis, Topic
 from marketcast.wire import Frame
 
@@ -94,6 +108,7 @@ class RedisBus:
         worker_id: str,
         health: RedisHealth | None = None,
         retry_delay: tuple[float, float] = (0.05, 1.0),
+        rng: random.Random | None = None,
     ) -> None:
         self._publisher = publisher
         #: A client of its own that never retries by itself: the reader must notice each
@@ -103,7 +118,9 @@ class RedisBus:
         #: Messages carry it so a worker skips its own (already delivered locally).
         self._sender = worker_id.encode()
         self._health = health
-        self._retry_delay = retry_delay
+        #: Pause before resubscribing: full jitter between 0 and a ceiling doubling from
+        #: ``retry_delay[0]`` up to ``retry_delay[1]``; back to the start once subscribed.
+        self._backoff = Backoff(*retry_delay, rng=rng)
         self.guard = ClosedBarGuard()
         self._deliver: FrameHandler | None = None
         self._resync: ResyncSource | None = None
@@ -132,6 +149,19 @@ class RedisBus:
         other workers resync from the store once it is back)."""
         self.deliver_local(frame)
         await self._send(_FRAME, frame)
+
+    async def publish_stored(
+        self, store: CandleStore, key: BarKey, candle: Candle, frame: Frame
+    ) -> None:
+        """Store, then publish — in one round trip when the store is on this bus's Redis.
+        A failed store write raises (as ``store.upsert`` does) and publishes nothing."""
+        if isinstance(store, RedisCandleStore) and store.shares(self._publisher):
+            message = encode(_FRAME, self._sender, frame)
+            await store.upsert_and_publish(key, candle, self._channel, message)
+            self.deliver_local(frame)
+            return
+        await store.upsert(key, candle)
+        await self.publish(frame)
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None
@@ -170,8 +200,6 @@ class RedisBus:
                 self._health.report_failure(exc)
 
     async def _read_loop(self) -> None:
-        delay, max_delay = self._retry_delay
-        pause = delay
         while True:
             try:
                 await self._read_once()
@@ -184,10 +212,9 @@ class RedisBus:
             except Exception:
                 log.exception("bus reader failed; reconnecting")
             if self.connected:
-                pause = delay
+                self._backoff.reset()
             self.connected = False
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, max_delay)
+            await asyncio.sleep(self._backoff.next_delay())
 
     async def _read_once(self) -> None:
         """Subscribe, resync, then deliver messages until the connection breaks."""

@@ -13,12 +13,30 @@ Three structures, all under the deployment's prefix:
   want; a dead worker's members expire within ``lease_ttl``.
 - the bus channel, for the resync request a new owner sends (``bus.redis``).
 
-A loop in each worker, every third of the TTL (and at once when Redis comes back): refresh
-demand; renew the leases it holds, giving up those nobody wants any more or that it lost;
-take every wanted key nobody holds. Taking a key is: take the lease, catch the key up in the
-store from the feed (the gap since the newest stored bar; all of history when the store lost
-it), ask every worker to resync the topic from the store, then watch it upstream. Only then
-does live data flow, so clients see the catch-up before anything newer.
+Two tasks in each worker, neither waiting for the other nor for any upstream:
+
+- the **renewal** task, every third of the TTL: extends every lease this worker holds (one
+  script, one round trip, however many keys). Each confirmed renewal sets the key's local
+  deadline — when the renewal was *sent* plus the lease's lifetime, minus a fifth of it as
+  margin — and a timer at that deadline stops ingesting the key if no later renewal moved it.
+  The lease cannot lapse in Redis before that deadline, so the old owner has stopped before
+  any other worker can take the key: "upstream on" periods never overlap, even when Redis is
+  slow or this worker's renewals stall;
+- the **loop**, every third of the TTL (and at once when Redis comes back): refresh demand;
+  give up keys nobody wants any more; start a takeover of every wanted key nobody holds.
+
+A takeover is a task of its own per key: take the lease, catch the key up in the store from
+the feed (the gap since the newest stored bar; all of history when the store lost it), ask
+every worker to resync the topic from the store, confirm the lease with one more renewal, and
+only if the key stayed held all along, open its ingest gate (``ingests``) and watch it
+upstream. The catch-up is upstream I/O that may take longer than a lease lives (a slow REST
+answer): it holds no lock, and the renewal task keeps the lease alive meanwhile; a takeover
+whose lease lapsed anyway gives up before ingesting anything. Keys never wait for each other.
+
+Why the gate is local and synchronous: stopping a key at its feed is asynchronous, and the
+feed's last events may still arrive; the stream manager asks ``ingests`` before storing or
+publishing each of them, and the gate closes in the same instant as the lease is given up
+or expires.
 
 Why drop every key when Redis was unreachable, even briefly: the owner's store writes failed
 meanwhile (those bars are lost unless caught up again), and a lease may have expired and
@@ -32,6 +50,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
@@ -57,12 +76,17 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
-#: Extend the lease only while this worker holds it.
+#: Extend each lease in KEYS only while this worker holds it; 1 or 0 per key.
 _RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local renewed = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    renewed[i] = redis.call('PEXPIRE', key, ARGV[2])
+  else
+    renewed[i] = 0
+  end
 end
-return 0
+return renewed
 """
 
 #: Delete the lease only while this worker holds it.
@@ -92,6 +116,14 @@ def parse_key_id(text: str) -> StreamKey | None:
     return None
 
 
+@dataclass
+class _Takeover:
+    """A key being taken: the task, and whether its lease was taken (set once asked)."""
+
+    task: asyncio.Task[None]
+    leased: asyncio.Future[bool]
+
+
 class RedisOwnership:
     """``Ownership`` by Redis leases; see the module docstring for the protocol."""
 
@@ -112,7 +144,10 @@ class RedisOwnership:
         self._ttl_ms = max(round(lease_ttl * 1000), 3)
         #: How long a lease lives unrenewed: see the module docstring for why 2/3.
         self._lease_ms = self._ttl_ms * 2 // 3
-        #: Loop (renewal) period; one late renewal is tolerated before the lease expires.
+        #: Ingest stops this long before the lease could lapse in Redis: room for a timer
+        #: that fires late and for Redis's own expiry, so two owners never overlap.
+        self._margin = self._lease_ms / 5000
+        #: Loop and renewal period; one late renewal is tolerated before the lease expires.
         self._interval = lease_ttl / 3
         self._prefix = prefix
         self._demand = f"{prefix}:demand"
@@ -124,10 +159,16 @@ class RedisOwnership:
         self._upstream: Upstream | None = None
         #: Keys this worker's clients want (its demand members).
         self._wanted: set[StreamKey] = set()
-        #: Keys whose lease this worker holds *and* that run upstream here.
+        #: Keys whose lease this worker holds -> event-loop time until which it surely does.
+        self._held: dict[StreamKey, float] = {}
+        #: The timer at each held key's deadline (``_expire``).
+        self._expiry: dict[StreamKey, asyncio.TimerHandle] = {}
+        #: Keys that run upstream here: the ingest gate. Always a subset of ``_held``.
         self._owned: set[StreamKey] = set()
-        #: One transition at a time: the loop, want and unwant never interleave their awaits.
-        self._lock = asyncio.Lock()
+        #: Takeovers under way (lease asked for or held, catch-up running).
+        self._taking: dict[StreamKey, _Takeover] = {}
+        #: Keys being stopped at their feed; a new takeover of the key waits for it.
+        self._stopping: dict[StreamKey, asyncio.Task[None]] = {}
         #: Set to run the loop now instead of at the next period.
         self._wake = asyncio.Event()
         #: Every Redis this worker's ingest depends on (the store's too, when it is another
@@ -135,10 +176,8 @@ class RedisOwnership:
         self._healths = [health]
         #: Their outage counts when the loop last looked; a change means an outage.
         self._epoch = self._epochs()
-        self._task: asyncio.Task[None] | None = None
-        #: Event-loop time of the last renewal pass: a long series of catch-ups renews in
-        #: between, so keys taken early in a pass do not expire before it ends.
-        self._renewed_at = 0.0
+        #: The loop and the renewal task.
+        self._tasks: list[asyncio.Task[None]] = []
         #: Keys taken (including re-taken after a blip), for tests and logs.
         self.takeovers = 0
         health.subscribe(lambda _reachable: self._wake.set())
@@ -164,58 +203,76 @@ class RedisOwnership:
         self._upstream = upstream
 
     async def start(self) -> None:
-        if self._task is not None:
+        if self._tasks:
             raise RuntimeError("RedisOwnership.start called twice")
-        self._task = asyncio.create_task(self._run(), name="lease-loop")
+        self._tasks = [
+            asyncio.create_task(self._run(), name="lease-loop"),
+            asyncio.create_task(self._renew_loop(), name="lease-renewal"),
+        ]
 
     async def want(self, key: StreamKey) -> None:
         """Register demand and try to take the lease at once, so the first subscriber of an
-        idle key does not wait for the loop. Never raises for a Redis outage: the loop
-        registers the demand once Redis is back."""
+        idle key does not wait for the loop; when this worker takes it, return once the key
+        is caught up and watched, so that subscriber's snapshot holds the catch-up. Never
+        raises for a Redis outage: the loop registers the demand once Redis is back."""
         self._wanted.add(key)
-        async with self._lock:
-            if key in self._owned or not self._reachable():
-                self._wake.set()
-                return
-            try:
+        if not self._reachable():
+            self._wake.set()
+            return
+        takeover = self._taking.get(key)
+        if takeover is None and key not in self._owned:
+            takeover = self._begin_takeover(key)
+        try:
+            if takeover is not None:
                 # Lease before demand: no other worker can see the demand and take the key
                 # first, so the worker whose client asked first usually owns it.
-                taken = await self._acquire(key)
-                now = await self._server_ms()
-                await self._client.zadd(self._demand, {self._member(key): now + self._ttl_ms})
-                if taken:
-                    await self._take_over(key)
-            except CONNECTION_ERRORS as exc:
-                self._health.report_failure(exc)
+                await asyncio.shield(takeover.leased)
+            now = await self._server_ms()
+            await self._client.zadd(self._demand, {self._member(key): now + self._ttl_ms})
+        except CONNECTION_ERRORS as exc:
+            self._health.report_failure(exc)
+        if takeover is not None:
+            await asyncio.wait([takeover.task])  # its outcome is logged; never raised here
 
     async def unwant(self, key: StreamKey) -> None:
         """Withdraw demand; stop the key upstream if this worker owns it and no other
         worker wants it (otherwise keep owning it for them)."""
         self._wanted.discard(key)
-        async with self._lock:
-            try:
-                await self._client.zrem(self._demand, self._member(key))
-                if key in self._owned and key not in await self._cluster_demand():
-                    await self._give_up(key, release=True)
-            except CONNECTION_ERRORS as exc:
-                self._health.report_failure(exc)
+        try:
+            await self._client.zrem(self._demand, self._member(key))
+            if key in self._owned:
+                demand = await self._cluster_demand()
+                if key in self._owned and key not in self._wanted and key not in demand:
+                    self._give_up(key, release=True, why="released")
+        except CONNECTION_ERRORS as exc:
+            self._health.report_failure(exc)
 
     def owned(self) -> list[StreamKey]:
         return sorted(self._owned, key=key_id)
 
+    def ingests(self, key: StreamKey) -> bool:
+        return key in self._owned
+
     async def close(self) -> None:
-        """Stop the loop, stop every owned key upstream and release its lease, withdraw
+        """Stop the tasks, stop every owned key upstream and release every lease, withdraw
         demand: the other workers take over at their next loop instead of after the TTL."""
-        task, self._task = self._task, None
-        if task is not None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             await cancel_and_wait(task)
-        async with self._lock:
-            for key in list(self._owned):
-                await self._give_up(key, release=True)
+        for takeover in list(self._taking.values()):
+            await cancel_and_wait(takeover.task)
+        for key in list(self._owned):
+            self._give_up(key, release=True, why="released")
+        for key in list(self._held):  # takeovers cut short
+            self._forget(key)
             with contextlib.suppress(*CONNECTION_ERRORS):
-                members = [self._member(key) for key in self._wanted]
-                if members:
-                    await self._client.zrem(self._demand, *members)
+                await self._release(key)
+        if self._stopping:
+            await asyncio.wait(list(self._stopping.values()))
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            members = [self._member(key) for key in self._wanted]
+            if members:
+                await self._client.zrem(self._demand, *members)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -226,8 +283,7 @@ class RedisOwnership:
                     await self._wake.wait()
             self._wake.clear()
             try:
-                async with self._lock:
-                    await self._tick()
+                await self._tick()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -239,25 +295,19 @@ class RedisOwnership:
             if self._owned:
                 log.warning("redis was unreachable: stopping %d keys upstream", len(self._owned))
             for key in list(self._owned):
-                await self._give_up(key, release=False)
+                self._give_up(key, release=False, why="redis was unreachable")
+            for key in list(self._taking):  # their catch-up may have missed writes: redo it
+                self._forget(key)
         if not self._reachable():
             return
         try:
             wanted = await self._refresh_demand()
-            await self._renew_owned(wanted)
+            for key in sorted(self._owned - wanted, key=key_id):
+                if key not in self._wanted:
+                    self._give_up(key, release=True, why="released")
             await self._take_free(wanted)
         except CONNECTION_ERRORS as exc:
             self._health.report_failure(exc)
-
-    async def _renew_owned(self, wanted: set[StreamKey]) -> None:
-        """Renew every held lease; give up keys nobody wants and leases lost meanwhile."""
-        self._renewed_at = asyncio.get_running_loop().time()
-        for key in sorted(self._owned, key=key_id):
-            if key not in wanted:
-                await self._give_up(key, release=True)
-            elif not await self._renew(key):
-                log.warning("lease lost: %s", key_id(key))
-                await self._give_up(key, release=False)
 
     async def _refresh_demand(self) -> set[StreamKey]:
         """Refresh this worker's demand, drop expired members; every key wanted anywhere."""
@@ -280,51 +330,170 @@ class RedisOwnership:
         return wanted
 
     async def _take_free(self, wanted: set[StreamKey]) -> None:
-        """Take every wanted key without a lease; this worker's own demand first."""
-        candidates = sorted(wanted - self._owned, key=lambda k: (k not in self._wanted, key_id(k)))
+        """Start a takeover of every wanted key without a lease (or with this worker's)."""
+        candidates = sorted(
+            wanted - self._owned - self._taking.keys(),
+            key=lambda k: (k not in self._wanted, key_id(k)),
+        )
         if not candidates:
             return
         holders = await self._client.mget([self.lease_key(k) for k in candidates])
-        loop = asyncio.get_running_loop()
         for key, holder in zip(candidates, holders, strict=True):
-            mine = holder is not None and holder == self.worker_id.encode()
-            if (holder is None or mine) and await self._acquire(key):
-                await self._take_over(key)
-            if loop.time() - self._renewed_at > self._interval:
-                await self._renew_owned(wanted)
+            busy = key in self._owned or key in self._taking
+            if not busy and (holder is None or holder == self.worker_id.encode()):
+                self._begin_takeover(key)
+
+    # -- renewals -----------------------------------------------------------------------------
+
+    async def _renew_loop(self) -> None:
+        """Renew on a fixed schedule, whatever else this worker is doing."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            due = max(due + self._interval, loop.time())
+            await asyncio.sleep(due - loop.time())
+            try:
+                await self._renew_held()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("lease renewal failed")
+
+    async def _renew_held(self) -> None:
+        keys = list(self._held)
+        if not keys or not self._reachable():
+            return
+        sent = asyncio.get_running_loop().time()
+        try:
+            # Bounded by the period, so a slow Redis does not delay the next renewal; the
+            # deadlines stop ingest if none of them gets through.
+            async with asyncio.timeout(self._interval):
+                renewed = await self._renew(keys)
+        except TimeoutError:
+            log.debug("lease renewal of %d keys took longer than %.2fs", len(keys), self._interval)
+            return
+        except CONNECTION_ERRORS as exc:
+            self._health.report_failure(exc)
+            return
+        for key, ok in zip(keys, renewed, strict=True):
+            if key not in self._held:  # given up or expired meanwhile
+                continue
+            if ok:
+                self._hold(key, sent)
+            elif key in self._owned:
+                self._give_up(key, release=False, why="lease lost")
+            else:
+                log.warning("lease lost during the takeover of %s", key_id(key))
+                self._forget(key)
+
+    def _hold(self, key: StreamKey, sent: float) -> None:
+        """The lease of ``key`` was set or extended by a command sent at ``sent``: in Redis it
+        lives at least until ``sent`` plus its lifetime, so ingest may go on until then, less
+        the margin."""
+        deadline = sent + self._lease_ms / 1000 - self._margin
+        self._held[key] = deadline
+        timer = self._expiry.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self._expiry[key] = asyncio.get_running_loop().call_at(deadline, self._expire, key)
+
+    def _forget(self, key: StreamKey) -> None:
+        self._held.pop(key, None)
+        timer = self._expiry.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _expire(self, key: StreamKey) -> None:
+        """No renewal confirmed the lease in time: it may lapse in Redis within the margin
+        and another worker take the key, so stop ingesting now. The loop re-takes the key
+        (with a catch-up) if it is still free."""
+        self._expiry.pop(key, None)
+        if key in self._owned:
+            self._give_up(key, release=False, why="lease expiring")
+        self._forget(key)
 
     # -- transitions --------------------------------------------------------------------------
 
-    async def _take_over(self, key: StreamKey) -> None:
-        """Lease held: catch up, resync everywhere, watch. On failure, release and retry at
-        the next loop (the demand is still there)."""
+    def _begin_takeover(self, key: StreamKey) -> _Takeover:
+        leased: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self._take(key, leased), name=f"take-{key_id(key)}")
+        takeover = self._taking[key] = _Takeover(task, leased)
+        return takeover
+
+    async def _take(self, key: StreamKey, leased: asyncio.Future[bool]) -> None:
+        """Lease, catch up, resync everywhere, confirm the lease, open the gate, watch. On
+        failure, release and retry at the next loop (the demand is still there)."""
         upstream = self._bound()
+        loop = asyncio.get_running_loop()
         try:
+            stopping = self._stopping.get(key)
+            if stopping is not None:  # this worker's feed must stop the key before rewatching
+                await asyncio.wait([stopping])
+            sent = loop.time()
+            taken = await self._acquire(key)
+            leased.set_result(taken)
+            if not taken:
+                return
+            self._hold(key, sent)
             if isinstance(key, BarKey):
                 await upstream.catch_up(key)
                 await self._request_resync(upstream.topic(key))
+            # The catch-up may have outlived the lease (a stalled worker, a slow Redis):
+            # ingest only if the key stayed held throughout and is confirmed held now.
+            sent = loop.time()
+            if key not in self._held or not (await self._renew([key]))[0] or key not in self._held:
+                log.warning("lease of %s lost during its catch-up: not taking it", key_id(key))
+                self._forget(key)
+                return
+            self._hold(key, sent)
+            self._owned.add(key)
+            self.takeovers += 1
+            log.info("upstream on: %s (lease held by %s)", key_id(key), self.worker_id)
             await upstream.start_upstream(key)
         except Exception as exc:
             log.warning("could not take %s: %r", key_id(key), exc)
             if isinstance(exc, CONNECTION_ERRORS):
                 self._health.report_failure(exc)
+            if key in self._owned:
+                self._give_up(key, release=True, why="could not start")
+            elif key in self._held:
+                self._forget(key)
+                with contextlib.suppress(*CONNECTION_ERRORS):
+                    await self._release(key)
+        finally:
+            if not leased.done():
+                leased.set_result(False)
+            current = self._taking.get(key)
+            if current is not None and current.task is asyncio.current_task():
+                del self._taking[key]
+
+    def _give_up(self, key: StreamKey, *, release: bool, why: str) -> None:
+        """Stop ingesting ``key`` now — the gate closes before the feed's next event — then,
+        in the background, release its lease if asked and stop it at its feed."""
+        self._owned.discard(key)
+        self._forget(key)
+        log.info("upstream off: %s (%s)", key_id(key), why)
+        previous = self._stopping.get(key)
+        task = asyncio.create_task(self._stop(key, release, previous), name=f"stop-{key_id(key)}")
+        self._stopping[key] = task
+        task.add_done_callback(lambda done: self._stopped(key, done))
+
+    async def _stop(
+        self, key: StreamKey, release: bool, previous: asyncio.Task[None] | None
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        if release:  # first: another worker may take the key while the feed winds down
             with contextlib.suppress(*CONNECTION_ERRORS):
                 await self._release(key)
-            return
-        self._owned.add(key)
-        self.takeovers += 1
-        log.info("upstream on: %s (lease held by %s)", key_id(key), self.worker_id)
-
-    async def _give_up(self, key: StreamKey, *, release: bool) -> None:
-        self._owned.discard(key)
         try:
             await self._bound().stop_upstream(key)
         except Exception:
             log.exception("stopping %s upstream failed", key_id(key))
-        if release:
-            with contextlib.suppress(*CONNECTION_ERRORS):
-                await self._release(key)
-        log.info("upstream off: %s (%s)", key_id(key), "released" if release else "lease lost")
+
+    def _stopped(self, key: StreamKey, task: asyncio.Task[None]) -> None:
+        if self._stopping.get(key) is task:
+            del self._stopping[key]
 
     # -- Redis --------------------------------------------------------------------------------
 
@@ -334,11 +503,12 @@ class RedisOwnership:
         )
         return bool(result)
 
-    async def _renew(self, key: StreamKey) -> bool:
+    async def _renew(self, keys: list[StreamKey]) -> list[bool]:
+        """Extend the leases of ``keys`` still held by this worker, in one round trip."""
         result = await self._renew_script(
-            keys=[self.lease_key(key)], args=[self.worker_id, self._lease_ms]
+            keys=[self.lease_key(key) for key in keys], args=[self.worker_id, self._lease_ms]
         )
-        return bool(result)
+        return [bool(item) for item in result]
 
     async def _release(self, key: StreamKey) -> None:
         await self._release_script(keys=[self.lease_key(key)], args=[self.worker_id])

@@ -58,6 +58,11 @@ class Ownership(Protocol):
         """The keys this worker runs upstream now."""
         ...
 
+    def ingests(self, key: StreamKey) -> bool:
+        """Whether feed data of ``key`` may be stored and published now: asked for every
+        candle and quote, so it must answer from memory, without awaiting."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -84,6 +89,11 @@ class LocalOwnership:
 
     def owned(self) -> list[StreamKey]:
         return list(self._owned)
+
+    def ingests(self, key: StreamKey) -> bool:
+        """Always: with no other worker, whatever a feed delivers is this worker's to ingest
+        (and tests drive ``on_candle`` without starting keys)."""
+        return True
 
     async def close(self) -> None:
         """The feeds are closed right after; nothing to release."""

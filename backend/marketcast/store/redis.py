@@ -10,6 +10,11 @@ followed by a trim, and another worker's read must never see the key without its
 above capacity. A script runs atomically, costs one round trip for a whole batch, and
 redis-py reloads it by itself after a Redis restart flushed the script cache.
 
+Why the same script can also PUBLISH (``upsert_and_publish``): a live candle is stored, then
+published to the other workers (``bus.redis``). Two round trips per candle doubled the ingest
+path's latency and Redis load; one script does both, in that order, atomically — so a worker
+that receives the update and reads the store always finds the bar there.
+
 Scores are open times in ms: integers below 2**53, so the double a score is stored as holds
 them exactly.
 """
@@ -27,15 +32,19 @@ from marketcast.errors import ServiceUnavailable
 from marketcast.market import BarKey, Candle
 from marketcast.types import Millis
 
-#: KEYS[1] the key's sorted set; ARGV[1] the capacity; then (open time, member) pairs.
+#: KEYS[1] the key's sorted set; ARGV[1] the capacity; ARGV[2] a pub/sub channel and ARGV[3]
+#: a message to publish there once stored (empty channel: none); then (open time, member) pairs.
 _UPSERT = """
-for i = 2, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[i], ARGV[i])
   redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
 end
 local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
 if excess > 0 then
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
+end
+if ARGV[2] ~= '' then
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
 end
 return excess
 """
@@ -99,12 +108,23 @@ class RedisCandleStore:
         """The sorted set holding ``key``'s candles."""
         return f"{self._prefix}:candles:{key.symbol}:{key.resolution}"
 
+    def shares(self, client: Redis) -> bool:
+        """Whether ``client`` is this store's own, i.e. one script can reach both."""
+        return client is self._client
+
     async def upsert(self, key: BarKey, candle: Candle) -> None:
         await self.upsert_many(key, (candle,))
 
+    async def upsert_and_publish(
+        self, key: BarKey, candle: Candle, channel: str, message: bytes
+    ) -> None:
+        """Store ``candle``, then PUBLISH ``message`` on ``channel``: one round trip, atomic."""
+        args: list[Any] = [self.capacity, channel, message, candle.time, encode_candle(candle)]
+        await self._run(self._upsert(keys=[self.redis_key(key)], args=args))
+
     async def upsert_many(self, key: BarKey, candles: Sequence[Candle]) -> None:
         for first in range(0, len(candles), _BATCH):
-            args: list[Any] = [self.capacity]
+            args: list[Any] = [self.capacity, "", ""]
             for candle in candles[first : first + _BATCH]:
                 args += (candle.time, encode_candle(candle))
             await self._run(self._upsert(keys=[self.redis_key(key)], args=args))
