@@ -158,8 +158,13 @@ class Client:
                 return frame
 
     async def recv(self, within: float = 10.0) -> dict[str, Any]:
-        """The next frame, which must arrive ``within`` seconds."""
-        raw = await asyncio.wait_for(self.connection.recv(), within)
+        """The next frame, which must arrive ``within`` seconds.
+
+        ``asyncio.timeout``, not ``wait_for``: on Python 3.11 ``wait_for`` swallows a
+        cancellation that lands while a frame has just arrived (it returns the frame), so a
+        test cancelling its reader tasks could leave one reading forever on a busy topic."""
+        async with asyncio.timeout(within):
+            raw = await self.connection.recv()
         # Checked from the consumer's side: models generated from docs/asyncapi.json.
         validate_server_frame(raw)
         frame = orjson.loads(raw)

@@ -27,9 +27,12 @@ class FeedStatus:
     #: Seconds since the last message from the upstream; None before the first one.
     last_message_age: float | None = None
     #: Seconds by which the newest data arrived late: its arrival minus the upstream's own
-    #: event time (the simulator: how late its last tick ran). None when unknown.
+    #: time for it (an event's time, or the ``Date`` of a polled answer), so clock skew is
+    #: included, and 0 when the upstream's clock is ahead (the simulator: how late its last
+    #: tick ran). None when unknown.
     lag: float | None = None
-    #: A short state name, e.g. ``running``, ``connected``, ``reconnecting``, ``backoff``.
+    #: A short state name, e.g. ``running``, ``connected``, ``reconnecting``, ``polling``,
+    #: ``paused``, ``idle``.
     state: str = ""
 
 

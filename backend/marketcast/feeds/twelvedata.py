@@ -1,14 +1,20 @@
-"""``TwelveDataFeed``: forex (and other) bars polled from Twelve Data's ``time_series``.
+"""``TwelveDataFeed``: forex (and other) bars and quotes polled from Twelve Data's REST API.
 
 Why polling: the REST API is what every Twelve Data plan has, and it returns whole bars. The
 cost is the request budget (8 a minute on the free plan), so:
 
 - One *target* is polled per (symbol, Twelve Data interval), however many keys and clients
   need it: ``1`` and ``3`` of one symbol share the ``1min`` series (``3`` is aggregated).
-- Every request, polls and history alike, takes a slot of one ``SlidingWindow`` — never more
-  than ``budget`` requests in any ``window`` seconds, whatever the number of subscribers.
+  A symbol's quotes are one more target, polled from ``/quote`` (one credit per symbol).
+- Every request, polls of bars and quotes and history alike, takes a slot of one
+  ``SlidingWindow`` — never more than ``budget`` requests in any ``window`` seconds, whatever
+  the number of subscribers or routes. Quotes do not get a budget of their own: the plan's
+  credits are one pool, and a second limiter would let the two together overspend it.
   Targets are polled earliest-due first, each at most every ``min_poll`` seconds, so with
   many targets each is polled less often (and its keys may turn stale, which is the truth).
+- Every polled quote goes out, even one equal to the last: quotes have no snapshot, so a
+  client subscribing to a running quote key gets its first quote from the next poll, also
+  while a closed market answers the same quote each time.
 - Errors never stop the loop: a 429 (out of credits) or a bad key pauses all polling with
   full-jitter backoff, an error about one symbol (400/404) backs that target off alone, and
   each failure is logged in one line. The API key travels in the ``Authorization`` header,
@@ -28,7 +34,6 @@ from dataclasses import dataclass, field
 import httpx
 import orjson
 
-from marketcast.errors import ErrorCode, ProtocolError
 from marketcast.feeds.aggregate import aggregate
 from marketcast.feeds.base import FeedSink
 from marketcast.feeds.pacing import Backoff, SlidingWindow, UpstreamError
@@ -39,11 +44,15 @@ from marketcast.feeds.twelvedata_protocol import (
     PolledSeries,
     TwelveDataError,
     TwelveDataFormatError,
+    check_status,
+    parse_quote,
     parse_time_series,
+    quote_params,
     source_of,
     time_series_params,
+    upstream_clock,
 )
-from marketcast.market import BarKey, Candle, StreamKey, SymbolInfo
+from marketcast.market import BarKey, Candle, Quote, QuoteKey, StreamKey, SymbolInfo
 from marketcast.timeframes import RESOLUTIONS, bucket_start
 from marketcast.types import Millis, Resolution, Symbol
 
@@ -55,18 +64,18 @@ MAX_TARGET_BACKOFF = 600.0
 
 @dataclass
 class _Target:
-    """One polled series and the keys built from it."""
+    """One polled series (or, with ``source`` None, the symbol's quote) and its keys."""
 
     symbol: Symbol
-    source: Resolution
-    keys: set[BarKey] = field(default_factory=set)
+    source: Resolution | None
+    keys: set[StreamKey] = field(default_factory=set)
     #: Monotonic time of the next poll.
     due: float = 0.0
     failures: int = 0
 
 
 class TwelveDataFeed:
-    """A ``Feed`` of Twelve Data symbols (``EUR/USD``, ``AAPL``...), bars only."""
+    """A ``Feed`` of Twelve Data symbols (``EUR/USD``, ``AAPL``...): bars and quotes."""
 
     name: str = "twelvedata"
 
@@ -80,6 +89,7 @@ class TwelveDataFeed:
         window: float = 60.0,
         min_poll: float = 10.0,
         timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
@@ -89,12 +99,14 @@ class TwelveDataFeed:
         self._api_key = api_key
         self.budget = SlidingWindow(budget, window)
         self.min_poll, self.timeout = min_poll, timeout
-        self._monotonic, self._sleep = monotonic, sleep
+        #: Wall clock (s), only to measure how late answers arrive (``status().lag``); it
+        #: never decides whether a bar is closed (the upstream's clock does).
+        self._clock, self._monotonic, self._sleep = clock, monotonic, sleep
         #: Pause of all polling after a 429, a bad key or an unreachable API: from one slot
         #: of the budget up to two whole windows (credits come back within one).
         self._backoff = Backoff(window / budget, 2 * window, rng=rng)
         self._paused_until = 0.0
-        self._targets: dict[tuple[Symbol, Resolution], _Target] = {}
+        self._targets: dict[tuple[Symbol, Resolution | None], _Target] = {}
         #: Per key for the feed's lifetime: a key watched again continues where it stopped.
         self._series: dict[BarKey, PolledSeries] = {}
         self._wake = asyncio.Event()
@@ -104,8 +116,10 @@ class TwelveDataFeed:
         self._client: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
         self.requests = 0
-        #: For ``status()``: monotonic time of the last good answer.
+        #: For ``status()``: monotonic time of the last good answer, and how late the last
+        #: answer arrived by the upstream's clock (its ``Date``), in seconds.
         self._last_ok: float | None = None
+        self._lag: float | None = None
 
     def symbols(self) -> Sequence[SymbolInfo]:
         return [SymbolInfo(s, asset_class_of(s), self.name, RESOLUTIONS) for s in self._symbols]
@@ -133,14 +147,9 @@ class TwelveDataFeed:
     async def watch(self, key: StreamKey) -> None:
         if key.symbol not in self._symbols:
             raise ValueError(f"twelvedata feed does not serve {key.symbol!r}: {self._symbols}")
-        if not isinstance(key, BarKey):
-            raise ProtocolError(
-                ErrorCode.UNKNOWN_SYMBOL,
-                f"quotes are not available for {key.symbol}: its source (twelvedata) "
-                "serves bars only",
-            )
-        self._series.setdefault(key, PolledSeries(key.resolution))
-        target_id = (key.symbol, source_of(key.resolution))
+        if isinstance(key, BarKey):
+            self._series.setdefault(key, PolledSeries(key.resolution))
+        target_id = _target_id(key)
         target = self._targets.get(target_id)
         if target is None:
             target = self._targets[target_id] = _Target(*target_id, due=self._monotonic())
@@ -148,9 +157,7 @@ class TwelveDataFeed:
         self._wake.set()
 
     async def unwatch(self, key: StreamKey) -> None:
-        if not isinstance(key, BarKey):
-            return
-        target_id = (key.symbol, source_of(key.resolution))
+        target_id = _target_id(key)
         target = self._targets.get(target_id)
         if target is not None:
             target.keys.discard(key)
@@ -198,35 +205,63 @@ class TwelveDataFeed:
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
                 continue
-            await self._poll(target)
+            if target.source is None:
+                await self._poll_quote(target)
+            else:
+                await self._poll(target, target.source)
 
-    async def _poll(self, target: _Target) -> None:
-        series = {key: self._series[key] for key in target.keys}
+    async def _poll(self, target: _Target, source: Resolution) -> None:
+        series = {key: self._series[key] for key in target.keys if isinstance(key, BarKey)}
         cursors = [s.cursor() for s in series.values()]
         known = [c for c in cursors if c is not None]
         if known:
+            # From the bar before the first one owed: once every bar is closed, the first
+            # owed one may not exist yet, and a range without rows is an error (400 "No
+            # data is available"), not an empty answer. The repeated bar is dropped.
+            start = bucket_start(min(known) - 1, source)
             params = time_series_params(
-                target.symbol, target.source, outputsize=MAX_OUTPUTSIZE, start=min(known)
+                target.symbol, source, outputsize=MAX_OUTPUTSIZE, start=start
             )
         else:
             size = max(s.parts_per_bar() for s in series.values()) + 1
-            params = time_series_params(target.symbol, target.source, outputsize=size)
+            params = time_series_params(target.symbol, source, outputsize=size)
         target.due = self._monotonic() + self.min_poll
         try:
-            rows = await self._request(params, target.source, 0.0)
+            rows = await self._request(params, source, 0.0)
         except TwelveDataError as exc:
             self._on_error(target, exc)
             return
         except UpstreamError as exc:
             self._pause(str(exc))
             return
-        target.failures = 0
-        self._last_ok = self._monotonic()
-        self._backoff.reset()
+        self._succeeded(target)
         for key, one in series.items():
             if key in target.keys:
                 for candle in one.apply(rows):
                     await self._emit(key, candle)
+
+    async def _poll_quote(self, target: _Target) -> None:
+        target.due = self._monotonic() + self.min_poll
+        try:
+            body, _ = await self._call("/quote", quote_params(target.symbol), 0.0)
+            quote = parse_quote(body)
+        except TwelveDataFormatError as exc:
+            self._on_error(target, TwelveDataError(0, f"bad quote body: {exc}"))
+            return
+        except TwelveDataError as exc:
+            self._on_error(target, exc)
+            return
+        except UpstreamError as exc:
+            self._pause(str(exc))
+            return
+        self._succeeded(target)
+        if QuoteKey(target.symbol) in target.keys:
+            await self._emit_quote(target.symbol, quote)
+
+    def _succeeded(self, target: _Target) -> None:
+        target.failures = 0
+        self._last_ok = self._monotonic()
+        self._backoff.reset()
 
     def _on_error(self, target: _Target, exc: TwelveDataError) -> None:
         if exc.code in (400, 404, 414):
@@ -236,7 +271,7 @@ class TwelveDataFeed:
             log.warning(
                 "twelvedata refused %s %s: %s; trying it again in %.0f s",
                 target.symbol,
-                target.source,
+                target.source or "quote",
                 self._redact(exc.message),
                 pause,
             )
@@ -246,12 +281,14 @@ class TwelveDataFeed:
             self._pause(str(exc))
 
     def status(self) -> FeedStatus:
-        """For ``/metrics`` (``feeds.status``): polling, paused after errors, or idle."""
+        """For ``/metrics`` (``feeds.status``): polling, paused after errors, or idle; the
+        age of the last good answer, and how late the last answer arrived (our clock minus
+        the ``Date`` it carries: network time plus clock skew, at whole seconds)."""
         now = self._monotonic()
         paused = self._paused_until > now
         age = now - self._last_ok if self._last_ok is not None else None
         state = "paused" if paused else "polling" if self._targets else "idle"
-        return FeedStatus(connected=not paused, last_message_age=age, state=state)
+        return FeedStatus(connected=not paused, last_message_age=age, lag=self._lag, state=state)
 
     def _pause(self, reason: str) -> None:
         delay = max(self._backoff.next_delay(), self.budget.window / self.budget.limit)
@@ -261,7 +298,20 @@ class TwelveDataFeed:
     async def _request(
         self, params: dict[str, str], resolution: Resolution, max_wait: float
     ) -> list[Candle]:
-        """One budgeted request; waits at most ``max_wait`` for a slot of the budget.
+        """One budgeted ``time_series`` request -> its candles; the newest is closed only if
+        the answer's own ``Date`` says its close has passed."""
+        body, upstream_now = await self._call("/time_series", params, max_wait)
+        try:
+            return parse_time_series(body, resolution, upstream_now=upstream_now)
+        except TwelveDataFormatError as exc:
+            raise TwelveDataError(0, f"bad time_series body: {exc}") from None
+
+    async def _call(
+        self, path: str, params: dict[str, str], max_wait: float
+    ) -> tuple[object, int | None]:
+        """One budgeted request -> (its body, the upstream's clock when it answered); waits
+        at most ``max_wait`` for a slot of the budget. An error body raises
+        ``TwelveDataError``.
 
         Requests go one at a time and a slot is counted when the answer is back: the API
         saw the request somewhere between sending and answering, so spacing sends from
@@ -279,7 +329,7 @@ class TwelveDataFeed:
                 raise UpstreamError("the twelvedata feed is not started")
             self.requests += 1
             try:
-                response = await self._client.get("/time_series", params=params)
+                response = await self._client.get(path, params=params)
             except httpx.HTTPError as exc:
                 raise UpstreamError(
                     f"cannot reach MARKETCAST_TWELVEDATA_REST_URL={self.rest_url}: "
@@ -287,17 +337,17 @@ class TwelveDataFeed:
                 ) from None
             finally:
                 self.budget.record(self._monotonic())
+        upstream_now = upstream_clock(response.headers.get("date"))
+        if upstream_now is not None:
+            self._lag = max(0.0, self._clock() - upstream_now / 1000)
         try:
             body = orjson.loads(response.content)
         except orjson.JSONDecodeError:
             raise TwelveDataError(response.status_code, response.text[:200]) from None
-        try:
-            rows = parse_time_series(body, resolution)
-        except TwelveDataFormatError as exc:
-            raise TwelveDataError(0, f"bad time_series body: {exc}") from None
+        check_status(body)
         if response.status_code != 200:
             raise TwelveDataError(response.status_code, f"HTTP {response.status_code}")
-        return rows
+        return body, upstream_now
 
     async def _emit(self, key: BarKey, candle: Candle) -> None:
         assert self._sink is not None, "TwelveDataFeed.start was not called"
@@ -306,5 +356,19 @@ class TwelveDataFeed:
         except Exception:
             log.exception("sink failed to take a candle of %s", key)
 
+    async def _emit_quote(self, symbol: Symbol, quote: Quote) -> None:
+        assert self._sink is not None, "TwelveDataFeed.start was not called"
+        try:
+            await self._sink.on_quote(symbol, quote)
+        except Exception:
+            log.exception("sink failed to take a quote of %s", symbol)
+
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
+
+
+def _target_id(key: StreamKey) -> tuple[Symbol, Resolution | None]:
+    """Which target serves ``key``: its symbol's source series, or its symbol's quote."""
+    if isinstance(key, BarKey):
+        return key.symbol, source_of(key.resolution)
+    return key.symbol, None

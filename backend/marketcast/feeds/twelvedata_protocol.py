@@ -4,26 +4,34 @@
   newest bar first, leaves ``volume`` out for forex, and reports errors in the body with
   ``status: "error"`` (sometimes under HTTP 200), so the body decides, not the HTTP status.
   Datetimes are read as UTC: the feed always asks for ``timezone=UTC``.
-- ``PolledSeries``: one key's state across polls. Each poll returns the newest bars; every bar
-  but the newest is final, and the bar we held open is closed as soon as a newer one appears
-  (with the values of the poll that shows it, or its last values if the poll skips it).
+- Finality is the upstream's word, never this machine's clock: every bar but the newest of a
+  response is final (a newer one exists), and the newest is final only once the upstream's
+  own clock — the ``Date`` of its answer — has reached its close. Ours may run ahead of the
+  API's: a bar closed by it could reach clients before the API has its final values.
+- ``PolledSeries``: one key's state across polls. Each poll returns the bars from the last
+  one delivered closed on (see ``TwelveDataFeed``), so the bar held open comes back final in
+  the poll that first shows a newer one.
   Resolution ``3`` has no Twelve Data interval: it is polled as ``1min`` and built with the
   same ``CandleAggregator`` as any other aggregated series.
-- ``parse_price_event``: a ``price`` event of the quotes WebSocket (kept for the captures and a
-  later quotes feed; the REST feed serves bars).
+- ``parse_quote``: a ``/quote`` body -> a ``Quote``, for quotes polled within the same budget
+  as the bars (see ``TwelveDataFeed``).
+- ``parse_price_event``: a ``price`` event of the quotes WebSocket (kept for the captures; the
+  WebSocket is a separate subscription the REST budget cannot pay for).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 from marketcast.errors import FeedError
 from marketcast.feeds.aggregate import CandleAggregator
 from marketcast.feeds.gapfill import SeriesSync
 from marketcast.market import Candle, Quote
-from marketcast.timeframes import bucket_start, nominal_ms
+from marketcast.timeframes import bucket_start, next_bucket, nominal_ms
 from marketcast.types import Millis, Resolution, Symbol
 
 #: Twelve Data interval per resolution; ``3`` is polled as ``1min`` and aggregated.
@@ -43,6 +51,10 @@ INTERVALS: Final[dict[Resolution, str]] = {
 #: Resolutions built from a finer Twelve Data series, and the series they are built from.
 AGGREGATED: Final[dict[Resolution, Resolution]] = {"3": "1"}
 MAX_OUTPUTSIZE: Final = 5000
+#: Resolutions whose bars the upstream's clock may close. Daily and longer bars are in the
+#: exchange's time zone whatever ``timezone`` says, so their close is not a UTC instant we
+#: can compare with; only a newer row closes them.
+CLOCK_CLOSES: Final = frozenset({"1", "3", "5", "15", "30", "60", "120", "240"})
 
 
 class TwelveDataError(FeedError):
@@ -96,8 +108,26 @@ def check_status(body: Any) -> None:
         )
 
 
-def parse_time_series(body: Any, resolution: Resolution) -> list[Candle]:
-    """A ``time_series`` body -> candles ascending; the newest is open, the others closed."""
+def upstream_clock(date_header: str | None) -> Millis | None:
+    """The upstream's clock from the ``Date`` header of its answer (whole seconds, so never
+    ahead of it); None when absent or unreadable."""
+    if not date_header:
+        return None
+    try:
+        moment = parsedate_to_datetime(date_header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None  # RFC 9110 dates are GMT; one without a zone is not trusted
+    return int(moment.timestamp()) * 1000
+
+
+def parse_time_series(
+    body: Any, resolution: Resolution, *, upstream_now: Millis | None = None
+) -> list[Candle]:
+    """A ``time_series`` body -> candles ascending, all closed but the newest, which is open
+    unless ``upstream_now`` (the upstream's clock, see ``upstream_clock``) has reached its
+    close."""
     check_status(body)
     if not isinstance(body, dict) or not isinstance(body.get("values"), list):
         raise TwelveDataFormatError(f"expected {{values: [...], status: 'ok'}}, got {body!r:.200}")
@@ -120,8 +150,47 @@ def parse_time_series(body: Any, resolution: Resolution) -> list[Candle]:
     candles = [by_time[t] for t in sorted(by_time)]
     if candles:
         last = candles[-1]
-        candles[-1] = Candle(last.time, last.open, last.high, last.low, last.close, last.volume)
+        over = (
+            upstream_now is not None
+            and resolution in CLOCK_CLOSES
+            and next_bucket(last.time, resolution) <= upstream_now
+        )
+        if not over:
+            candles[-1] = Candle(last.time, last.open, last.high, last.low, last.close, last.volume)
     return candles
+
+
+def quote_params(symbol: Symbol) -> dict[str, str]:
+    """Query parameters of one ``/quote`` request (the API key goes in a header). The default
+    ``1day`` interval makes ``change`` and ``percent_change`` the change since the previous
+    day's close, as the other feeds report it."""
+    return {"symbol": symbol, "format": "JSON"}
+
+
+def parse_quote(body: Any) -> Quote:
+    """A ``/quote`` body -> a quote stamped with the upstream's time of it.
+
+    The answer has no book, so bid and ask are the last price (as for a stock's ``price``
+    event). Its time is ``last_quote_at`` (unix seconds), or ``timestamp`` (the open of the
+    quote's interval) when that is missing; forex quotes carry no ``volume``."""
+    check_status(body)
+    if not isinstance(body, dict):
+        raise TwelveDataFormatError(f"expected a quote object, got {body!r:.200}")
+    stamp = body.get("last_quote_at", body.get("timestamp"))
+    if isinstance(stamp, str) and stamp.isdigit():
+        stamp = int(stamp)
+    if not isinstance(stamp, int) or isinstance(stamp, bool):
+        raise TwelveDataFormatError(f"quote without last_quote_at/timestamp: {body!r:.200}")
+    last = _decimal(body, "close")
+    return Quote(
+        stamp * 1000,
+        last,
+        last,
+        last,
+        _optional_decimal(body, "volume"),
+        _optional_decimal(body, "change"),
+        _optional_decimal(body, "percent_change"),
+    )
 
 
 def parse_price_event(event: Mapping[str, Any]) -> tuple[Symbol, Quote] | None:
@@ -212,13 +281,18 @@ class PolledSeries:
         return [bar for part in out for bar in self._aggregator.add_candle(part)]
 
 
+def _optional_decimal(row: Mapping[str, Any], field: str) -> float | None:
+    return _decimal(row, field) if row.get(field) is not None else None
+
+
 def _decimal(row: Mapping[str, Any], field: str) -> float:
     value = row.get(field)
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise TwelveDataFormatError(f"field {field!r} must be a decimal string, got {value!r}")
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
-        raise TwelveDataFormatError(
-            f"field {field!r} must be a decimal string, got {value!r}"
-        ) from None
+        number = math.nan
+    if not math.isfinite(number):  # "NaN" and "inf" parse, but no client could chart them
+        raise TwelveDataFormatError(f"field {field!r} must be a decimal string, got {value!r}")
+    return number

@@ -1,10 +1,13 @@
-"""A fake Twelve Data REST API on loopback: ``GET /time_series``.
+"""A fake Twelve Data REST API on loopback: ``GET /time_series`` and ``GET /quote``.
 
 It answers like the real one: newest bar first unless ``order=asc``, no ``volume`` for forex,
 errors as ``{"code", "message", "status": "error"}`` bodies, a per-minute credit limit that
-answers 429 once spent (``credits_per_minute``), and the API key either as the ``apikey``
-parameter or as an ``Authorization: apikey KEY`` header. Every request is recorded (without its
-key) with its time, so a test can assert that a client stayed within its budget.
+answers 429 once spent (``credits_per_minute``; a quote costs one credit like a series), and
+the API key either as the ``apikey`` parameter or as an ``Authorization: apikey KEY`` header.
+Every answer carries a ``Date`` from the fake's own (accelerated) clock, as a real server's
+carries its clock: clients may close bars by it, and must not by theirs. Every request is
+recorded (without its key) with its time, so a test can assert that a client stayed within its
+budget.
 
 Fault injection: ``fail_next(code, times, http_status=...)`` makes the next requests answer an
 error body (429 out of credits, 400, 500...), under HTTP 200 or the code itself;
@@ -17,13 +20,14 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any, Final
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from marketcast.sim.http import is_upgrade, json_response, split
-from marketcast.sim.market import Agg, Instrument, Market, before, floor_to
+from marketcast.sim.market import TICK_MS, Agg, Instrument, Market, before, floor_to
 
 INTERVALS: Final[dict[str, int | str]] = {
     "1min": 60_000,
@@ -48,6 +52,7 @@ class RequestRecord:
     params: dict[str, str]
     #: The ``code`` answered: 200, or the error body's code.
     code: int
+    path: str = "/time_series"
 
 
 def _meta(instrument: Instrument, interval: str) -> dict[str, Any]:
@@ -74,6 +79,21 @@ def _meta(instrument: Instrument, interval: str) -> dict[str, Any]:
         "exchange": "NASDAQ",
         "mic_code": "XNGS",
         "type": "Common Stock",
+    }
+
+
+def _identity(instrument: Instrument) -> dict[str, Any]:
+    """How ``/quote`` names an instrument: forex by its two currencies, others by exchange."""
+    symbol = instrument.symbol
+    if "/" not in symbol:
+        return {"name": symbol, "exchange": "NASDAQ", "mic_code": "XNGS", "currency": "USD"}
+    base, quote = symbol.split("/")
+    return {
+        "name": f"{base} / {quote}",
+        # Forex has no volume; crypto pairs trade on an exchange.
+        "exchange": "Binance" if instrument.has_volume else "Forex",
+        "currency_base": base,
+        "currency_quote": quote,
     }
 
 
@@ -159,8 +179,9 @@ class FakeTwelveData:
         key = params.pop("apikey", None) or header.removeprefix("apikey ").strip() or None
         status, body = self._answer(path, params, key)
         code = body.get("code", 200) if isinstance(body, dict) else 200
-        self.requests.append(RequestRecord(time.monotonic(), params, code))
-        return json_response(status, body)
+        self.requests.append(RequestRecord(time.monotonic(), params, code, path))
+        now = datetime.fromtimestamp(self.market.clock.now_ms() // 1000, tz=UTC)
+        return json_response(status, body, {"Date": format_datetime(now, usegmt=True)})
 
     def _answer(self, path: str, params: dict[str, str], key: str | None) -> tuple[int, Any]:
         number = len(self.requests) + 1
@@ -182,9 +203,57 @@ class FakeTwelveData:
                     f"minute. {used} API credits were used, with the "
                     f"current limit being {self.credits_per_minute}.",
                 )
+        if path == "/quote":
+            return self._quote(params)
         if path != "/time_series":
             return 404, _error(404, f"endpoint {path} not found")
         return self._time_series(params)
+
+    def _quote(self, params: dict[str, str]) -> tuple[int, Any]:
+        """The documented ``/quote`` object: the running bar of ``interval`` (``1day`` by
+        default) as strings, ``previous_close`` and the change from it, ``timestamp`` (the
+        bar's open) and ``last_quote_at`` (the last trade), both unix seconds."""
+        symbol, interval = params.get("symbol", ""), params.get("interval", "1day")
+        if not symbol:
+            return 400, _error(400, "**symbol** parameter is missing or invalid.")
+        tape = self.market.tapes.get(symbol)
+        if tape is None:
+            return 404, _error(404, f"**symbol** {symbol} not found.")
+        if interval not in INTERVALS:
+            return 400, _error(
+                400,
+                f"**interval** {interval!r} is not supported. Supported: " + ", ".join(INTERVALS),
+            )
+        spec, now = INTERVALS[interval], self.market.clock.now_ms()
+        start = floor_to(spec, now)
+        bar = tape.aggregate(start, now + 1)
+        if bar is None:
+            return 400, _error(400, "No data is available for this symbol yet.")
+        # Before the tape's first bar, the change is counted from this bar's open.
+        previous = tape.aggregate(before(spec, start), start)
+        previous_close = bar.open if previous is None else previous.close
+        instrument, digits = tape.instrument, tape.instrument.decimals
+        change = bar.close - previous_close
+        body: dict[str, Any] = {
+            "symbol": symbol,
+            **_identity(instrument),
+            "datetime": self._row(instrument, interval, start, bar)["datetime"],
+            "timestamp": start // 1000,
+            "last_quote_at": bar.last_tick * TICK_MS // 1000,
+            "open": f"{bar.open:.{digits}f}",
+            "high": f"{bar.high:.{digits}f}",
+            "low": f"{bar.low:.{digits}f}",
+            "close": f"{bar.close:.{digits}f}",
+        }
+        if instrument.has_volume and not self.omit_volume:
+            body["volume"] = self._row(instrument, interval, start, bar)["volume"]
+        body.update(
+            previous_close=f"{previous_close:.{digits}f}",
+            change=f"{change:.{digits}f}",
+            percent_change=f"{change / previous_close * 100:.5f}",
+            is_market_open=True,
+        )
+        return 200, body
 
     def _time_series(self, params: dict[str, str]) -> tuple[int, Any]:
         symbol, interval = params.get("symbol", ""), params.get("interval", "")
