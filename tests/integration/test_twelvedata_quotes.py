@@ -221,3 +221,34 @@ async def test_binance_status_reaches_metrics(tmp_path: Path) -> None:
     assert status["connections"] == 1
     assert 0 <= status["last_message_age_seconds"] < 10
     assert status["lag_seconds"] >= 0
+
+
+async def test_a_history_request_leaves_a_polled_series_alone() -> None:
+    """A history fetch between two polls of a watched key must not mark the bars it saw as
+    delivered: every closed bar still reaches the sink, once, in order (issue: history never
+    changes live state)."""
+    market = Market(["EUR/USD"], clock=FakeClock(120.0), history_days=0.5)
+    sink = Sink()
+    key = BarKey("EUR/USD", "1")
+    async with fake_twelvedata(market) as fake:
+        feed = TwelveDataFeed(
+            ["EUR/USD"], rest_url=fake.rest_url, api_key=KEY, budget=8, window=0.5, min_poll=1.5
+        )
+        await feed.start(sink)
+        try:
+            await feed.fetch_history(key, None, 50)  # the bootstrap, before the watch
+            await feed.watch(key)
+            await until(lambda: sum(c.closed for c in sink.candles) >= 1)
+            for _ in range(6):
+                # A history request once bars closed that no poll has delivered yet.
+                newest = max(c.time for c in sink.candles if c.closed)
+                await until(lambda t=newest: market.clock.now_ms() > t + 3 * 60_000)
+                await feed.fetch_history(key, None, 50)
+                await until(lambda t=newest: any(c.time > t and c.closed for c in sink.candles))
+        finally:
+            await feed.close()
+    times = [c.time for c in sink.candles if c.closed]
+    assert len(times) >= 7
+    assert times == sorted(set(times)), "a closed bar repeated or out of order"
+    steps = {b - a for a, b in zip(times, times[1:], strict=False)}
+    assert steps == {60_000}, f"a closed bar is missing: {times}"

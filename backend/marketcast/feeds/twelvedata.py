@@ -164,6 +164,10 @@ class TwelveDataFeed:
             if not target.keys:
                 del self._targets[target_id]
 
+    def _polled(self, key: StreamKey) -> bool:
+        target = self._targets.get(_target_id(key))
+        return target is not None and key in target.keys
+
     async def fetch_history(self, key: BarKey, end: Millis | None, limit: int) -> list[Candle]:
         series = self._series.setdefault(key, PolledSeries(key.resolution))
         parts = series.parts_per_bar()
@@ -178,7 +182,10 @@ class TwelveDataFeed:
             for row in await self._request(params, series.source, self.timeout)
             if end is None or row.time < end
         ]
-        if end is None:
+        if end is None and not self._polled(key):
+            # A key nobody polls yet starts from what its caller stores. A polled key's
+            # state belongs to its polls: seeding it with rows newer than the last poll would
+            # count a closed bar as delivered that no subscriber ever got.
             series.seed(rows)
         if parts == 1 or not rows:
             return rows[-limit:] if limit else []
