@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -250,5 +251,5 @@ async def test_a_history_request_leaves_a_polled_series_alone() -> None:
     times = [c.time for c in sink.candles if c.closed]
     assert len(times) >= 7
     assert times == sorted(set(times)), "a closed bar repeated or out of order"
-    steps = {b - a for a, b in zip(times, times[1:], strict=False)}
+    steps = {b - a for a, b in itertools.pairwise(times)}
     assert steps == {60_000}, f"a closed bar is missing: {times}"
