@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ import pytest
 from redis.asyncio import Redis
 
 from marketcast.cluster.health import cancel_and_wait, connect
+from marketcast.sim.binance import FakeBinance
+from marketcast.sim.market import FakeClock, Market
 from tests.integration.harness import Client, Server, client, run_server
 from tests.redis.redis_server import RedisServer, running_redis
 
@@ -80,8 +83,14 @@ class Recorder:
     #: Ends ``run`` even when a cancellation is lost (``cancel_and_wait`` says why).
     stopped: bool = False
 
-    async def subscribe(self, symbol: str) -> None:
-        reply = await self.client.subscribe_bars(symbol, "1", snapshot=5)
+    async def subscribe(self, symbol: str, within: float = 10.0) -> None:
+        """``within``: how long the reply may take (a first subscriber that takes the key
+        waits for its catch-up from the upstream)."""
+        self.client.next_id += 1
+        request_id = self.client.next_id
+        payload = {"symbol": symbol, "params": {"resolution": "1"}, "snapshot": 5}
+        await self.client.send({"type": "bars.subscribe", "payload": payload, "id": request_id})
+        reply = await self.client.recv_until(lambda f: f.get("id") == request_id, within)
         assert reply["payload"]["status"] == "ok", reply
         self.closed += [b["time"] for b in reply["payload"]["bars"] if b["closed"]]
 
@@ -113,10 +122,12 @@ def assert_contiguous(closed: list[int]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def recording(server: Server, symbol: str = "BTCUSDT") -> AsyncIterator[Recorder]:
+async def recording(
+    server: Server, symbol: str = "BTCUSDT", within: float = 10.0
+) -> AsyncIterator[Recorder]:
     async with client(server) as connection:
         recorder = Recorder(connection)
-        await recorder.subscribe(symbol)
+        await recorder.subscribe(symbol, within)
         task = asyncio.create_task(recorder.run())
         try:
             yield recorder
@@ -240,3 +251,109 @@ async def test_restarting_redis_keeps_every_closed_bar(tmp_path: Path, redis: Re
             )
         assert_contiguous(on_a.closed)
         assert_contiguous(on_b.closed)
+
+
+@contextlib.asynccontextmanager
+async def binance_workers(
+    tmp: Path, redis: RedisServer, fake: FakeBinance, *names: str
+) -> AsyncIterator[dict[str, Server]]:
+    """Workers serving BTCUSDT from ``fake`` (in this process: started and stopped in a
+    thread, so the fake keeps answering meanwhile)."""
+    settings = {
+        "store_url": redis.url,
+        "bus_url": redis.url,
+        "binance_symbols": "BTCUSDT",
+        "binance_ws_url": fake.ws_url,
+        "binance_rest_url": fake.rest_url,
+        "binance_reconnect_min": 0.05,
+        "binance_reconnect_max": 0.4,
+        "sim_symbols": "AAPL",
+        "store_capacity": 200,
+        "lease_ttl": LEASE_TTL,
+        "stream_grace_period": 0.5,
+        "redis_timeout": 1.0,
+    }
+    with contextlib.ExitStack() as stack:
+        cluster: dict[str, Server] = {}
+        try:
+            for name in names:
+                manager = run_server(tmp, worker_id=name, **settings)
+                cluster[name] = await asyncio.to_thread(manager.__enter__)
+                stack.callback(manager.__exit__, None, None, None)
+            yield cluster
+        finally:
+            await asyncio.to_thread(stack.close)
+
+
+def upstream_periods(server: Server, key: str, end: float) -> list[tuple[float, float]]:
+    """The (start, end) wall-clock times of each "upstream on" ... "upstream off" in the
+    worker's log; a period still open (a killed worker) ends at ``end``."""
+    periods: list[tuple[float, float]] = []
+    start: float | None = None
+    for line in server.log().splitlines():
+        on = f"upstream on: {key} " in line
+        if not on and f"upstream off: {key} " not in line:
+            continue
+        stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        if on:
+            assert start is None, f"two 'upstream on' without 'upstream off' in between: {line}"
+            start = stamp
+        else:
+            assert start is not None, f"'upstream off' without 'upstream on': {line}"
+            periods.append((start, stamp))
+            start = None
+    if start is not None:
+        periods.append((start, end))
+    return periods
+
+
+async def test_a_slow_upstream_catch_up_keeps_one_ingesting_worker_and_serves_the_key(
+    tmp_path: Path, redis: RedisServer, redis_cli: Redis
+) -> None:
+    """Issue 18: the klines REST answers after 3x the lease TTL, so every catch-up outlives
+    a lease that is not renewed meanwhile. The owner keeps its lease through its catch-up;
+    after it is killed the other worker takes over (another slow catch-up). At no time do
+    two workers ingest the key, and the surviving worker's client gets every closed bar
+    once, in order."""
+    market = Market(["BTCUSDT"], clock=FakeClock(600.0), history_days=0.3)
+    fake = FakeBinance(market, push_interval=0.05, ping_interval=1.0, rest_delay=3 * LEASE_TTL)
+    await fake.start()
+    try:
+        async with binance_workers(tmp_path, redis, fake, "a", "b") as cluster:
+            a, b = cluster["a"], cluster["b"]
+            async with client(b) as owner_client:
+                # b's client asks first: b takes the key (bootstrap and catch-up: two slow
+                # REST answers before the reply).
+                owner = Recorder(owner_client)
+                await owner.subscribe("BTCUSDT", within=40)
+                assert await lease_holder(redis_cli, BTC) == "b"
+                async with recording(a, within=20) as on_a:
+                    await on_a.wait_closed(5, within=30)
+                    b.process.send_signal(signal.SIGKILL)
+                    b.process.wait(timeout=5)
+                    killed = time.time()
+                    market_at_kill = market.clock.now_ms()
+
+                    async def a_owns() -> bool:
+                        return await lease_holder(redis_cli, BTC) == "a"
+
+                    await wait_until(a_owns, 3 * LEASE_TTL, "takeover by a")
+                    # Served on: bars closed long after the kill, past the new owner's slow
+                    # catch-up and its slow gap-fill.
+                    target = market_at_kill + 150 * MINUTE
+                    deadline = time.monotonic() + 60
+                    while not on_a.closed or on_a.closed[-1] < target:
+                        assert time.monotonic() < deadline, f"served up to {on_a.closed[-1:]}"
+                        await asyncio.sleep(0.05)
+        periods = sorted(
+            upstream_periods(a, BTC, end=time.time()) + upstream_periods(b, BTC, end=killed)
+        )
+    finally:
+        await fake.stop()
+    print(f"upstream periods: {periods}; {len(on_a.closed)} closed bars on a")
+    assert upstream_periods(b, BTC, killed), "b never ingested"
+    assert upstream_periods(a, BTC, 0), "a never took over"
+    overlaps = [(p, q) for p, q in pairwise(periods) if q[0] < p[1]]
+    assert not overlaps, f"two workers ingested at once: {overlaps}"
+    assert_contiguous(on_a.closed)
+    assert "Traceback" not in a.log()

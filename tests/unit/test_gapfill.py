@@ -43,33 +43,69 @@ def test_missed_close_is_detected_and_filled_before_newer_live_bars() -> None:
     assert sync.sync_from() == T0
     assert sync.on_live(bar(3, 21, closed=False)) == []  # held while syncing
     rest = [bar(0, 12), bar(1, 13), bar(2, 14), bar(3, 20, closed=False)]
-    assert sync.finish_sync(rest) == [*rest, bar(3, 20, closed=False), bar(3, 21, closed=False)]
+    # The held versions of bar 3 were conflated: only the newest goes out after the rows.
+    assert sync.finish_sync(rest) == [*rest, bar(3, 21, closed=False)]
     assert not sync.syncing
     assert sync.on_live(bar(2, 99)) == []  # a repeat of a delivered closed bar
 
 
-def test_rest_lagging_keeps_syncing_then_gives_up_without_sticking() -> None:
-    sync = SeriesSync("1", max_attempts=2)
+def test_rest_lagging_keeps_syncing_until_the_upstream_has_the_bars() -> None:
+    sync = SeriesSync("1")
     sync.on_live(bar(0, 11, closed=False))
     sync.on_live(bar(2, 20, closed=False))
     assert sync.finish_sync([bar(0, 12)]) == [bar(0, 12)]  # bar 1 still missing
+    for _ in range(10):  # however long the REST API lags, nothing is made up
+        assert sync.syncing
+        assert sync.sync_from() == T0 + MINUTE_MS
+        assert sync.finish_sync([]) == []
+    assert sync.finish_sync([bar(1, 13), bar(2, 19, closed=False)]) == [
+        bar(1, 13),
+        bar(2, 19, closed=False),
+        bar(2, 20, closed=False),
+    ]
+    assert not sync.syncing
+    assert (sync.gave_up, sync.abandoned) == (0, 0)
+
+
+def test_a_bar_is_never_closed_with_the_last_values_seen() -> None:
+    """The issue's wrong closed bars: an open bar whose close was missed waits for the
+    upstream's final version, however many fetches show it unconfirmed (still open)."""
+    sync = SeriesSync("1")
+    assert sync.on_live(bar(0, 11, closed=False)) == [bar(0, 11, closed=False)]
+    sync.on_live(bar(1, 20, closed=False))  # bar 0's close was missed
+    for _ in range(10):
+        out = sync.finish_sync([bar(0, 11, closed=False)])  # REST: not final on its clock
+        assert not [c for c in out if c.closed]
+        assert sync.syncing
+    final = bar(0, 15)  # its true high is above anything seen live
+    assert sync.finish_sync([final, bar(1, 20, closed=False)]) == [
+        final,
+        bar(1, 20, closed=False),
+        bar(1, 20, closed=False),
+    ]
+
+
+def test_giving_up_after_max_attempts_accepts_the_gap_without_closing_anything() -> None:
+    sync = SeriesSync("1", max_attempts=2)
+    sync.on_live(bar(0, 11, closed=False))
+    sync.on_live(bar(2, 20, closed=False))
+    assert sync.finish_sync([]) == []
     assert sync.syncing
-    assert sync.sync_from() == T0 + MINUTE_MS
-    out = sync.finish_sync([])
-    assert out == [bar(2, 20, closed=False)]  # accepted the hole after max_attempts
-    assert sync.gave_up == 1
+    assert sync.finish_sync([]) == [bar(2, 20, closed=False)]
+    assert (sync.gave_up, sync.abandoned) == (1, 1)
     assert not sync.syncing
 
 
-def test_open_bar_missing_from_rest_is_closed_with_its_last_values() -> None:
+def test_open_bar_missing_from_rest_is_abandoned_not_closed() -> None:
+    """The upstream lists a newer bar but none for the open one: it has no final version."""
     sync = SeriesSync("1")
     sync.on_live(bar(0, 11, closed=False))
     sync.on_live(bar(1, 20, closed=False))
     assert sync.finish_sync([bar(1, 20, closed=False)]) == [
-        bar(0, 11),
         bar(1, 20, closed=False),
         bar(1, 20, closed=False),
     ]
+    assert sync.abandoned == 1
 
 
 def test_seed_sets_the_state_without_emitting() -> None:
@@ -117,6 +153,40 @@ def test_a_lossy_stream_plus_gap_fill_delivers_every_closed_bar_once(
     times = [c.time for c in delivered]
     assert times == sorted(times)
     assert sync.gave_up == 0
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    finals=st.lists(st.integers(1, 50).map(float), min_size=2, max_size=30),
+    lost=st.lists(st.booleans(), min_size=90, max_size=90),
+    lags=st.lists(st.integers(0, 3), min_size=20, max_size=20),
+)
+def test_a_lagging_rest_api_never_makes_a_closed_bar_up(
+    finals: list[float], lost: list[bool], lags: list[int]
+) -> None:
+    """REST answers that lag behind the stream by a few bars, whose newest row is open
+    (not yet final on the upstream's clock): what goes out closed is the truth, once."""
+    truth = [bar(i, c, volume=2) for i, c in enumerate(finals)]
+    stream = [v for i, c in enumerate(finals) for v in versions(i, c, 2)]
+    stream.append(bar(len(finals), 1.0, closed=False))
+    sync, delivered, fetches = SeriesSync("1"), [], 0
+    for n, event in enumerate(stream):
+        if 0 < n < len(stream) - 1 and lost[n % len(lost)]:
+            continue
+        delivered += sync.on_live(event)
+        known = (event.time - T0) // MINUTE_MS  # bars before this one exist upstream
+        while sync.syncing:
+            lag = lags[fetches % len(lags)] if fetches < 3 * len(lags) else 0
+            fetches += 1
+            start = sync.sync_from()
+            visible = [c for c in truth[: max(0, known - lag)] if start is None or c.time >= start]
+            if visible and lag:  # the newest row of a lagging answer is not yet final
+                visible[-1] = replace(visible[-1], high=visible[-1].high - 1, closed=False)
+            delivered += sync.finish_sync(visible)
+    closed = [c for c in delivered if c.closed]
+    first = (closed[0].time - T0) // MINUTE_MS if closed else 0
+    assert closed == truth[first : first + len(closed)]
+    assert [c.time for c in delivered] == sorted(c.time for c in delivered)
 
 
 def test_polled_series_closes_the_previous_bar_when_a_new_one_appears() -> None:

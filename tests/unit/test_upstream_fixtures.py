@@ -54,10 +54,14 @@ def test_rest_klines_capture() -> None:
     assert [c.time for c in candles] == [1634943780000 + i * 60_000 for i in range(10)]
 
 
-def test_rest_klines_newest_row_is_open_until_its_close_time() -> None:
+def test_rest_klines_newest_row_is_open_until_the_upstream_clock_passes_its_close() -> None:
     rows = orjson.loads(read("binance/rest_klines_btcusdt_1m.json"))
-    candles = parse_klines(rows, now=1634944379999)  # == close time of the last row
-    assert [c.closed for c in candles] == [True] * 9 + [False]
+    close = 1634944379999  # the close time of the last row
+    assert [c.closed for c in parse_klines(rows, server_time=close)] == [True] * 9 + [False]
+    assert parse_klines(rows, server_time=close + 1)[-1].closed
+    # The upstream's time unknown: only a newer row makes a row final. This machine's clock,
+    # years past these bars, has no say: it may be ahead of the upstream's.
+    assert [c.closed for c in parse_klines(rows, server_time=None)] == [True] * 9 + [False]
 
 
 def test_kline_sequence_capture_is_one_open_bar_updating() -> None:

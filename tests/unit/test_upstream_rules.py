@@ -16,9 +16,10 @@ from marketcast.feeds.binance_protocol import (
     combined_url,
     key_of_stream,
     parse_frame,
+    parse_server_time,
     streams_for,
 )
-from marketcast.feeds.binance_rules import ControlPlanner, QuoteAssembler, RestGate
+from marketcast.feeds.binance_rules import ControlPlanner, QuoteAssembler, RestGate, UpstreamClock
 from marketcast.feeds.pacing import Backoff, SlidingWindow
 from marketcast.market import BarKey, Quote, QuoteKey
 from marketcast.sim import binance_control
@@ -75,6 +76,35 @@ def test_full_jitter_backoff_doubles_its_ceiling_up_to_the_cap_and_resets() -> N
     assert backoff.ceiling() == 1.0
     with pytest.raises(ValueError, match="cap must be >= base"):
         Backoff(2.0, 1.0)
+
+
+def test_backoff_after_a_working_connection_starts_from_base_again() -> None:
+    """The issue's slowing reconnects: a drop of a connection that delivered data costs at
+    most ``base``, however many drops came before; failures escalate."""
+    backoff = Backoff(1.0, 30.0, rng=random.Random(3))
+    for _ in range(50):
+        assert backoff.after_connection(delivered=True) <= 1.0
+    ceilings = []
+    for _ in range(6):  # refused attempts / connections that died before any data
+        ceilings.append(backoff.ceiling())
+        assert backoff.after_connection(delivered=False) <= ceilings[-1]
+    assert ceilings == [2, 4, 8, 16, 30, 30]
+    assert backoff.after_connection(delivered=True) <= 1.0
+    assert backoff.ceiling() == 2.0  # one attempt counted since the working connection
+
+
+def test_upstream_clock_keeps_the_newest_stated_time() -> None:
+    clock = UpstreamClock()
+    assert clock.now is None
+    assert not clock.fresh(0.0, 5.0)
+    clock.observe(1_000, 10.0)
+    clock.observe(900, 11.0)  # an older statement (another stream, a late frame)
+    assert (clock.now, clock.seen_at) == (1_000, 10.0)
+    assert clock.fresh(12.0, 5.0)
+    assert not clock.fresh(15.5, 5.0)
+    assert parse_server_time({"serverTime": 1_499_827_319_559}) == 1_499_827_319_559
+    with pytest.raises(UpstreamFormatError, match="serverTime"):
+        parse_server_time({"time": 1})
 
 
 # -- Binance control messages ---------------------------------------------------------------

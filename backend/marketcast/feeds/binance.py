@@ -13,13 +13,20 @@ Shape of the I/O (the rules themselves are pure, in ``binance_protocol`` and ``g
   at most 2 pongs. One message carries any number of streams, so this costs no throughput.
 - A link that drops, stalls (no frame for ``stall_timeout``), reaches ``max_connection_age``
   (Binance cuts at 24 h) or gets ``serverShutdown`` reconnects: at once for the planned cases,
-  after full-jitter backoff (``reconnect_min`` doubling up to ``reconnect_max``) otherwise.
-  The client sends no pings of its own (they would count toward the limit); the server's pings
-  and the data itself show the connection is alive.
+  after full-jitter backoff otherwise. The backoff escalates (``reconnect_min`` doubling up to
+  ``reconnect_max``) only while attempts fail or connections die before delivering data; after
+  a connection that delivered data the delay starts from ``reconnect_min`` again, since an
+  upstream that drops working connections is up and every second away is a second of missed
+  updates. Every attempt of every link takes a slot of one ``SlidingWindow`` of Binance's
+  300 connection attempts per 5 minutes per IP, so no policy can exceed it. The client sends
+  no pings of its own (they would count toward the limit); the server's pings and the data
+  itself show the connection is alive.
 - Nothing is lost across a reconnect: each bar key's ``SeriesSync`` notices the gap from the
   first live kline after it and fetches the missing closed bars over REST before anything
-  newer is delivered. All deliveries go through one lock, so the sink sees every key's
-  candles in order.
+  newer is delivered. Whether a REST row is final is judged on Binance's clock (the event
+  times ``E`` of its frames, or ``serverTime``), never this machine's. Deliveries of one key
+  go through that key's lock, so the sink sees each key's candles in order while keys do not
+  wait for each other (one key's slow sink call or gap-fill holds only that key).
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ from marketcast.errors import ConfigurationError
 from marketcast.feeds.base import FeedSink
 from marketcast.feeds.binance_link import Link
 from marketcast.feeds.binance_protocol import (
+    CONNECTION_ATTEMPT_WINDOW,
+    MAX_CONNECTION_ATTEMPTS,
     MAX_STREAMS_PER_CONNECTION,
     BookTickerEvent,
     KlineEvent,
@@ -43,7 +52,7 @@ from marketcast.feeds.binance_protocol import (
 from marketcast.feeds.binance_rest import BinanceRest
 from marketcast.feeds.binance_rules import QuoteAssembler
 from marketcast.feeds.gapfill import SeriesSync
-from marketcast.feeds.pacing import Backoff, UpstreamError
+from marketcast.feeds.pacing import Backoff, SlidingWindow, UpstreamError
 from marketcast.feeds.status import FeedStatus
 from marketcast.market import BarKey, Candle, Quote, QuoteKey, StreamKey, SymbolInfo
 from marketcast.timeframes import RESOLUTIONS
@@ -66,6 +75,8 @@ class BinanceFeed:
         max_streams: int = MAX_STREAMS_PER_CONNECTION,
         control_limit: int = 3,
         control_window: float = 2.0,
+        connect_limit: int = MAX_CONNECTION_ATTEMPTS,
+        connect_window: float = CONNECTION_ATTEMPT_WINDOW,
         reconnect_min: float = 1.0,
         reconnect_max: float = 30.0,
         max_connection_age: float = 23.5 * 3600,
@@ -85,6 +96,8 @@ class BinanceFeed:
         self.max_streams = max_streams
         self.control_limit, self.control_window = control_limit, control_window
         self.reconnect = (reconnect_min, reconnect_max)
+        #: Connection attempts of every link (Binance counts them per IP).
+        self.attempts = SlidingWindow(connect_limit, connect_window)
         self.max_connection_age, self.stall_timeout = max_connection_age, stall_timeout
         self.timeout = timeout
         #: Injected time: wall clock (s), monotonic clock (s), sleep; tests drive them.
@@ -100,9 +113,11 @@ class BinanceFeed:
         self._syncs: dict[BarKey, SeriesSync] = {}
         self._sync_tasks: dict[BarKey, asyncio.Task[None]] = {}
         self._quotes: dict[Symbol, QuoteAssembler] = {}
-        #: One delivery at a time: a gap-fill and the live stream never interleave for a key.
-        self._deliver = asyncio.Lock()
+        #: One delivery at a time per key: a gap-fill and the live stream never interleave.
+        self._locks: dict[BarKey, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Our clock minus the newest event's time, in seconds (``status()``).
+        self._lag: float | None = None
         #: Counters for logs and tests.
         self.connections_opened = 0
         self.malformed_frames = 0
@@ -166,7 +181,10 @@ class BinanceFeed:
 
     async def fetch_history(self, key: BarKey, end: Millis | None, limit: int) -> list[Candle]:
         candles = await self._client().before(key, end, limit, max_wait=self.timeout)
-        if end is None:
+        if end is None and key not in self._watched:
+            # A key not yet on the stream starts from what its caller stores. A watched key's
+            # state belongs to its stream and gap-fills: seeding it with rows newer than what
+            # was delivered would count a closed bar as delivered that nobody got.
             self._sync(key).seed(candles)
         return candles
 
@@ -184,6 +202,7 @@ class BinanceFeed:
             connected=bool(open_links) or not self._links,
             connections=len(open_links),
             last_message_age=age,
+            lag=self._lag,
             state=state,
         )
 
@@ -194,13 +213,16 @@ class BinanceFeed:
             key = event.key
             if key not in self._watched:
                 return
+            self._observe(event.event_time)
             sync = self._sync(key)
-            async with self._deliver:
+            async with self._lock(key):
                 for candle in sync.on_live(event.candle):
                     await self._emit(key, candle)
             if sync.syncing and key not in self._sync_tasks:
                 self._sync_tasks[key] = asyncio.create_task(self._fill(key), name=f"fill-{key}")
             return
+        if isinstance(event, MiniTickerEvent):
+            self._observe(event.event_time)
         if QuoteKey(event.symbol) not in self._watched:
             return
         assembler = self._quotes.setdefault(event.symbol, QuoteAssembler())
@@ -209,7 +231,8 @@ class BinanceFeed:
             await self._emit_quote(event.symbol, quote)
 
     async def _fill(self, key: BarKey) -> None:
-        """Fetch the bars of a gap and deliver them, then the live candles held meanwhile."""
+        """Fetch the bars of a gap and deliver them, then the live candles held meanwhile;
+        fetch again (after a backoff delay) while the upstream has not confirmed them all."""
         sync = self._syncs[key]
         backoff = Backoff(*self.reconnect, rng=self.rng)
         try:
@@ -229,11 +252,30 @@ class BinanceFeed:
                     )
                     await self.sleep(delay)
                     continue
-                async with self._deliver:
+                abandoned = sync.abandoned
+                async with self._lock(key):
                     for candle in sync.finish_sync(rows):
                         await self._emit(key, candle)
                 self.gap_fills += 1
-                log.info("binance gap-fill of %s: %d rows from %s", key, len(rows), start)
+                if sync.abandoned > abandoned:
+                    log.warning(
+                        "binance gap-fill of %s: REST has newer bars but none for the open one; "
+                        "it stays open (Binance gave no final version of it)",
+                        key,
+                    )
+                if not sync.syncing:
+                    log.info("binance gap-fill of %s: %d rows from %s", key, len(rows), start)
+                    break
+                delay = backoff.next_delay()
+                log.info(
+                    "binance gap-fill of %s: %d rows from %s, not yet up to the live stream or "
+                    "not final on the upstream's clock; fetching again in %.1f s",
+                    key,
+                    len(rows),
+                    start,
+                    delay,
+                )
+                await self.sleep(delay)
         finally:
             if self._sync_tasks.get(key) is asyncio.current_task():
                 del self._sync_tasks[key]
@@ -259,6 +301,19 @@ class BinanceFeed:
         if sync is None:
             sync = self._syncs[key] = SeriesSync(key.resolution)
         return sync
+
+    def _lock(self, key: BarKey) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    def _observe(self, event_time: Millis) -> None:
+        """An event time from the stream: Binance's clock, for judging REST rows final (and,
+        against ours, how late the event arrived, for ``status()``)."""
+        self._lag = max(0.0, self.clock() - event_time / 1000)
+        if self._rest is not None:
+            self._rest.upstream.observe(event_time, self.monotonic())
 
     def _client(self) -> BinanceRest:
         if self._rest is None:

@@ -4,7 +4,9 @@ A ``Link`` connects with its first streams in the URL, sends the rest and every 
 as batched ``SUBSCRIBE``/``UNSUBSCRIBE`` within its share of the control-message limit
 (``ControlPlanner`` + ``SlidingWindow``), hands data frames to the feed, and reconnects:
 at once when the end was planned (age limit, ``serverShutdown``), after full-jitter backoff
-otherwise. Gaps across reconnects are the feed's business (``SeriesSync``).
+otherwise, escalating only while connections fail before delivering data
+(``Backoff.after_connection``), and never beyond the feed's connection-attempt window. Gaps
+across reconnects are the feed's business (``SeriesSync``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class Link:
         #: For ``status()``: a connection is open; monotonic time of the last data frame.
         self.connected = False
         self.last_frame: float | None = None
+        #: The current connection has delivered data: the upstream was working.
+        self.delivered = False
 
     def size(self) -> int:
         return len(self.planner.wanted)
@@ -82,6 +86,17 @@ class Link:
     async def _run(self) -> None:
         feed = self.feed
         while self.planner.wanted:
+            wait = feed.attempts.wait_time(feed.monotonic())
+            if wait > 0:
+                log.warning(
+                    "binance link %d: at Binance's limit of connection attempts; waiting %.1f s",
+                    self.number,
+                    wait,
+                )
+                await feed.sleep(wait)
+                continue
+            feed.attempts.record(feed.monotonic())
+            self.delivered = False
             initial = self.planner.wanted[:URL_STREAMS]
             try:
                 async with connect(
@@ -104,7 +119,7 @@ class Link:
             if planned:
                 log.info("binance link %d: %s; reconnecting now", self.number, reason)
                 continue
-            delay = self.backoff.next_delay()
+            delay = self.backoff.after_connection(delivered=self.delivered)
             log.warning("binance link %d: %s; reconnecting in %.2f s", self.number, reason, delay)
             await feed.sleep(delay)
 
@@ -163,7 +178,7 @@ class Link:
                     event.message,
                 )
             elif isinstance(event, KlineEvent | BookTickerEvent | MiniTickerEvent):
-                self.backoff.reset()  # data flows: the next failure starts from the minimum
+                self.delivered = True  # the upstream works: a drop now is not an outage
                 self.last_frame = feed.monotonic()
                 await feed.on_event(event)
 

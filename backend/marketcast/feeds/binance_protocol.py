@@ -7,7 +7,10 @@ against the captured frames in ``tests/fixtures/upstreams/binance`` and with pla
   on Binance, so nothing is aggregated for it);
 - ``parse_frame``: one combined-stream text frame -> a typed event (kline, book ticker, mini
   ticker, ``serverShutdown``, a control reply or a control error);
-- ``parse_klines``: the rows of ``GET /api/v3/klines``;
+- ``parse_klines``: the rows of ``GET /api/v3/klines``, final only on the upstream's word (a
+  newer row, or a close time before the upstream's own clock, never this machine's: the two
+  clocks differ, and a bar declared final early is published with values that change after);
+- ``parse_server_time``: ``GET /api/v3/time``;
 - (the pacing rules and quote assembly are in ``binance_rules``).
 
 Parse errors are ``UpstreamFormatError`` with a message naming the field, what was expected
@@ -44,6 +47,9 @@ RESOLUTION_OF: Final[dict[str, Resolution]] = {v: k for k, v in INTERVALS.items(
 MAX_STREAMS_PER_CONNECTION: Final = 1024
 MAX_CONTROL_MESSAGES_PER_SECOND: Final = 5
 MAX_KLINES_PER_REQUEST: Final = 1000
+#: Connection attempts Binance accepts per IP: 300 per 5 minutes.
+MAX_CONNECTION_ATTEMPTS: Final = 300
+CONNECTION_ATTEMPT_WINDOW: Final = 300.0
 
 
 class UpstreamFormatError(ValueError):
@@ -227,9 +233,11 @@ def parse_kline(stream: str, data: dict[str, Any]) -> KlineEvent:
     return KlineEvent(stream or kline_stream(key.symbol, resolution), key, _int(data, "E"), candle)
 
 
-def parse_klines(body: Any, now: Millis) -> list[Candle]:
+def parse_klines(body: Any, server_time: Millis | None) -> list[Candle]:
     """Rows of ``GET /api/v3/klines``, ascending. Every row but the newest is final (a newer
-    one exists); the newest is final only if its close time (field 6) has passed ``now``."""
+    one exists); the newest is final only if its close time (field 6) is before
+    ``server_time``, the upstream's clock as known *before* the request was sent (its event
+    times or ``serverTime``); None: unknown, so the newest row stays open."""
     if not isinstance(body, list):
         raise UpstreamFormatError(f"expected a JSON array of kline rows, got {_excerpt(body)}")
     candles: list[Candle] = []
@@ -240,7 +248,7 @@ def parse_klines(body: Any, now: Millis) -> list[Candle]:
             )
         fields = dict(enumerate(row))
         last = index == len(body) - 1
-        closed = not last or _int(fields, 6) < now
+        closed = not last or (server_time is not None and _int(fields, 6) < server_time)
         candles.append(
             Candle(
                 _int(fields, 0),
@@ -256,6 +264,13 @@ def parse_klines(body: Any, now: Millis) -> list[Candle]:
     if times != sorted(set(times)):
         raise UpstreamFormatError("kline rows are not in strictly ascending open-time order")
     return candles
+
+
+def parse_server_time(body: Any) -> Millis:
+    """The body of ``GET /api/v3/time``: ``{"serverTime": 1499827319559}``."""
+    if not isinstance(body, dict):
+        raise UpstreamFormatError(f"expected a JSON object with serverTime, got {_excerpt(body)}")
+    return _int(body, "serverTime")
 
 
 def parse_rest_error(body: bytes) -> tuple[int, str] | None:

@@ -5,11 +5,17 @@ answer's status and ``X-MBX-USED-WEIGHT-1M`` to a ``RestGate`` (which then holds
 request back after 429/418 or near the weight limit), and turns failures into ``UpstreamError``
 with a one-line message naming the setting to check. It never retries by itself: callers know
 whether they can wait (a background gap-fill) or not (a client's history request).
+
+Whether the newest row of an answer is final is decided on the upstream's clock as known
+before the request went out (``upstream``: fed by the stream's event times, refreshed with
+``GET /api/v3/time`` when stale), because a row fetched before its close carries values that
+still change, whatever this machine's clock says.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -23,8 +29,9 @@ from marketcast.feeds.binance_protocol import (
     UpstreamFormatError,
     parse_klines,
     parse_rest_error,
+    parse_server_time,
 )
-from marketcast.feeds.binance_rules import RestGate
+from marketcast.feeds.binance_rules import RestGate, UpstreamClock
 from marketcast.feeds.pacing import UpstreamError
 from marketcast.market import BarKey, Candle
 from marketcast.timeframes import nominal_ms
@@ -32,6 +39,9 @@ from marketcast.types import Millis
 
 #: Pages one gap-fill may fetch; beyond that the oldest part of a gap is not filled.
 MAX_GAP_PAGES: Final = 2
+#: Seconds an upstream time statement is relied on before asking ``/api/v3/time`` again (the
+#: stream's event times keep it fresh while any stream runs).
+TIME_MAX_AGE: Final = 2.0
 
 
 class BinanceRest:
@@ -50,6 +60,7 @@ class BinanceRest:
         self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
         self._clock, self._monotonic, self._sleep = clock, monotonic, sleep
         self.gate = RestGate()
+        self.upstream = UpstreamClock()
         self.requests = 0
 
     async def close(self) -> None:
@@ -58,6 +69,24 @@ class BinanceRest:
     async def ping(self) -> None:
         """One ``GET /api/v3/ping``; raises ``UpstreamError`` if it fails."""
         await self._get("/api/v3/ping", {}, max_wait=0.0)
+
+    async def server_time(self, *, max_wait: float = float("inf")) -> Millis:
+        """``GET /api/v3/time``; the answer also updates ``upstream``."""
+        body = await self._get("/api/v3/time", {}, max_wait=max_wait)
+        try:
+            server_time = parse_server_time(orjson.loads(body))
+        except (orjson.JSONDecodeError, UpstreamFormatError) as exc:
+            raise UpstreamError(f"binance /api/v3/time had a bad body: {exc}") from None
+        self.upstream.observe(server_time, self._monotonic())
+        return server_time
+
+    async def _upstream_now(self, max_wait: float) -> Millis | None:
+        """The upstream's time before a klines request; asked afresh when stale. If asking
+        fails, the older statement (or None) only keeps the newest row open longer."""
+        if not self.upstream.fresh(self._monotonic(), TIME_MAX_AGE):
+            with contextlib.suppress(UpstreamError):
+                await self.server_time(max_wait=max_wait)
+        return self.upstream.now
 
     async def klines(
         self,
@@ -78,9 +107,10 @@ class BinanceRest:
             params["startTime"] = str(start)
         if end is not None:
             params["endTime"] = str(end)
+        server_time = await self._upstream_now(max_wait)
         body = await self._get("/api/v3/klines", params, max_wait=max_wait)
         try:
-            return parse_klines(orjson.loads(body), round(self._clock() * 1000))
+            return parse_klines(orjson.loads(body), server_time)
         except (orjson.JSONDecodeError, UpstreamFormatError) as exc:
             raise UpstreamError(f"binance klines for {key.symbol} had a bad body: {exc}") from None
 

@@ -5,7 +5,9 @@
   message counts toward the 5 messages/s limit, a stream in a batch does not);
 - ``RestGate``: when the REST API may be called again after 429/418 or a high used weight;
 - ``QuoteAssembler``: a quote from the book ticker (bid/ask) and the mini ticker (last price,
-  24 h volume and change), because neither stream alone carries all of a ``Quote``.
+  24 h volume and change), because neither stream alone carries all of a ``Quote``;
+- ``UpstreamClock``: the upstream's own time as it last told it, which decides whether the
+  newest REST row is final (this machine's clock may be ahead of Binance's).
 """
 
 from __future__ import annotations
@@ -153,3 +155,29 @@ class QuoteAssembler:
             change = self.last - self.open_24h
             change_percent = round(change / self.open_24h * 100, 4)
         return Quote(now, self.bid, self.ask, self.last, self.volume, change, change_percent)
+
+
+# -- the upstream's clock -----------------------------------------------------------------------
+
+
+class UpstreamClock:
+    """The newest time the upstream has stated (kline/ticker event times, ``serverTime``).
+
+    Only what the upstream said counts, never an extrapolation with this machine's clock: a
+    bar is final once the upstream's time is past its close, and an estimate running ahead of
+    the upstream (a clock that differs, or a fake running faster or slower than real time)
+    would declare a bar final while it still changes. Stated times only lag, which at worst
+    leaves a final bar open a little longer. ``seen_at`` (local monotonic seconds) tells how
+    old the statement is, so callers can ask again before relying on it."""
+
+    def __init__(self) -> None:
+        self.now: Millis | None = None
+        self.seen_at: float | None = None
+
+    def observe(self, upstream_ms: Millis, local_monotonic: float) -> None:
+        if self.now is None or upstream_ms >= self.now:
+            self.now, self.seen_at = upstream_ms, local_monotonic
+
+    def fresh(self, local_monotonic: float, max_age: float) -> bool:
+        """Whether a statement younger than ``max_age`` seconds is known."""
+        return self.seen_at is not None and local_monotonic - self.seen_at <= max_age

@@ -8,30 +8,39 @@ feed fetches REST rows from the first missing bar on, and ``finish_sync`` return
 closed bars in order followed by the buffered live candles. The sink therefore sees an
 ascending series in which each closed bar appears exactly once, whatever the reason for the
 gap (a dropped connection, a rotation, ``serverShutdown``, a stall, a key watched again after
-a pause). If the REST API keeps lacking the bars (it lags, or the data does not exist) the sync
-gives up after ``max_attempts`` and closes the pending open bar with the last values seen, so a
-series never stays stuck; ``gave_up`` counts those cases for the logs.
+a pause).
+
+A bar goes out closed only on the upstream's word: the stream's closed kline or a REST row the
+upstream marked final (see ``binance_protocol.parse_klines``). If the REST API lags behind the
+stream, the key stays syncing and the feed fetches again; a bar is never closed with the last
+values seen, because those are a snapshot the upstream may still change (the published bar
+would then differ from the upstream's, e.g. a high below the true high). If the upstream lists
+newer bars but none at the open bar's time, it has no final version of that bar: it is dropped
+(``abandoned`` counts those), not closed. ``max_attempts`` (for pollers that cannot wait)
+accepts a remaining gap after that many fetches, again without closing anything.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Final
 
 from marketcast.market import Candle
 from marketcast.timeframes import next_bucket
 from marketcast.types import Millis, Resolution
 
-#: Fetch attempts that may leave a gap before the sync accepts it.
-DEFAULT_MAX_ATTEMPTS: Final = 3
+#: Live candles one sync may hold: a bar's open versions are conflated, so this is only
+#: reached by a REST API that lags hundreds of bars; past it the oldest are dropped.
+MAX_BUFFER: Final = 1_000
 
 
 class SeriesSync:
     """Orders one key's candles from the live stream and from REST rows."""
 
-    def __init__(self, resolution: Resolution, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> None:
+    def __init__(self, resolution: Resolution, *, max_attempts: int | None = None) -> None:
         self.resolution: Resolution = resolution
+        #: None: keep syncing until the upstream confirms the gap's bars (a feed that can
+        #: fetch again); N: accept the gap after N fetches.
         self.max_attempts = max_attempts
         #: Open time of the newest bar delivered closed; nothing at or before it goes out again.
         self.last_closed: Millis | None = None
@@ -42,6 +51,7 @@ class SeriesSync:
         self._buffer: list[Candle] = []
         self._attempts = 0
         self.gave_up = 0
+        self.abandoned = 0
 
     # -- state from history ---------------------------------------------------------------------
 
@@ -56,7 +66,7 @@ class SeriesSync:
     def on_live(self, candle: Candle) -> list[Candle]:
         """A candle from the live stream; returns what to deliver now (maybe nothing)."""
         if self.syncing:
-            self._buffer.append(candle)
+            self._hold(candle)
             return []
         if self._gap_before(candle):
             self.syncing = True
@@ -78,26 +88,26 @@ class SeriesSync:
 
     def finish_sync(self, rows: Sequence[Candle]) -> list[Candle]:
         """Apply REST rows (ascending, the newest maybe open), then the buffered live
-        candles. If a gap is still there the key stays syncing (fetch again), up to
-        ``max_attempts``; then the gap is accepted."""
+        candles. If a gap is still there (the REST API lags behind the stream, or has not
+        confirmed the open bar yet) the key stays syncing: fetch again."""
         out: list[Candle] = []
         for row in rows:
             if self.open_bar is not None and row.time > self.open_bar.time:
-                # Rows are ascending: a newer row means the one for our open bar is missing,
-                # so close it with the last values seen rather than never.
-                out += self._close_open_bar()
+                # Rows are ascending: the upstream has a newer bar and none at the open bar's
+                # time, so it has no final version of it to deliver.
+                self._abandon_open_bar()
             out += self._accept(row)
         buffer, self._buffer = self._buffer, []
         self.syncing = False
         for index, candle in enumerate(buffer):
             if self._gap_before(candle):
                 self._attempts += 1
-                if self._attempts < self.max_attempts:
+                if self.max_attempts is None or self._attempts < self.max_attempts:
                     self.syncing = True
                     self._buffer = buffer[index:]
                     return out
                 self.gave_up += 1
-                out += self._close_open_bar()
+                self._abandon_open_bar()
             out += self._accept(candle)
         self._attempts = 0
         return out
@@ -125,8 +135,16 @@ class SeriesSync:
             self.open_bar = candle
         return [candle]
 
-    def _close_open_bar(self) -> list[Candle]:
-        bar = self.open_bar
-        if bar is None:
-            return []
-        return self._accept(replace(bar, closed=True))
+    def _hold(self, candle: Candle) -> None:
+        """Buffer a live candle while syncing; a newer version of the same bar replaces an
+        open one, so a long sync holds about one candle per bar."""
+        if self._buffer and self._buffer[-1].time == candle.time and not self._buffer[-1].closed:
+            self._buffer[-1] = candle
+        else:
+            self._buffer.append(candle)
+            del self._buffer[:-MAX_BUFFER]
+
+    def _abandon_open_bar(self) -> None:
+        if self.open_bar is not None:
+            self.open_bar = None
+            self.abandoned += 1

@@ -10,7 +10,10 @@ Two small tools that every upstream client needs and that must be testable witho
   in *any* window, which is the property the fakes check.
 - ``Backoff`` is full-jitter exponential backoff (a delay drawn uniformly from
   ``[0, min(cap, base * 2**attempt)]``), so that many clients cut off together do not come
-  back together. The random source is injected so tests are deterministic.
+  back together. The random source is injected so tests are deterministic. For connections,
+  ``after_connection`` escalates only while attempts fail or connections die before any data:
+  an upstream that drops working connections now and then (Binance does, ~10 times a minute
+  at worst) must cost about ``base`` each time, not a delay that keeps growing.
 
 Callers pass the current time in (seconds, any monotonic origin); nothing here sleeps.
 ``UpstreamError`` is how paced clients report a failed request.
@@ -100,3 +103,15 @@ class Backoff:
     def reset(self) -> None:
         """A success: the next failure starts from ``base`` again."""
         self.attempt = 0
+
+    def after_connection(self, *, delivered: bool) -> float:
+        """The delay before reconnecting once a connection (or an attempt) has ended.
+
+        ``delivered``: the connection carried data, so the upstream was working and the drop
+        says nothing about it being down; the delay starts from ``base`` again. Otherwise (the
+        attempt failed, or the connection died before any data) the ceiling keeps doubling:
+        reconnecting at once to an upstream that refuses or kills every connection would
+        only spend the connection-attempt budget."""
+        if delivered:
+            self.reset()
+        return self.next_delay()

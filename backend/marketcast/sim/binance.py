@@ -10,6 +10,7 @@ Fault injection, each a method: ``drop`` (abort every connection), ``stall`` (se
 not even pings), ``server_shutdown`` (the ``serverShutdown`` event, then a close),
 ``send_malformed`` (one frame that is not JSON), ``omit_optional`` (kline payloads without
 the ``B`` field), ``fail_rest`` (the next REST answers 429 with ``Retry-After``, 418 or 500),
+``refuse_connections`` (WebSocket handshakes answered 503 for a while; REST still answers),
 ``kill``/``restart`` (the process dies: connections aborted, port closed; then back).
 """
 
@@ -28,10 +29,11 @@ from typing import Any
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from marketcast.sim import binance_control as control
 from marketcast.sim.binance_rest import KlinesApi
-from marketcast.sim.http import split
+from marketcast.sim.http import is_upgrade, json_response, split
 from marketcast.sim.market import Agg, Market, after, floor_to
 
 log = logging.getLogger("marketcast.sim.binance")
@@ -127,8 +129,11 @@ class FakeBinance:
         max_messages_per_second: int | None = 5,
         weight_limit: int = 6000,
         shutdown_grace: float = 0.5,
+        rest_delay: float = 0.0,
     ) -> None:
         self.market = market
+        #: Seconds every klines answer is held back (computed on arrival): a slow upstream.
+        self.rest_delay = rest_delay
         self.host, self.port = host, port
         self.push_interval = push_interval
         self.ping_interval, self.pong_timeout = ping_interval, pong_timeout
@@ -141,6 +146,9 @@ class FakeBinance:
         #: The REST side (klines, weight, REST faults and records).
         self.rest = KlinesApi(market, weight_limit)
         self._stalled_until = 0.0
+        self._refuse_until = 0.0
+        #: Monotonic times of WebSocket handshakes refused by ``refuse_connections``.
+        self.refused: list[float] = []
         self._live: dict[int, _Live] = {}
         self._server: Server | None = None
         self._numbers = itertools.count(1)
@@ -154,7 +162,7 @@ class FakeBinance:
             self._handle,
             self.host,
             self.port,
-            process_request=self.rest.answer,
+            process_request=self._process_request,
             ping_interval=None,
             max_size=1 << 20,
         )
@@ -187,8 +195,20 @@ class FakeBinance:
     def rest_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def max_concurrent_connections(self) -> int:
+        """The most connections that were open at the same moment."""
+        edges = sorted(
+            [(r.opened_at, 1) for r in self.connections]
+            + [(r.closed_at, -1) for r in self.connections if r.closed_at is not None]
+        )
+        best = current = 0
+        for _, step in edges:  # at equal times a close (-1) sorts before an open
+            current += step
+            best = max(best, current)
+        return best
+
     def open_connections(self) -> list[ConnectionRecord]:
-        return [live.record for live in self._live.values()]
+        return [live.record for live in self._live.values() if live.record.closed_at is None]
 
     def subscriptions(self) -> set[str]:
         return {s for live in self._live.values() for s in live.session.streams}
@@ -203,7 +223,13 @@ class FakeBinance:
     def drop(self) -> None:
         for live in list(self._live.values()):
             live.record.close_reason = "dropped"
+            # Closed now, as the client sees it, not when the handler gets round to it.
+            live.record.closed_at = time.monotonic()
             live.ws.transport.abort()
+
+    def refuse_connections(self, seconds: float) -> None:
+        """Answer WebSocket handshakes with 503 for ``seconds`` (an upstream shedding load)."""
+        self._refuse_until = time.monotonic() + seconds
 
     def stall(self, seconds: float) -> None:
         self._stalled_until = time.monotonic() + seconds
@@ -236,6 +262,17 @@ class FakeBinance:
 
     # -- WebSocket ------------------------------------------------------------------------------
 
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        if is_upgrade(request) and time.monotonic() < self._refuse_until:
+            self.refused.append(time.monotonic())
+            return json_response(503, {"code": -1003, "msg": "Service unavailable, retry later"})
+        response = self.rest.answer(connection, request)
+        if self.rest_delay > 0 and "klines" in request.path.lower():
+            await asyncio.sleep(self.rest_delay)
+        return response
+
     async def _handle(self, ws: ServerConnection) -> None:
         path, params = split(ws.request) if ws.request else ("", {})
         raw_streams = params.get("streams", "") if path == "/stream" else path.removeprefix("/ws")
@@ -266,7 +303,8 @@ class FakeBinance:
         finally:
             for task in tasks:
                 task.cancel()
-            record.closed_at = time.monotonic()
+            if record.closed_at is None:
+                record.closed_at = time.monotonic()
             self._live.pop(record.number, None)
 
     async def _on_message(self, live: _Live, text: str | bytes) -> None:
