@@ -10,13 +10,14 @@ rewritten.
 
 from __future__ import annotations
 
+import html
 from typing import Final
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
-from marketcast.doc_assets import CSS, JS, Asset, mount_assets, npm_package_dir
+from marketcast.doc_assets import CSS, JS, MISSING_ASSETS, Asset, mount_assets, npm_package_dir
 
 SWAGGER_PACKAGE: Final = "swagger-ui-dist"
 SWAGGER_ASSETS: Final = (
@@ -45,11 +46,15 @@ def mount_rest_docs(app: FastAPI, *, title: str, openapi_url: str = "/openapi.js
     do not claim the same paths first.
     """
 
+    swagger_dir, redoc_dir = npm_package_dir(SWAGGER_PACKAGE), npm_package_dir(REDOC_PACKAGE)
+
     def root(request: Request) -> str:
         # Behind a proxy that strips a prefix, the browser needs that prefix in each URL.
         return str(request.scope.get("root_path", "")).rstrip("/")
 
     async def swagger(request: Request) -> HTMLResponse:
+        if swagger_dir is None:
+            return _missing(title)
         base = root(request)
         return get_swagger_ui_html(
             openapi_url=base + openapi_url,
@@ -61,6 +66,8 @@ def mount_rest_docs(app: FastAPI, *, title: str, openapi_url: str = "/openapi.js
         )
 
     async def redoc(request: Request) -> HTMLResponse:
+        if redoc_dir is None:
+            return _missing(title)
         base = root(request)
         return get_redoc_html(
             openapi_url=base + openapi_url,
@@ -72,5 +79,12 @@ def mount_rest_docs(app: FastAPI, *, title: str, openapi_url: str = "/openapi.js
 
     app.add_api_route("/docs", swagger, methods=["GET"], include_in_schema=False)
     app.add_api_route("/redoc", redoc, methods=["GET"], include_in_schema=False)
-    mount_assets(app, "/docs/assets", npm_package_dir(SWAGGER_PACKAGE), SWAGGER_ASSETS)
-    mount_assets(app, "/redoc/assets", npm_package_dir(REDOC_PACKAGE), REDOC_ASSETS)
+    mount_assets(app, "/docs/assets", swagger_dir, SWAGGER_ASSETS)
+    mount_assets(app, "/redoc/assets", redoc_dir, REDOC_ASSETS)
+
+
+def _missing(title: str) -> HTMLResponse:
+    """Instead of a blank page (its script would 404): what is missing and the fix. The REST
+    API itself is described by ``/openapi.json`` either way."""
+    text = html.escape(f"{title}: {MISSING_ASSETS}. The schema is at /openapi.json.")
+    return HTMLResponse(f"<!doctype html><title>{html.escape(title)}</title><p>{text}</p>", 503)

@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from marketcast import rest_docs
 from marketcast.doc_assets import JS, MISSING_ASSETS, Asset, mount_assets
 
 
@@ -51,3 +52,16 @@ def test_a_rewrite_that_no_longer_matches_fails_loudly(tmp_path: Path) -> None:
     asset = Asset("b.js", "b.js", JS, offline=(("https://cdn.example/logo.svg", "data:,"),))
     with pytest.raises(RuntimeError, match="no longer contains"):
         _client(tmp_path, asset).get("/docs/assets/b.js")
+
+
+def test_rest_docs_say_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the npm packages (an install outside the checkout) the pages name the fix
+    instead of rendering blank."""
+    monkeypatch.setattr(rest_docs, "npm_package_dir", lambda package: None)
+    app = FastAPI(docs_url=None, redoc_url=None)
+    rest_docs.mount_rest_docs(app, title="marketcast")
+    client = TestClient(app)
+    for path in ("/docs", "/redoc"):
+        page = client.get(path)
+        assert page.status_code == 503
+        assert MISSING_ASSETS in page.text
