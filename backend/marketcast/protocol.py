@@ -12,18 +12,40 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from marketcast.errors import ErrorCode
-from marketcast.timeframes import RESOLUTION_ALIASES
+from marketcast.timeframes import RESOLUTION_ALIASES, RESOLUTIONS
 from marketcast.types import Resolution
 
 #: Upper-case letters and digits, optionally ``BASE/QUOTE``; ``.`` and ``-`` allowed inside
 #: (``BRK.B``). Lower case is refused rather than normalised so that topics stay canonical.
 SYMBOL_PATTERN: Final = r"^[A-Z0-9][A-Z0-9.\-]{0,19}(/[A-Z0-9][A-Z0-9.\-]{0,19})?$"
 MAX_SNAPSHOT: Final = 1000
-#: The largest time (ms UTC) a client may send: JavaScript's largest exact integer.
-MAX_TIME_MS: Final = 2**53 - 1
+#: JavaScript's largest exact integer: a number a client sends must survive a browser.
+MAX_SAFE_INTEGER: Final = 2**53 - 1
+#: The largest time (ms UTC) a client may send.
+MAX_TIME_MS: Final = MAX_SAFE_INTEGER
+#: Longest string ``id`` accepted: it is echoed in the reply, so it bounds the reply's size.
+MAX_ID_LENGTH: Final = 64
+#: Integer ``id``s are within ±``MAX_ID``: beyond it a JavaScript client cannot tell two apart,
+#: and beyond 64 bits the JSON parser would round it (so the echo would differ).
+MAX_ID: Final = MAX_SAFE_INTEGER
+
+
+def integral(value: Any) -> Any:
+    """``2.0`` as the integer 2; any other value unchanged.
+
+    JSON has one number type: JSON Schema's ``integer`` (so the published document) and
+    JavaScript (``JSON.stringify(2.0)`` is ``"2"``) both count ``2.0`` as an integer, so the
+    server does too. Strict mode still refuses ``2.5``, ``"2"`` and ``true``.
+    """
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+#: After the bounds in an ``Annotated``: pydantic then still writes ``minimum``/``maximum``
+#: into the JSON schema (placed before them, they come out as ``ge``/``le`` inside ``anyOf``).
+Integral: Final = BeforeValidator(integral)
 
 SymbolField = Annotated[
     str,
@@ -35,7 +57,13 @@ SymbolField = Annotated[
 ]
 ResolutionField = Annotated[
     Resolution,
-    Field(description="TradingView resolution; `1D`, `1W`, `1M` are accepted as aliases."),
+    Field(
+        description="TradingView resolution; `1D`, `1W`, `1M` are accepted as aliases of "
+        "`D`, `W`, `M` (TradingView sends both spellings) and written back canonical, in the "
+        "reply's `topic` and in updates.",
+        # The aliases are part of the accepted set, as for REST and the raw-stream paths.
+        json_schema_extra={"enum": [*RESOLUTIONS, *RESOLUTION_ALIASES]},
+    ),
 ]
 
 
@@ -77,16 +105,12 @@ class BarsSubscribePayload(ClientModel):
 
     symbol: SymbolField
     params: BarsParams
-    snapshot: int = Field(
+    snapshot: Annotated[int, Field(ge=0, le=MAX_SNAPSHOT), Integral] = Field(
         default=0,
-        ge=0,
-        le=MAX_SNAPSHOT,
         description="Return the last N bars in the response, then stream from there.",
     )
-    since: int | None = Field(
+    since: Annotated[int, Field(ge=0, le=MAX_TIME_MS), Integral] | None = Field(
         default=None,
-        ge=0,
-        le=MAX_TIME_MS,
         description="Return every bar whose open time is >= since (ms UTC) in the response; "
         "at most the open time of the bar after the newest one.",
     )

@@ -35,9 +35,11 @@ class BarsParams(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    resolution: Literal["1", "3", "5", "15", "30", "60", "120", "240", "D", "W", "M"] = Field(
+    resolution: Literal[
+        "1", "3", "5", "15", "30", "60", "120", "240", "D", "W", "M", "1D", "1W", "1M"
+    ] = Field(
         ...,
-        description="TradingView resolution; `1D`, `1W`, `1M` are accepted as aliases.",
+        description="TradingView resolution; `1D`, `1W`, `1M` are accepted as aliases of `D`, `W`, `M` (TradingView sends both spellings) and written back canonical, in the reply's `topic` and in updates.",
     )
 
 
@@ -359,9 +361,8 @@ class BarsSubscribeMessage(BaseModel):
     )
     type: Literal["bars.subscribe"]
     payload: BarsSubscribePayload
-    id: str | int | None = Field(
-        None,
-        description="Optional request id; the reply and any `error` for this request echo it.",
+    id: constr(max_length=64) | conint(ge=-9007199254740991, le=9007199254740991) | None = Field(
+        None, description="Optional request id; the reply and any `error` for this request echo it."
     )
 
 
@@ -375,9 +376,8 @@ class BarsSubscribeResponseMessage(BaseModel):
     )
     type: Literal["bars.subscribe.response"]
     payload: BarsSubscribeResponsePayload
-    id: str | int | None = Field(
-        None,
-        description="The `id` of the `bars.subscribe` request this answers, if it had one.",
+    id: constr(max_length=64) | conint(ge=-9007199254740991, le=9007199254740991) | None = Field(
+        None, description="The `id` of the `bars.subscribe` request this answers, if it had one."
     )
 
 
@@ -391,9 +391,8 @@ class BarsUnsubscribeMessage(BaseModel):
     )
     type: Literal["bars.unsubscribe"]
     payload: BarsUnsubscribePayload
-    id: str | int | None = Field(
-        None,
-        description="Optional request id; the reply and any `error` for this request echo it.",
+    id: constr(max_length=64) | conint(ge=-9007199254740991, le=9007199254740991) | None = Field(
+        None, description="Optional request id; the reply and any `error` for this request echo it."
     )
 
 
@@ -407,9 +406,8 @@ class BarsUnsubscribeResponseMessage(BaseModel):
     )
     type: Literal["bars.unsubscribe.response"]
     payload: BarsUnsubscribeResponsePayload
-    id: str | int | None = Field(
-        None,
-        description="The `id` of the `bars.unsubscribe` request this answers, if it had one.",
+    id: constr(max_length=64) | conint(ge=-9007199254740991, le=9007199254740991) | None = Field(
+        None, description="The `id` of the `bars.unsubscribe` request this answers, if it had one."
     )
 
 
@@ -435,7 +433,7 @@ class ErrorMessage(BaseModel):
     )
     type: Literal["error"]
     payload: ErrorPayload
-    id: str | int | None = Field(
+    id: constr(max_length=64) | conint(ge=-9007199254740991, le=9007199254740991) | None = Field(
         None, description="The `id` of the refused request, when it could be read."
     )
 
@@ -462,9 +460,8 @@ class PingMessage(BaseModel):
     )
     type: Literal["ping"]
     payload: PingPayload
-    id: str | int | None = Field(
-        None,
-        description="Optional request id; the reply and any `error` for this request echo it.",
+    id: constr(max_length=64) | conint(ge=-9007199254740991, le=9007199254740991) | None = Field(
+        None, description="Optional request id; the reply and any `error` for this request echo it."
     )
 
 
@@ -478,7 +475,7 @@ class PongMessage(BaseModel):
     )
     type: Literal["pong"]
     payload: PongPayload
-    id: str | int | None = Field(
+    id: constr(max_length=64) | conint(ge=-9007199254740991, le=9007199254740991) | None = Field(
         None, description="The `id` of the `ping` request this answers, if it had one."
     )
 
@@ -493,9 +490,8 @@ class QuotesSubscribeMessage(BaseModel):
     )
     type: Literal["quotes.subscribe"]
     payload: QuotesSubscribePayload
-    id: str | int | None = Field(
-        None,
-        description="Optional request id; the reply and any `error` for this request echo it.",
+    id: constr(max_length=64) | conint(ge=-9007199254740991, le=9007199254740991) | None = Field(
+        None, description="Optional request id; the reply and any `error` for this request echo it."
     )
 
 
@@ -509,9 +505,8 @@ class QuotesSubscribeResponseMessage(BaseModel):
     )
     type: Literal["quotes.subscribe.response"]
     payload: QuotesSubscribeResponsePayload
-    id: str | int | None = Field(
-        None,
-        description="The `id` of the `quotes.subscribe` request this answers, if it had one.",
+    id: constr(max_length=64) | conint(ge=-9007199254740991, le=9007199254740991) | None = Field(
+        None, description="The `id` of the `quotes.subscribe` request this answers, if it had one."
     )
 
 
@@ -525,9 +520,8 @@ class QuotesUnsubscribeMessage(BaseModel):
     )
     type: Literal["quotes.unsubscribe"]
     payload: QuotesUnsubscribePayload
-    id: str | int | None = Field(
-        None,
-        description="Optional request id; the reply and any `error` for this request echo it.",
+    id: constr(max_length=64) | conint(ge=-9007199254740991, le=9007199254740991) | None = Field(
+        None, description="Optional request id; the reply and any `error` for this request echo it."
     )
 
 
@@ -541,7 +535,7 @@ class QuotesUnsubscribeResponseMessage(BaseModel):
     )
     type: Literal["quotes.unsubscribe.response"]
     payload: QuotesUnsubscribeResponsePayload
-    id: str | int | None = Field(
+    id: constr(max_length=64) | conint(ge=-9007199254740991, le=9007199254740991) | None = Field(
         None,
         description="The `id` of the `quotes.unsubscribe` request this answers, if it had one.",
     )
@@ -646,27 +640,43 @@ class QuotesUpdateMessagePayload(RootModel[QuotesUpdateMessage]):
     root: QuotesUpdateMessage
 
 
+class StreamBarsSymbolResolutionPublishMessage1Payload(RootModel[PingMessage]):
+    root: PingMessage
+
+
 class StreamBarsSymbolResolutionSubscribeMessage1Payload(RootModel[BarsUpdateMessage]):
     root: BarsUpdateMessage
 
 
-class StreamBarsSymbolResolutionSubscribeMessage2Payload(RootModel[NoticeMessage]):
+class StreamBarsSymbolResolutionSubscribeMessage2Payload(RootModel[PongMessage]):
+    root: PongMessage
+
+
+class StreamBarsSymbolResolutionSubscribeMessage3Payload(RootModel[NoticeMessage]):
     root: NoticeMessage
 
 
-class StreamBarsSymbolResolutionSubscribeMessage3Payload(RootModel[ErrorMessage]):
+class StreamBarsSymbolResolutionSubscribeMessage4Payload(RootModel[ErrorMessage]):
     root: ErrorMessage
+
+
+class StreamQuotesSymbolPublishMessage1Payload(RootModel[PingMessage]):
+    root: PingMessage
 
 
 class StreamQuotesSymbolSubscribeMessage1Payload(RootModel[QuotesUpdateMessage]):
     root: QuotesUpdateMessage
 
 
-class StreamQuotesSymbolSubscribeMessage2Payload(RootModel[NoticeMessage]):
+class StreamQuotesSymbolSubscribeMessage2Payload(RootModel[PongMessage]):
+    root: PongMessage
+
+
+class StreamQuotesSymbolSubscribeMessage3Payload(RootModel[NoticeMessage]):
     root: NoticeMessage
 
 
-class StreamQuotesSymbolSubscribeMessage3Payload(RootModel[ErrorMessage]):
+class StreamQuotesSymbolSubscribeMessage4Payload(RootModel[ErrorMessage]):
     root: ErrorMessage
 
 

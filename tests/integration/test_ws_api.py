@@ -156,6 +156,16 @@ BAD_FRAMES = [
         id="bad-id",
     ),
     pytest.param(
+        '{"type": "ping", "id": null, "payload": {}}', "invalid_message", None, id="null-id"
+    ),
+    pytest.param(
+        '{"type": "ping", "id": 9007199254740992, "payload": {}}',
+        "invalid_message",
+        None,
+        id="id-beyond-2**53-1",
+    ),
+    pytest.param('{"type": "ping", "id": 13}', "invalid_message", 13, id="missing-payload"),
+    pytest.param(
         '{"type": "bars.subscribe", "payload": {}, "x": 1, "id": 4}',
         "invalid_message",
         4,

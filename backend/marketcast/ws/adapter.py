@@ -29,6 +29,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from marketcast.errors import CloseCode, ErrorCode, ProtocolError, ServiceUnavailable
 from marketcast.lifecycle import Lifecycle
+from marketcast.protocol import MAX_ID, MAX_ID_LENGTH, integral
 from marketcast.subscriptions import Subscriptions
 from marketcast.wire import Frame, envelope
 from marketcast.ws.connection import Connection
@@ -42,8 +43,6 @@ from marketcast.ws.validation import ECHO_LIMIT, clip, describe_validation_error
 log = logging.getLogger("marketcast.ws")
 
 _ENVELOPE_KEYS = frozenset({"type", "payload", "id"})
-#: Longest string ``id`` accepted (it is echoed in the reply, so it bounds the reply's size).
-MAX_ID_LENGTH = 64
 #: orjson refuses deeper documents; such a frame gets ``validation_error`` (``_parse``).
 MAX_JSON_DEPTH = 1024
 
@@ -106,12 +105,17 @@ class FastWSAdapter(FastWS):
         await self.serve_socket(ws)
 
     async def serve_socket(
-        self, ws: WebSocket, on_open: Callable[[Connection], Awaitable[None]] | None = None
+        self,
+        ws: WebSocket,
+        on_open: Callable[[Connection], Awaitable[None]] | None = None,
+        accepts: frozenset[str] | None = None,
     ) -> None:
         """Admit, accept and serve one WebSocket under every limit of this adapter.
 
         ``on_open`` runs once the connection is registered, before its first frame is read:
         raw streams subscribe there (``ws.raw_streams``), and may close the connection.
+        ``accepts`` narrows the client operations this connection answers (None: all), so
+        that a raw stream answers only what its AsyncAPI channel documents.
         """
         verdict = await self._gate.admit(
             {"origin": ws.headers.getlist("origin")}, ws.scope.get("subprotocols", [])
@@ -141,7 +145,7 @@ class FastWSAdapter(FastWS):
                 stats=self.stats,
                 write_delay=self.limits.write_delay,
             )
-            await self._serve(conn, on_open)
+            await self._serve(conn, on_open, accepts)
         finally:
             self._admitted -= 1
 
@@ -154,7 +158,10 @@ class FastWSAdapter(FastWS):
         return None
 
     async def _serve(
-        self, conn: Connection, on_open: Callable[[Connection], Awaitable[None]] | None = None
+        self,
+        conn: Connection,
+        on_open: Callable[[Connection], Awaitable[None]] | None = None,
+        accepts: frozenset[str] | None = None,
     ) -> None:
         self.open_connections[conn.uid] = conn
         # No writer task here: ``Connection`` starts one only while it has frames queued.
@@ -176,7 +183,7 @@ class FastWSAdapter(FastWS):
         try:
             if on_open is not None:
                 await on_open(conn)
-            await self._receive_loop(conn)
+            await self._receive_loop(conn, accepts)
         finally:
             if expiry is not None:
                 expiry.cancel()
@@ -195,7 +202,7 @@ class FastWSAdapter(FastWS):
                 "closed by the peer" if code is None else f"code {code}",
             )
 
-    async def _receive_loop(self, conn: Connection) -> None:
+    async def _receive_loop(self, conn: Connection, accepts: frozenset[str] | None) -> None:
         ws = conn.ws
         limiter = self.limits.rate_limiter(self._clock)
         while conn.close_code is None:
@@ -226,7 +233,7 @@ class FastWSAdapter(FastWS):
                 await conn.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
                 return
             conn.work = 0
-            await self.handle_text(conn, text)
+            await self.handle_text(conn, text, accepts)
             if conn.work:
                 limiter.charge(conn.work)
             # Frames already queued for this connection would otherwise be handled back to
@@ -312,7 +319,9 @@ class FastWSAdapter(FastWS):
 
     # -- one client frame ---------------------------------------------------------------------
 
-    async def handle_text(self, conn: Connection, text: str) -> None:
+    async def handle_text(
+        self, conn: Connection, text: str, accepts: frozenset[str] | None = None
+    ) -> None:
         """Parse, validate and dispatch one frame; exactly one reply or error comes back."""
         request_id: str | int | None = None
         request_type: str | None = None
@@ -320,8 +329,8 @@ class FastWSAdapter(FastWS):
             data = _parse(text)
             request_id = _request_id(data)
             request_type = _request_type(data)
-            route = self._route(request_type)
-            payload = _validate(route, data.get("payload", {}), request_type)
+            route = self._route(request_type, accepts)
+            payload = _validate(route, data, request_type)
             result = route.handler(**_arguments(route, payload, conn, self))
             if inspect.isawaitable(result):
                 result = await result
@@ -341,11 +350,16 @@ class FastWSAdapter(FastWS):
         payload_out = result.model_dump(mode="json", exclude_none=True) if result else {}
         conn.reply(envelope(reply_type, payload_out, request_id))
 
-    def _route(self, request_type: str) -> Operation:
-        for route in self.router.routes:
-            if route.operation == request_type and route.method == "SEND":
+    def _route(self, request_type: str, accepts: frozenset[str] | None = None) -> Operation:
+        routes = [
+            route
+            for route in self.router.routes
+            if route.method == "SEND" and (accepts is None or route.operation in accepts)
+        ]
+        for route in routes:
+            if route.operation == request_type:
                 return route
-        known = sorted(r.operation for r in self.router.routes if r.method == "SEND")
+        known = sorted(route.operation for route in routes)
         raise ProtocolError(
             ErrorCode.UNKNOWN_TYPE,
             # The type is echoed once, in ``request_type``: not again in the message.
@@ -377,17 +391,44 @@ def _parse(text: str) -> dict[str, Any]:
 
 
 def _request_id(data: dict[str, Any]) -> str | int | None:
-    request_id = data.get("id")
-    if request_id is None:
+    """The envelope's ``id`` as the AsyncAPI document bounds it (``ws.spec._id_schema``).
+
+    ``null`` is refused like any other non-id: the document offers no "null" id, only
+    leaving ``id`` out. ``3.0`` is the integer 3 (``protocol.integral``) and echoed as ``3``.
+    """
+    if "id" not in data:
         return None
-    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
-        raise ProtocolError(
-            ErrorCode.INVALID_MESSAGE,
-            f"'id' must be a string or an integer, got {type(request_id).__name__}",
-        )
-    if isinstance(request_id, str) and len(request_id) > MAX_ID_LENGTH:
-        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "'id' must be at most 64 characters")
-    return request_id
+    request_id = integral(data["id"])
+    if isinstance(request_id, str):
+        if len(request_id) > MAX_ID_LENGTH:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, f"'id' must be at most {MAX_ID_LENGTH} characters"
+            )
+        return request_id
+    if isinstance(request_id, int) and not isinstance(request_id, bool):
+        if not -MAX_ID <= request_id <= MAX_ID:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"an integer 'id' must be within ±{MAX_ID} (2**53 - 1, exact in JavaScript)",
+            )
+        return request_id
+    raise ProtocolError(
+        ErrorCode.INVALID_MESSAGE,
+        f"'id' must be a string or an integer, got {_json_type(request_id)}",
+    )
+
+
+def _json_type(value: Any) -> str:
+    """A decoded JSON value's type as a client knows it (``null``, not ``NoneType``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
 
 
 def _request_type(data: dict[str, Any]) -> str:
@@ -411,7 +452,16 @@ def _request_type(data: dict[str, Any]) -> str:
     return request_type
 
 
-def _validate(route: Operation, payload: Any, request_type: str) -> BaseModel | None:
+def _validate(route: Operation, data: dict[str, Any], request_type: str) -> BaseModel | None:
+    if "payload" not in data:
+        # Required in every envelope the document describes, ``ping``'s ``{}`` included: one
+        # shape for all messages, and no generated type with an optional payload.
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            "missing 'payload': expected an object ({} when the message has no fields)",
+            request_type,
+        )
+    payload = data["payload"]
     parameter = route.parameters.get("payload")
     if parameter is None:
         return None

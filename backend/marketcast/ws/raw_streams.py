@@ -9,8 +9,13 @@ Why they are ordinary connections of the adapter: a raw stream gets the same han
 (origins, tokens), connection cap, bounded outbox and slow-consumer close, drain notice,
 metrics and logs as any other, because it *is* one — ``FastWSAdapter.serve_socket`` with an
 ``on_open`` that subscribes through ``Subscriptions.subscribe``, exactly as a
-``bars.subscribe`` request would. Client frames are optional and handled as on the main
-endpoint (a ``ping``, further subscriptions).
+``bars.subscribe`` request would.
+
+Why a raw stream answers ``ping`` and nothing else: its channel in the AsyncAPI document is
+one topic, so further subscriptions would push frames its consumers were never told about;
+``ping`` is the one request a push-only consumer needs (browsers cannot see protocol pings).
+Any other request gets the ``error`` ``unknown_type`` a type missing from the main endpoint
+gets, and the connection stays open, as after any refused frame.
 
 Why a symbol with a slash works: the server decodes the path before routing, so
 ``EUR%2FUSD`` arrives as ``EUR/USD``; the symbol is everything before the last segment (the
@@ -49,12 +54,17 @@ log = logging.getLogger("marketcast.ws")
 STREAM_SEGMENT: Final = "stream"
 BARS_CHANNEL: Final = f"{STREAM_SEGMENT}/bars/{{symbol}}/{{resolution}}"
 QUOTES_CHANNEL: Final = f"{STREAM_SEGMENT}/quotes/{{symbol}}"
+#: The client operations a raw stream answers (``FastWSAdapter.serve_socket``'s ``accepts``).
+RAW_STREAM_REQUESTS: Final = frozenset({"ping"})
 _SYMBOL = re.compile(SYMBOL_PATTERN)
 _SUMMARIES: Final = {
     "bars.update": "A candle of this stream's topic, open or closed.",
     "quotes.update": "A quote of this stream's symbol.",
     "notice": "The server will close this connection soon; reconnect to resume.",
-    "error": "The stream cannot be served (sent once, before close code 4404).",
+    "error": "The stream cannot be served (sent once, before close code 4404), or a client "
+    "frame was refused (the connection stays open).",
+    "ping": "Application-level ping, the only request a raw stream answers.",
+    "pong": "Reply to ping.",
 }
 
 Opener = Callable[[Connection], Awaitable[None]]
@@ -117,7 +127,7 @@ def raw_stream_routes(
             opener = stream_opener(subscriptions, close_timeout, "quotes", symbol, "")
         else:
             return None
-        return partial(adapter.serve_socket, on_open=opener)
+        return partial(adapter.serve_socket, on_open=opener, accepts=RAW_STREAM_REQUESTS)
 
     return route
 
@@ -142,8 +152,9 @@ def raw_stream_channels(ws_path: str) -> dict[str, Any]:
         "notices and close codes of the main endpoint apply (4008 for a slow consumer, 1001 "
         "after a `notice`). A stream that cannot be served gets one `error` message "
         "(`invalid_symbol`, `unknown_symbol`, `unsupported_resolution`, `forbidden`), then "
-        "close code 4404. Client frames are optional; they are handled as on the main "
-        "endpoint (e.g. `ping`)."
+        "close code 4404. Nothing needs to be sent; the one request answered is `ping` "
+        "(with `pong`). Any other client frame is refused with one `error` (a request of "
+        "another type: `unknown_type`) and the connection stays open."
     )
     base = ws_path.rstrip("/")
 
@@ -154,10 +165,17 @@ def raw_stream_channels(ws_path: str) -> dict[str, Any]:
             "description": f"Raw stream of one {route} topic, at `{base}/{name}` "
             f"(e.g. `{path}`). {common}",
             "parameters": parameters,
+            "publish": {
+                "operationId": f"sendRaw{route.capitalize()}",
+                "summary": "ping; any other request is refused (unknown_type).",
+                "message": {"oneOf": [_message(t) for t in sorted(RAW_STREAM_REQUESTS)]},
+            },
             "subscribe": {
                 "operationId": f"receiveRaw{route.capitalize()}",
                 "summary": summary,
-                "message": {"oneOf": [_message(t) for t in (f"{route}.update", "notice", "error")]},
+                "message": {
+                    "oneOf": [_message(t) for t in (f"{route}.update", "pong", "notice", "error")]
+                },
             },
         }
 

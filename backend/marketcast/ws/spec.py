@@ -20,6 +20,8 @@ from typing import Any, Final, Literal, TypeAlias
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from marketcast.protocol import MAX_ID, MAX_ID_LENGTH
+
 ASYNCAPI_VERSION: Final = "2.6.0"
 CONTENT_TYPE: Final = "application/json"
 #: The one message type the protocol fixes outside any route (DESIGN §3): it answers any
@@ -225,7 +227,15 @@ def _id_schema(spec: MessageSpec) -> Schema:
         text = f"The `id` of the `{spec.reply_to}` request this answers, if it had one."
     else:
         text = "The `id` of the refused request, when it could be read."
-    return {"description": text, "anyOf": [{"type": "string"}, {"type": "integer"}]}
+    # The bounds the server enforces (``ws.adapter._request_id``): a document without them
+    # would promise ids the server refuses.
+    return {
+        "description": text,
+        "anyOf": [
+            {"type": "string", "maxLength": MAX_ID_LENGTH},
+            {"type": "integer", "minimum": -MAX_ID, "maximum": MAX_ID},
+        ],
+    }
 
 
 def _envelope(spec: MessageSpec, payload_ref: str) -> Schema:

@@ -300,9 +300,10 @@ export interface BarsSubscribePayload {
  */
 export interface BarsParams {
   /**
-   * TradingView resolution; `1D`, `1W`, `1M` are accepted as aliases.
+   * TradingView resolution; `1D`, `1W`, `1M` are accepted as aliases of `D`, `W`, `M` (TradingView sends both spellings) and written back canonical, in the reply's `topic` and in updates.
    */
-  resolution: "1" | "3" | "5" | "15" | "30" | "60" | "120" | "240" | "D" | "W" | "M";
+  resolution:
+    "1" | "3" | "5" | "15" | "30" | "60" | "120" | "240" | "D" | "W" | "M" | "1D" | "1W" | "1M";
 }
 /**
  * Stop receiving candles for a symbol (idempotent).
