@@ -135,12 +135,17 @@ export class SubscriptionTable {
   }
 }
 
-/** What `onUpdate` receives for a bar that came in a snapshot or a `since` reply. */
+/** The aliases a subscribe may use, as the server writes them in replies and updates. */
+const CANONICAL_RESOLUTION: Readonly<Record<string, string>> = { "1D": "D", "1W": "W", "1M": "M" };
+
+/** What `onUpdate` receives for a bar that came in a snapshot or a `since` reply: the same
+ * fields a live update carries, so the resolution in its canonical spelling. */
 export function barUpdate(entry: TopicEntry, bar: Bar): UpdateOf<"bars"> {
+  const asked = String(entry.params["resolution"]);
   return {
     topic: entry.wireTopic,
     symbol: entry.symbol,
-    resolution: entry.params["resolution"] as UpdateOf<"bars">["resolution"],
+    resolution: (CANONICAL_RESOLUTION[asked] ?? asked) as UpdateOf<"bars">["resolution"],
     ...bar,
   };
 }
