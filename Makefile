@@ -61,13 +61,18 @@ run: setup ## serve on 127.0.0.1:8000 with the simulator feed (no services, no n
 	$(RUN) python scripts/foreground.py marketcast serve
 
 .PHONY: run-fake
-run-fake: setup ## marketcast on :8000 against fake Binance/Twelve Data on loopback (offline)
-	$(RUN) python scripts/run_fake.py
+FAKE_BINANCE_PORT ?= 8911
+FAKE_TWELVEDATA_PORT ?= 8912
+run-fake: setup ## marketcast on MARKETCAST_PORT (8000) against fake upstreams on FAKE_*_PORT (offline)
+	$(RUN) python scripts/foreground.py python scripts/run_fake.py \
+	  --binance-port $(FAKE_BINANCE_PORT) --twelvedata-port $(FAKE_TWELVEDATA_PORT)
 
 WORKERS ?= 2
-REDIS_URL ?= redis://127.0.0.1:6379/0
-run-cluster: setup ## WORKERS=2 workers on ports 8000.. sharing REDIS_URL (started if local and down)
-	$(RUN) python scripts/run_cluster.py --workers $(WORKERS) --redis-url $(REDIS_URL)
+# Empty: a private redis-server on a free port, started and stopped with the workers.
+REDIS_URL ?=
+run-cluster: setup ## WORKERS=2 workers from MARKETCAST_PORT (8000) on, sharing a private Redis (or REDIS_URL)
+	$(RUN) python scripts/foreground.py python scripts/run_cluster.py --workers $(WORKERS) \
+	  $(if $(REDIS_URL),--redis-url $(REDIS_URL))
 
 test: setup-test check-generated lint test-python test-node ## the whole suite, as CI runs it
 

@@ -1,9 +1,12 @@
 """``make run-cluster``: Redis (started if needed) and N marketcast workers on one machine.
 
-Workers listen on consecutive ports from ``--port`` and share one Redis for the candle store,
-the bus and the upstream leases. Any TCP or HTTP load balancer that passes WebSocket upgrades
-(nginx, HAProxy, Envoy, a cloud LB) can spread clients over them; none is started here.
-Ctrl-C stops every worker, then the Redis this script started (never one it found running).
+Workers listen on consecutive ports from ``--port`` (default ``MARKETCAST_PORT``, else 8000)
+and share one Redis for the candle store, the bus and the upstream leases: a private
+redis-server started here on a free port, unless ``--redis-url`` names one (then nothing is
+started, and that Redis's database gets the cluster's keys). Any TCP or HTTP load balancer
+that passes WebSocket upgrades (nginx, HAProxy, Envoy, a cloud LB) can spread clients over
+them; none is started here.
+Ctrl-C stops every worker, then the Redis this script started.
 
 Settings other than the port, worker id, store and bus URLs come from the environment
 (``MARKETCAST_*``) as for ``marketcast serve``; each worker's output is prefixed with its id.
@@ -23,8 +26,6 @@ import threading
 import time
 from typing import IO
 from urllib.parse import urlsplit
-
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def redis_answers(host: str, port: int) -> bool:
@@ -59,6 +60,13 @@ def start_redis(port: int) -> subprocess.Popen[bytes]:
         time.sleep(0.05)
     print(f"run-cluster: started redis-server on 127.0.0.1:{port} (pid {process.pid})")
     return process
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def relay(prefix: str, stream: IO[bytes]) -> None:
@@ -112,32 +120,41 @@ def stop(processes: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run_cluster", description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="how many workers (default 2)")
-    parser.add_argument("--port", type=int, default=8000, help="first worker's port")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("MARKETCAST_PORT", "8000")),
+        help="first worker's port (default: MARKETCAST_PORT, else 8000)",
+    )
     parser.add_argument(
         "--redis-url",
-        default="redis://127.0.0.1:6379/0",
-        help="Redis for store, bus and leases; started here if local and not answering",
+        default="",
+        help="an existing Redis for store, bus and leases (default: start a private one)",
     )
     args = parser.parse_args(argv)
     if not 1 <= args.workers <= 64:
         parser.error(f"--workers must be between 1 and 64, got {args.workers}")
-    url = urlsplit(args.redis_url)
-    host, redis_port = url.hostname or "127.0.0.1", url.port or 6379
-    if url.scheme not in {"redis", "rediss"}:
-        parser.error(f"--redis-url must be redis://host:port/db, got {args.redis_url!r}")
-
     redis: subprocess.Popen[bytes] | None = None
-    if not redis_answers(host, redis_port):
-        if host not in LOCAL_HOSTS:
+    if args.redis_url:
+        url = urlsplit(args.redis_url)
+        if url.scheme not in {"redis", "rediss"}:
+            parser.error(f"--redis-url must be redis://host:port/db, got {args.redis_url!r}")
+        host, redis_port = url.hostname or "127.0.0.1", url.port or 6379
+        if not redis_answers(host, redis_port):
             raise SystemExit(f"run-cluster: no Redis answers at {host}:{redis_port}")
+        redis_url = args.redis_url
+    else:
+        # Never a Redis that happens to answer on 6379: its data is someone else's.
+        redis_port = free_port()
         redis = start_redis(redis_port)
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
     extra: dict[str, str] = {}
     if float(os.environ.get("MARKETCAST_SIM_SPEED", "1")) != 1:
         # Simulated clocks only agree across workers with a common anchor.
         extra["MARKETCAST_SIM_ANCHOR"] = os.environ.get("MARKETCAST_SIM_ANCHOR", str(time.time()))
 
     workers = [
-        start_worker(f"worker-{i + 1}", args.port + i, args.redis_url, extra)
+        start_worker(f"worker-{i + 1}", args.port + i, redis_url, extra)
         for i in range(args.workers)
     ]
     ports = ", ".join(f"http://127.0.0.1:{args.port + i}" for i in range(args.workers))
