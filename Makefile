@@ -8,11 +8,11 @@ ifeq ($(UV),)
 UV := python3 -m uv
 endif
 RUN := $(UV) run --no-sync
-PY_SOURCES := backend scripts tests
+PY_SOURCES := backend scripts tests clients/python
 NPM_DIR := frontend-types
 
 .PHONY: help setup setup-test run test test-python test-node lint format generate generate-ws-routers \
-        generate-asyncapi generate-ws-types generate-consumer-models check-generated bench clean \
+        generate-asyncapi generate-ws-types generate-python-client check-generated bench clean \
         chromium
 
 help: ## list the targets
@@ -85,7 +85,7 @@ test-node: setup ## tsc --strict, type tests, topic vectors, spec validation, cl
 lint: setup ## ruff (lint + format check) and mypy --strict
 	$(RUN) ruff check $(PY_SOURCES)
 	$(RUN) ruff format --check $(PY_SOURCES)
-	$(RUN) mypy --strict backend/marketcast scripts
+	$(RUN) mypy --strict backend/marketcast scripts clients/python/src/marketcast_client clients/python/examples
 
 format: setup ## apply ruff's fixes and formatting
 	$(RUN) ruff check --fix $(PY_SOURCES)
@@ -100,10 +100,10 @@ generate-asyncapi: setup ## write docs/asyncapi.json from the code
 generate-ws-types: setup ## docs/asyncapi.json -> frontend-types/src/generated/messages.ts
 	node scripts/generate_ws_types.mjs
 
-generate-consumer-models: setup ## docs/asyncapi.json -> tests/consumer/models.py (pydantic)
-	$(RUN) python scripts/generate_consumer_models.py
+generate-python-client: setup ## docs/asyncapi.json -> clients/python/src/marketcast_client/{models,channels}.py
+	$(RUN) python scripts/generate_python_client.py
 
-generate: generate-ws-routers generate-asyncapi generate-ws-types generate-consumer-models ## every generated file
+generate: generate-ws-routers generate-asyncapi generate-ws-types generate-python-client ## every generated file
 
 check-generated: setup ## regenerate everything; fail if it differs from what git has committed
 	$(RUN) python scripts/check_generated.py

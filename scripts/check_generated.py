@@ -19,14 +19,15 @@ GENERATORS = [
     [sys.executable, "scripts/generate_ws_routers.py"],
     [sys.executable, "scripts/generate_asyncapi.py"],
     ["node", "scripts/generate_ws_types.mjs"],
-    [sys.executable, "scripts/generate_consumer_models.py"],
+    [sys.executable, "scripts/generate_python_client.py"],
 ]
 #: What the generators write; tracked in git.
 GENERATED = [
     "backend/marketcast/ws/generated",
     "docs/asyncapi.json",
     "frontend-types/src/generated",
-    "tests/consumer/models.py",
+    "clients/python/src/marketcast_client/models.py",
+    "clients/python/src/marketcast_client/channels.py",
 ]
 
 

@@ -1,7 +1,7 @@
-"""One change to a payload model reaches the spec, the TypeScript types and the consumer models.
+"""One change to a payload model reaches the spec, the TypeScript types and the Python client.
 
 The pipeline is: protocol.py -> docs/asyncapi.json -> frontend-types/src/generated/messages.ts
-and tests/consumer/models.py. This runs ``scripts/check_generated.py`` in a throwaway clone (so
+and clients/python/src/marketcast_client/models.py. This runs ``scripts/check_generated.py`` in a throwaway clone (so
 the real working tree is never touched): after a field is added to a payload model it fails, with
 exactly those three generated files changed, each carrying the new field. (That it passes as
 committed is what ``make check-generated`` checks in ``make test``.)
@@ -14,11 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = "backend/marketcast/protocol.py"
 SPEC = "docs/asyncapi.json"
 TS_TYPES = "frontend-types/src/generated/messages.ts"
-CONSUMER_MODELS = "tests/consumer/models.py"
+CLIENT_MODELS = "clients/python/src/marketcast_client/models.py"
 NODE_MODULES = "frontend-types/node_modules"
 PROBE = "contract_probe"
 
@@ -40,7 +42,9 @@ def _add_field(protocol: Path) -> None:
     protocol.write_text(text[:closing] + field + text[closing:])
 
 
-def test_a_payload_field_change_regenerates_spec_ts_types_and_consumer_models(
+# A clone and every generator in it, each run allowed 300 s: longer than the default.
+@pytest.mark.timeout(600)
+def test_a_payload_field_change_regenerates_spec_ts_types_and_client_models(
     tmp_path: Path,
 ) -> None:
     clone = tmp_path / "repo"
@@ -53,10 +57,10 @@ def test_a_payload_field_change_regenerates_spec_ts_types_and_consumer_models(
     assert check.returncode == 1, check.stdout + check.stderr
 
     changed = _run(clone, "git", "diff", "--name-only").stdout.split()
-    assert sorted(changed) == sorted([PROTOCOL, SPEC, TS_TYPES, CONSUMER_MODELS])
+    assert sorted(changed) == sorted([PROTOCOL, SPEC, TS_TYPES, CLIENT_MODELS])
     assert f'"{PROBE}"' in (clone / SPEC).read_text()
     assert f"{PROBE}?: number | null;" in (clone / TS_TYPES).read_text()
-    assert f"{PROBE}: int | None = None" in (clone / CONSUMER_MODELS).read_text()
+    assert f"{PROBE}: int | None = None" in (clone / CLIENT_MODELS).read_text()
 
     # The regenerated TypeScript still compiles with the client that uses it.
     tsc = _run(

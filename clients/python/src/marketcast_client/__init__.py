@@ -1,0 +1,42 @@
+"""Typed asyncio client for the marketcast market-data WebSocket API.
+
+The message models (``marketcast_client.models``) and the ``subscribe_<family>`` methods
+(``marketcast_client.channels``) are generated from the server's AsyncAPI document; the rest
+(connection, correlation, reconnects, recovery) is written by hand.
+"""
+
+from .backoff import Backoff
+from .client import MarketcastClient
+from .core import ConnectionState, Recovery, Subscription
+from .errors import (
+    ClientClosed,
+    ConnectFailed,
+    ConnectionLost,
+    FatalClose,
+    HandshakeRefused,
+    InternalServerError,
+    InvalidRequest,
+    MarketcastError,
+    RetryLater,
+    ServerError,
+    SubscriptionRefused,
+)
+
+__all__ = [
+    "Backoff",
+    "ClientClosed",
+    "ConnectFailed",
+    "ConnectionLost",
+    "ConnectionState",
+    "FatalClose",
+    "HandshakeRefused",
+    "InternalServerError",
+    "InvalidRequest",
+    "MarketcastClient",
+    "MarketcastError",
+    "Recovery",
+    "RetryLater",
+    "ServerError",
+    "Subscription",
+    "SubscriptionRefused",
+]

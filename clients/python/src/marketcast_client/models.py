@@ -1,0 +1,430 @@
+"""The wire messages of marketcast, as pydantic v2 models.
+
+Envelopes carry a ``Literal`` ``type`` (the discriminator of ``ClientMessage`` and
+``ServerMessage``). Models of what the client sends refuse unknown fields, as the
+server does; models of what the server sends ignore them, so that a server adding
+an optional field does not break deployed clients. Conformance checks that must
+refuse them validate with ``context={"forbid_extra": True}``.
+
+Generated from docs/asyncapi.json by scripts/generate_python_client.py: do not edit.
+Regenerate with `python scripts/generate_python_client.py` after the contract changes.
+"""
+
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+
+
+class ClientModel(BaseModel):
+    """Base of what the client sends: the server refuses unknown fields, so do we."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ServerModel(BaseModel):
+    """Base of what the server sends: unknown fields are ignored unless the
+    validation context asks for ``forbid_extra`` (see the module docstring)."""
+
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_fields(cls, data: Any, info: ValidationInfo) -> Any:
+        context = info.context
+        if isinstance(context, dict) and context.get("forbid_extra") and isinstance(data, dict):
+            known = {field.alias or name for name, field in cls.model_fields.items()}
+            unknown = sorted(str(key) for key in data if key not in known)
+            if unknown:
+                raise ValueError(f"unknown fields: {', '.join(unknown)}")
+        return data
+
+
+class Bar(ServerModel):
+    """One candle in a snapshot or history: ``time`` is the bucket's open time, ms UTC."""
+
+    time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    closed: bool
+
+
+class BarsParams(ClientModel):
+    """Topic parameters of the ``bars`` route."""
+
+    #: TradingView resolution; `1D`, `1W`, `1M` are accepted as aliases of `D`, `W`, `M`
+    #: (TradingView sends both spellings) and written back canonical, in the reply's `topic` and in
+    #: updates.
+    resolution: Literal[
+        "1", "3", "5", "15", "30", "60", "120", "240", "D", "W", "M", "1D", "1W", "1M"
+    ]
+
+
+class BarsSubscribePayload(ClientModel):
+    """Subscribe to a symbol's candles at one resolution, optionally with history first."""
+
+    #: Upper-case symbol, e.g. `BTCUSDT`, `EUR/USD`, `AAPL`.
+    symbol: Annotated[
+        str, Field(pattern=r"^[A-Z0-9][A-Z0-9.\-]{0,19}(/[A-Z0-9][A-Z0-9.\-]{0,19})?$")
+    ]
+    params: BarsParams
+    #: Return the last N bars in the response, then stream from there.
+    snapshot: Annotated[int, Field(ge=0, le=1000)] = 0
+    #: Return every bar whose open time is >= since (ms UTC) in the response; at most the open time
+    #: of the bar after the newest one.
+    since: Annotated[int | None, Field(ge=0, le=9007199254740991)] = None
+
+
+class BarsSubscribeMessage(ClientModel):
+    """Receive a symbol's candles at one resolution, after a snapshot."""
+
+    type: Literal["bars.subscribe"] = "bars.subscribe"
+    payload: BarsSubscribePayload
+    #: Optional request id; the reply and any `error` for this request echo it.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+class BarsSubscribeResponsePayload(ServerModel):
+    """Reply to ``bars.subscribe``; ``bars`` holds the snapshot or the bars since ``since``."""
+
+    status: Literal["ok", "error"]
+    symbol: str
+    message: str
+    topic: str
+    bars: list[Bar] | None = None
+    #: Only with `since`: true when `bars` holds every bar since `since` (from the store, filled
+    #: from the upstream where the store has a hole); false when history does not reach back that
+    #: far and bars are missing before the first one returned.
+    recovered: bool | None = None
+
+
+class BarsSubscribeResponseMessage(ServerModel):
+    """Reply to bars.subscribe."""
+
+    type: Literal["bars.subscribe.response"] = "bars.subscribe.response"
+    payload: BarsSubscribeResponsePayload
+    #: The `id` of the `bars.subscribe` request this answers, if it had one.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+class BarsUnsubscribePayload(ClientModel):
+    """Stop receiving a symbol's candles at one resolution."""
+
+    #: Upper-case symbol, e.g. `BTCUSDT`, `EUR/USD`, `AAPL`.
+    symbol: Annotated[
+        str, Field(pattern=r"^[A-Z0-9][A-Z0-9.\-]{0,19}(/[A-Z0-9][A-Z0-9.\-]{0,19})?$")
+    ]
+    params: BarsParams
+
+
+class BarsUnsubscribeMessage(ClientModel):
+    """Stop receiving candles for a symbol (idempotent)."""
+
+    type: Literal["bars.unsubscribe"] = "bars.unsubscribe"
+    payload: BarsUnsubscribePayload
+    #: Optional request id; the reply and any `error` for this request echo it.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+class BarsUnsubscribeResponsePayload(ServerModel):
+    """Reply to ``bars.unsubscribe``."""
+
+    status: Literal["ok", "error"]
+    symbol: str
+    message: str
+    topic: str
+
+
+class BarsUnsubscribeResponseMessage(ServerModel):
+    """Reply to bars.unsubscribe."""
+
+    type: Literal["bars.unsubscribe.response"] = "bars.unsubscribe.response"
+    payload: BarsUnsubscribeResponsePayload
+    #: The `id` of the `bars.unsubscribe` request this answers, if it had one.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+class BarsUpdatePayload(ServerModel):
+    """
+    A live candle: the open bar changed, or a bar closed (``closed`` = final).
+
+    It is a ``Bar`` (the same fields as snapshots and history, so clients handle both with one
+    type) plus what routes it: its topic, symbol and resolution.
+    """
+
+    time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    closed: bool
+    topic: str
+    symbol: str
+    resolution: Literal["1", "3", "5", "15", "30", "60", "120", "240", "D", "W", "M"]
+    #: Present (true) only on a repeat of the newest bar, sent once when the upstream has been
+    #: silent for several intervals; it carries no new data (a closed bar it repeats is not a second
+    #: close). The next update without it means data flows again.
+    stale: bool = False
+
+
+class BarsUpdateMessage(ServerModel):
+    """A candle changed or closed."""
+
+    type: Literal["bars.update"] = "bars.update"
+    payload: BarsUpdatePayload
+
+
+class PingPayload(ClientModel):
+    """An application-level ping; browsers cannot see protocol pings, so clients use this."""
+
+
+class PingMessage(ClientModel):
+    """Application-level ping; answered by pong."""
+
+    type: Literal["ping"] = "ping"
+    payload: PingPayload
+    #: Optional request id; the reply and any `error` for this request echo it.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+class QuotesParams(ClientModel):
+    """Topic parameters of the ``quotes`` route (none today; the object is kept for symmetry)."""
+
+
+class QuotesSubscribePayload(ClientModel):
+    """Subscribe to a symbol's quotes."""
+
+    #: Upper-case symbol, e.g. `BTCUSDT`, `EUR/USD`, `AAPL`.
+    symbol: Annotated[
+        str, Field(pattern=r"^[A-Z0-9][A-Z0-9.\-]{0,19}(/[A-Z0-9][A-Z0-9.\-]{0,19})?$")
+    ]
+    params: QuotesParams | None = None
+
+
+class QuotesSubscribeMessage(ClientModel):
+    """Receive a symbol's quotes."""
+
+    type: Literal["quotes.subscribe"] = "quotes.subscribe"
+    payload: QuotesSubscribePayload
+    #: Optional request id; the reply and any `error` for this request echo it.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+class QuotesUnsubscribePayload(ClientModel):
+    """Stop receiving a symbol's quotes."""
+
+    #: Upper-case symbol, e.g. `BTCUSDT`, `EUR/USD`, `AAPL`.
+    symbol: Annotated[
+        str, Field(pattern=r"^[A-Z0-9][A-Z0-9.\-]{0,19}(/[A-Z0-9][A-Z0-9.\-]{0,19})?$")
+    ]
+    params: QuotesParams | None = None
+
+
+class QuotesUnsubscribeMessage(ClientModel):
+    """Stop receiving quotes for a symbol (idempotent)."""
+
+    type: Literal["quotes.unsubscribe"] = "quotes.unsubscribe"
+    payload: QuotesUnsubscribePayload
+    #: Optional request id; the reply and any `error` for this request echo it.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+#: Any message the client sends; `type` tells them apart.
+ClientMessage: TypeAlias = Annotated[
+    BarsSubscribeMessage
+    | BarsUnsubscribeMessage
+    | PingMessage
+    | QuotesSubscribeMessage
+    | QuotesUnsubscribeMessage,
+    Field(discriminator="type"),
+]
+
+
+#: The ``code`` of an ``error`` message. Clients switch on these, so they are stable.
+ErrorCode: TypeAlias = Literal[
+    "invalid_json",
+    "invalid_message",
+    "unsupported_frame",
+    "unknown_type",
+    "validation_error",
+    "invalid_symbol",
+    "unknown_symbol",
+    "unsupported_resolution",
+    "too_many_subscriptions",
+    "rate_limited",
+    "forbidden",
+    "unavailable",
+    "internal_error",
+]
+
+
+class ErrorPayload(ServerModel):
+    """Why a client frame was refused; the connection stays open."""
+
+    code: ErrorCode
+    message: str
+    #: The `type` of the refused request, when it could be read.
+    request_type: str | None = None
+
+
+class ErrorMessage(ServerModel):
+    """A client frame was refused; the connection stays open."""
+
+    type: Literal["error"] = "error"
+    payload: ErrorPayload
+    #: The `id` of the refused request, when it could be read.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+class NoticePayload(ServerModel):
+    """The server will close this connection soon; reconnect (with ``since``) to resume."""
+
+    #: `shutdown`: the server is draining; `max_lifetime`: this connection reached its maximum
+    #: lifetime.
+    code: Literal["shutdown", "max_lifetime"]
+    message: str
+    #: The WebSocket close code that will follow (1001).
+    close_code: int
+    #: Milliseconds until the close; queued updates are still delivered.
+    close_in_ms: Annotated[int, Field(ge=0)]
+
+
+class NoticeMessage(ServerModel):
+    """The server will close this connection soon; reconnect to resume."""
+
+    type: Literal["notice"] = "notice"
+    payload: NoticePayload
+
+
+class PongPayload(ServerModel):
+    """Reply to ``ping``: the server's clock, ms UTC."""
+
+    time: int
+
+
+class PongMessage(ServerModel):
+    """Reply to ping."""
+
+    type: Literal["pong"] = "pong"
+    payload: PongPayload
+    #: The `id` of the `ping` request this answers, if it had one.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+class QuotesSubscribeResponsePayload(ServerModel):
+    """Reply to ``quotes.subscribe``."""
+
+    status: Literal["ok", "error"]
+    symbol: str
+    message: str
+    topic: str
+
+
+class QuotesSubscribeResponseMessage(ServerModel):
+    """Reply to quotes.subscribe."""
+
+    type: Literal["quotes.subscribe.response"] = "quotes.subscribe.response"
+    payload: QuotesSubscribeResponsePayload
+    #: The `id` of the `quotes.subscribe` request this answers, if it had one.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+class QuotesUnsubscribeResponsePayload(ServerModel):
+    """Reply to ``quotes.unsubscribe``."""
+
+    status: Literal["ok", "error"]
+    symbol: str
+    message: str
+    topic: str
+
+
+class QuotesUnsubscribeResponseMessage(ServerModel):
+    """Reply to quotes.unsubscribe."""
+
+    type: Literal["quotes.unsubscribe.response"] = "quotes.unsubscribe.response"
+    payload: QuotesUnsubscribeResponsePayload
+    #: The `id` of the `quotes.unsubscribe` request this answers, if it had one.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+class QuotesUpdatePayload(ServerModel):
+    """A live quote."""
+
+    topic: str
+    symbol: str
+    time: int
+    bid: float
+    ask: float
+    last: float
+    volume: float | None = None
+    change: float | None = None
+    change_percent: float | None = None
+
+
+class QuotesUpdateMessage(ServerModel):
+    """A new quote."""
+
+    type: Literal["quotes.update"] = "quotes.update"
+    payload: QuotesUpdatePayload
+
+
+#: Any message the server sends; `type` tells them apart.
+ServerMessage: TypeAlias = Annotated[
+    BarsSubscribeResponseMessage
+    | BarsUnsubscribeResponseMessage
+    | BarsUpdateMessage
+    | ErrorMessage
+    | NoticeMessage
+    | PongMessage
+    | QuotesSubscribeResponseMessage
+    | QuotesUnsubscribeResponseMessage
+    | QuotesUpdateMessage,
+    Field(discriminator="type"),
+]
