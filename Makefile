@@ -18,10 +18,34 @@ NPM_DIR := frontend-types
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-.venv/.synced: pyproject.toml
+# The tested version of every Python package, dev tools included: `setup` installs exactly
+# these (uv.lock stays local and git-ignored), `make lock` refreshes them. Plain `name==version`
+# lines: no index or registry address, so any mirror the machine is configured with serves them.
+CONSTRAINTS := constraints.txt
+VENV_PY := .venv/bin/python
+# `make lock LOCK_ARGS=` re-exports without upgrading (after an edit to pyproject.toml).
+LOCK_ARGS ?= --upgrade
+
+# One `pip sync` with the project itself listed (editable): exactly these packages, and nothing
+# uninstalled then reinstalled while other commands use the environment.
+.venv/.synced: pyproject.toml $(CONSTRAINTS)
 	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv"; python3 -m pip install --quiet uv; }
-	$(UV) sync --quiet
+	@test -x $(VENV_PY) || $(UV) venv --quiet --prompt marketcast .venv
+	{ cat $(CONSTRAINTS); echo "-e ."; } | $(UV) pip sync --quiet --python $(VENV_PY) -
 	@touch $@
+
+.PHONY: lock
+lock: ## refresh constraints.txt: newest versions pyproject.toml allows (then make test, commit)
+	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv"; python3 -m pip install --quiet uv; }
+	$(UV) lock --quiet $(LOCK_ARGS)
+	@{ echo "# The tested versions: what \`make setup\` installs. Written by \`make lock\`; do not edit."; \
+	  $(UV) export --frozen --quiet --format requirements.txt --no-hashes --no-header \
+	    --no-annotate --no-emit-project --all-groups; } > $(CONSTRAINTS).new
+	@if grep -nE '://|^-' $(CONSTRAINTS).new; then \
+	  echo "$(CONSTRAINTS): an address or an index option above; not written" >&2; \
+	  rm -f $(CONSTRAINTS).new; exit 1; fi
+	@mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	@git diff --stat -- $(CONSTRAINTS) 2>/dev/null || true
 
 $(NPM_DIR)/node_modules/.installed: $(NPM_DIR)/package.json $(NPM_DIR)/package-lock.json
 	cd $(NPM_DIR) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
@@ -76,8 +100,9 @@ run-cluster: setup ## WORKERS=2 workers from MARKETCAST_PORT (8000) on, sharing 
 
 test: setup-test check-generated lint test-python test-node ## the whole suite, as CI runs it
 
+# --durations: the slowest tests in every CI log, to see one approach its timeout (pyproject).
 test-python: setup-test
-	$(RUN) pytest -q
+	$(RUN) pytest -q --durations=15
 
 test-node: setup ## tsc --strict, type tests, topic vectors, spec validation, client vs a real server
 	cd $(NPM_DIR) && npm test --silent

@@ -5,8 +5,9 @@ publish path runs for every update to every client and must stay free of locks a
 lookups. Everything exported here is already counted as plain integers on the objects that do
 the work — the hub (``published``), the stream manager (``repeats_dropped``), each connection
 (``frames_sent``, its outbox's ``conflated`` and depth), the per-app ``FanoutStats`` (closed
-connections' totals, the sampled latency histogram) — and is read only when Prometheus
-scrapes. Feeds report their upstream through an optional ``status()`` (``feeds.status``).
+connections' totals, frames by write path, the sampled latency histogram) — and is read only
+when Prometheus scrapes. Feeds report their upstream through an optional ``status()``
+(``feeds.status``).
 
 Why a registry per app: ``create_app`` may build several apps in one process (tests do);
 the global default registry would mix them and refuse the second one's names.
@@ -191,6 +192,18 @@ class MarketcastCollector(Collector):
             "Frames written to WebSocket clients (updates, replies, errors, notices).",
             value=self._monotonic(sent, "sent"),
         )
+        by_path = CounterMetricFamily(
+            "marketcast_ws_messages_sent_by_path",
+            "Frames written to WebSocket clients, by write path: 'direct' (to the socket's "
+            "transport by the publisher), 'batched' (to the transport by the client's writer, "
+            "several in one write), 'asgi' (through ASGI send: no transport reachable, or "
+            "permessage-deflate). The startup log names the path expected.",
+            labels=["path"],
+        )
+        by_path.add_metric(["direct"], stats.direct_frames)
+        by_path.add_metric(["batched"], stats.batched_frames)
+        by_path.add_metric(["asgi"], stats.asgi_frames)
+        yield by_path
         dropped = CounterMetricFamily(
             "marketcast_ws_messages_dropped",
             "Frames a client did not get: 'conflated' (an open-bar update replaced by a newer "

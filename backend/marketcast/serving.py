@@ -14,7 +14,8 @@ uvicorn's defaults: the frame size limit (1009), protocol pings (dead peers), th
 ``websockets-sansio`` implementation that the transport-abort fallback was checked against,
 and the h11 protocol with request deadlines and the TCP connection cap
 (``marketcast.http_guard``), whose refusals are logged once per interval
-(``marketcast.refusals``), failed ``accept()`` calls included.
+(``marketcast.refusals``), failed ``accept()`` calls included. The WebSocket write path the
+fan-out will take (``ws.direct``) is logged here too, once, before the first client.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import WS_PROTOCOLS
+from uvicorn.importer import ImportFromStringError, import_from_string
 
 from marketcast.http_guard import HttpGuard, guarded_h11_protocol
 from marketcast.lifecycle import Lifecycle
 from marketcast.refusals import install_accept_failure_log
 from marketcast.settings import Settings
+from marketcast.ws.direct import startup_write_path
 from marketcast.ws.security import install_log_redaction
 
 log = logging.getLogger("marketcast.serving")
@@ -132,4 +136,23 @@ def build_server(app: FastAPI, settings: Settings) -> GracefulServer:
     install_log_redaction(("", "uvicorn", "uvicorn.error", "uvicorn.access"))
     lifecycle: Lifecycle = app.state.lifecycle
     log.info("%s (MARKETCAST_MAX_TCP_CONNECTIONS)", guard.describe_cap())
+    direct, line = startup_write_path(
+        _ws_protocol_class(config), per_message_deflate=settings.ws_per_message_deflate
+    )
+    log.log(
+        logging.INFO if direct else logging.WARNING, "%s, uvicorn %s", line, uvicorn.__version__
+    )
     return GracefulServer(config, lifecycle, guard)
+
+
+def _ws_protocol_class(config: uvicorn.Config) -> object:
+    """The WebSocket protocol class of ``config``, resolved now because uvicorn loads it only
+    once it serves, after the startup lines; None when uvicorn could not load one either."""
+    ws = config.ws
+    if not isinstance(ws, str):
+        return ws
+    target = WS_PROTOCOLS.get(ws, ws)
+    try:
+        return None if target is None else import_from_string(target)
+    except ImportFromStringError:
+        return None

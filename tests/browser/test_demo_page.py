@@ -39,7 +39,8 @@ UP, DOWN, BACKGROUND = (38, 166, 154), (239, 83, 80), (19, 23, 34)
 #: The page opens on resolution "1": one bar per simulated minute.
 STEP_MS = 60_000
 
-pytestmark = pytest.mark.integration
+# A browser, two server starts and a minute's wait for the page: longer than the default.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 def _missing_prerequisite() -> str | None:

@@ -48,7 +48,7 @@ async def serving(**settings: Any) -> AsyncIterator[tuple[str, FanoutStats]]:
     server = build_server(app, config)
     task = asyncio.create_task(server.serve())
     try:
-        for _ in range(500):
+        for _ in range(6000):  # polled for the event; bounded only to name a hang
             if server.started:
                 break
             await asyncio.sleep(0.01)

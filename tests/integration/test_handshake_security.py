@@ -147,7 +147,8 @@ async def in_process_server(**kwargs: object) -> AsyncIterator[Endpoint]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
-        for _ in range(200):
+        # Polled for the event, bounded only to name a hang (a loaded machine starts slowly).
+        for _ in range(1200):
             if server.started:
                 break
             await asyncio.sleep(0.05)

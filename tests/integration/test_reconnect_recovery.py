@@ -4,8 +4,6 @@ every closed bar exactly once — from the store, and from the feed where the st
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -38,10 +36,12 @@ class Chart:
         """``since`` for the next subscription: the bucket after the newest closed bar."""
         return next_bucket(max(self.closed), "1")
 
-    async def follow(self, c: Client, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            frame = await c.recv()
+    async def follow(self, c: Client, bars: int) -> None:
+        """Read until ``bars`` more closed bars arrived: counted, not timed, so a loaded
+        machine makes the session longer rather than emptier."""
+        goal = len(self.closed) + bars
+        while len(self.closed) < goal:
+            frame = await c.recv(within=30)
             if frame["type"] == "bars.update" and frame["payload"]["topic"] == TOPIC:
                 self.add(frame["payload"])
 
@@ -53,15 +53,28 @@ class Chart:
         assert not holes, f"closed bars missing between {holes[:3]}"
 
 
-async def session(chart: Chart, server: Any, seconds: float, **subscribe: Any) -> dict[str, Any]:
+async def session(chart: Chart, server: Any, bars: int, **subscribe: Any) -> dict[str, Any]:
     async with client(server) as c:
         reply = await c.subscribe_bars("BTCUSDT", "1", **subscribe)
         assert reply["payload"]["status"] == "ok", reply
         for bar in reply["payload"]["bars"]:
             chart.add(bar)
-        await chart.follow(c, seconds)
+        await chart.follow(c, bars)
         payload: dict[str, Any] = reply["payload"]
         return payload
+
+
+async def away(keeper: Client, chart: Chart, bars: int) -> None:
+    """While the chart's client is away, until ``bars`` bars closed after its newest one, as
+    the keeper (subscribed all along) sees them: missed bars counted, not a time waited."""
+    last = chart.resume_from
+    for _ in range(bars - 1):
+        last = next_bucket(last, "1")
+    while True:
+        frame = await keeper.recv(within=30)
+        payload = frame["payload"]
+        if frame["type"] == "bars.update" and payload["closed"] and payload["time"] >= last:
+            return
 
 
 @pytest.fixture(scope="module")
@@ -72,17 +85,17 @@ def fast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 async def test_reconnect_with_since_from_the_store(fast: Server) -> None:
-    """The client is away for about four bars; the store has them."""
+    """The client is away for four bars; the store has them."""
     chart = Chart()
     async with client(fast) as keeper:  # keeps the stream running while we are away
         await keeper.subscribe_bars("BTCUSDT", "1")
-        first = await session(chart, fast, 1.0, snapshot=3)
+        first = await session(chart, fast, 4, snapshot=3)
         assert first.get("recovered") is None, "no `since`, no recovery flag"
-        await asyncio.sleep(1.0)
-        resumed = await session(chart, fast, 1.0, since=chart.resume_from)
+        await away(keeper, chart, 4)
+        resumed = await session(chart, fast, 4, since=chart.resume_from)
     assert resumed["recovered"] is True
     missed = [b for b in resumed["bars"] if b["closed"]]
-    assert len(missed) >= 2, "bars closed while the client was away came back"
+    assert len(missed) >= 4, "bars closed while the client was away came back"
     chart.assert_complete(minimum=10)
 
 
@@ -96,15 +109,15 @@ async def test_since_older_than_any_history_is_not_recovered(fast: Server) -> No
 
 
 async def test_reconnect_with_since_fills_a_store_hole_from_the_feed(tmp_path: Path) -> None:
-    """600x and a 10-bar store: ten bars close per second, so during a 1.5 s absence ~15 bars
-    close and the store forgets the first of them; the feed fills the hole."""
+    """600x and a 10-bar store: fifteen bars close during the absence and the store forgets the
+    first of them; the feed fills the hole."""
     with run_server(tmp_path, sim_speed=600, sim_tick_interval=0.02, store_capacity=10) as server:
         chart = Chart()
         async with client(server) as keeper:
             await keeper.subscribe_bars("BTCUSDT", "1")
-            await session(chart, server, 0.6, snapshot=3)
-            await asyncio.sleep(1.5)
-            resumed = await session(chart, server, 0.6, since=chart.resume_from)
+            await session(chart, server, 6, snapshot=3)
+            await away(keeper, chart, 15)
+            resumed = await session(chart, server, 6, since=chart.resume_from)
         assert resumed["recovered"] is True
         assert len(resumed["bars"]) > 10, "more bars than the store holds: some from the feed"
         chart.assert_complete(minimum=20)

