@@ -121,7 +121,8 @@ def run_server(tmp_dir: Path, *, port: int | None = None, **settings: object) ->
             process.wait(timeout=5)
 
 
-def _wait_ready(server: Server, timeout: float = 30.0) -> None:
+def _wait_ready(server: Server, timeout: float = 60.0) -> None:
+    # Polled for readiness; bounded only to name a hang (a loaded machine starts slowly).
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -201,3 +202,25 @@ async def client(server: Server, **options: Any) -> AsyncIterator[Client]:
                 await connection.close()
         except TimeoutError:
             connection.transport.abort()
+
+
+@contextlib.asynccontextmanager
+async def served(tmp_dir: Path, **settings: object) -> AsyncIterator[Server]:
+    """``run_server`` entered and left in a thread, so that fakes serving on the test's own
+    event loop (fake Binance, fake Twelve Data) keep answering while the server starts."""
+    manager = run_server(tmp_dir, **settings)
+    server = await asyncio.to_thread(manager.__enter__)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(manager.__exit__, None, None, None)
+
+
+async def until(
+    predicate: Callable[[], bool], within: float = 15.0, what: str = "the condition"
+) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, f"not within {within} s: {what}"
+        await asyncio.sleep(0.05)

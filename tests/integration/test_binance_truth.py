@@ -31,7 +31,7 @@ from marketcast.market import BarKey, Candle, Quote
 from marketcast.sim.binance import FakeBinance
 from marketcast.sim.market import DAY, MINUTE, FakeClock, Market
 from marketcast.types import Symbol
-from tests.integration.harness import Client, Server, client, run_server
+from tests.integration.harness import Client, Server, client, served, until
 
 pytestmark = pytest.mark.integration
 
@@ -46,10 +46,11 @@ def past_market() -> Market:
     return Market(["BTCUSDT", "ETHUSDT"], clock=clock, history_days=0.5)
 
 
-@contextlib.asynccontextmanager
-async def served(tmp_path: Path, fake: FakeBinance, **settings: object) -> AsyncIterator[Server]:
-    """``run_server`` entered and left in a thread, so the fake on this loop keeps serving."""
-    manager = run_server(
+def served_against(
+    tmp_path: Path, fake: FakeBinance, **settings: object
+) -> contextlib.AbstractAsyncContextManager[Server]:
+    """The server with Binance serving BTCUSDT and ETHUSDT from ``fake``."""
+    return served(
         tmp_path,
         binance_symbols="BTCUSDT,ETHUSDT",
         binance_ws_url=fake.ws_url,
@@ -58,11 +59,6 @@ async def served(tmp_path: Path, fake: FakeBinance, **settings: object) -> Async
         sim_symbols="AAPL",
         **settings,
     )
-    server = await asyncio.to_thread(manager.__enter__)
-    try:
-        yield server
-    finally:
-        await asyncio.to_thread(manager.__exit__, None, None, None)
 
 
 @contextlib.asynccontextmanager
@@ -74,13 +70,6 @@ async def fake_binance(market: Market) -> AsyncIterator[FakeBinance]:
         yield fake
     finally:
         await fake.stop()
-
-
-async def until(predicate: Callable[[], bool], within: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, f"not within {within} s: {what}"
-        await asyncio.sleep(0.05)
 
 
 async def working_connection(fake: FakeBinance, age: float = 0.6) -> None:
@@ -118,7 +107,9 @@ async def test_closed_bars_equal_the_upstreams_under_drops_with_its_clock_in_the
     quotes: list[float] = []  # monotonic receive times
     async with (
         fake_binance(market) as fake,
-        served(tmp_path, fake, binance_reconnect_min=1.0, binance_reconnect_max=4.0) as server,
+        served_against(
+            tmp_path, fake, binance_reconnect_min=1.0, binance_reconnect_max=4.0
+        ) as server,
         contextlib.AsyncExitStack() as stack,
     ):
         # One client per subscription: a client waiting for one reply skips other frames.
@@ -209,7 +200,9 @@ async def test_a_dropped_working_connection_is_replaced_within_two_seconds(
     market = past_market()
     async with (
         fake_binance(market) as fake,
-        served(tmp_path, fake, binance_reconnect_min=1.0, binance_reconnect_max=30.0) as server,
+        served_against(
+            tmp_path, fake, binance_reconnect_min=1.0, binance_reconnect_max=30.0
+        ) as server,
         client(server) as c,
     ):
         reply = await c.subscribe_bars("BTCUSDT", "1")

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +21,11 @@ from marketcast.sim.binance import FakeBinance
 from marketcast.sim.market import DAY, TICK_MS, FakeClock, Market
 from marketcast.sim.twelvedata import FakeTwelveData
 from marketcast.types import Symbol
-from tests.integration.harness import Server, client, run_server
+from tests.integration.harness import Server, client, served, until
 
 pytestmark = pytest.mark.integration
 
 KEY = "td-quotes-secret"
-
-
-@contextlib.asynccontextmanager
-async def served(tmp_path: Path, **settings: object) -> AsyncIterator[Server]:
-    """``run_server`` entered and left in a thread, so the fakes on this loop keep serving."""
-    manager = run_server(tmp_path, **settings)
-    server = await asyncio.to_thread(manager.__enter__)
-    try:
-        yield server
-    finally:
-        await asyncio.to_thread(manager.__exit__, None, None, None)
 
 
 @contextlib.asynccontextmanager
@@ -47,13 +36,6 @@ async def fake_twelvedata(market: Market) -> AsyncIterator[FakeTwelveData]:
         yield fake
     finally:
         await fake.stop()
-
-
-async def until(predicate: Callable[[], bool], within: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 def expected_quote(market: Market, symbol: Symbol, time: int) -> tuple[float, float]:

@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from marketcast.sim.binance import FakeBinance
 from marketcast.sim.market import FakeClock, Market
 from marketcast.sim.twelvedata import FakeTwelveData
-from tests.integration.harness import Server, client, run_server
+from tests.integration.harness import client, served, until
 
 pytestmark = pytest.mark.integration
 
@@ -29,17 +29,6 @@ FAST_BINANCE = {
     "stream_grace_period": 0.5,
     "sim_symbols": "AAPL",
 }
-
-
-@contextlib.asynccontextmanager
-async def served(tmp_path: Path, **settings: object) -> AsyncIterator[Server]:
-    """``run_server`` entered and left in a thread, so the fakes on this loop keep serving."""
-    manager = run_server(tmp_path, **settings)
-    server = await asyncio.to_thread(manager.__enter__)
-    try:
-        yield server
-    finally:
-        await asyncio.to_thread(manager.__exit__, None, None, None)
 
 
 @contextlib.asynccontextmanager
@@ -165,13 +154,6 @@ async def test_many_clients_share_one_upstream_connection_and_idle_keys_unsubscr
 
 def interval(resolution: str) -> str:
     return {"1": "1m", "3": "3m", "5": "5m", "15": "15m", "60": "1h", "D": "1d"}[resolution]
-
-
-async def until(predicate: Any, within: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_twelvedata_budget_holds_for_any_number_of_subscribers(tmp_path: Path) -> None:
