@@ -56,8 +56,11 @@ class Terminal:
             time.sleep(0.05)
         return True
 
+    def type(self, text: str) -> None:
+        os.write(self._fd, text.encode())
+
     def ctrl_c(self) -> None:
-        os.write(self._fd, b"\x03")
+        self.type("\x03")
 
     def wait(self, within: float) -> int:
         """The exit status (as ``os.waitpid`` gives it) within ``within`` s, or kill it."""
