@@ -31,7 +31,7 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "docs" / "asyncapi.json"
@@ -265,7 +265,9 @@ def render_models(document: Schema) -> str:
             "an optional field does not break deployed clients. Conformance checks that must\n"
             'refuse them validate with ``context={"forbid_extra": True}``.'
         ),
-        "from typing import Annotated, Any, Literal, TypeAlias\n\n"
+        "from collections.abc import Mapping\n"
+        "from types import MappingProxyType\n"
+        "from typing import Annotated, Any, Final, Literal, NamedTuple, TypeAlias\n\n"
         "from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator\n\n\n"
         "class ClientModel(BaseModel):\n"
         '    """Base of what the client sends: the server refuses unknown fields, so do we."""\n\n'
@@ -291,7 +293,55 @@ def render_models(document: Schema) -> str:
         schema = schemas[name]
         out.append("\n\n")
         out.append(_render_schema(name, schema, types, server=name in server_side))
+    out.append(_render_code_tables(document))
     return "".join(out)
+
+
+_CLOSE_RETRIES: Final = ("never", "immediate", "growing", "backoff")
+_ERROR_RETRIES: Final = ("never", "later")
+
+
+def _render_code_tables(document: Schema) -> str:
+    """``x-close-codes`` and ``x-error-codes`` as constants: the reconnect policy and the retry
+    of refused requests, the same table the TypeScript client is generated from."""
+    close_codes = document.get("x-close-codes")
+    error_codes = document.get("x-error-codes")
+    if not isinstance(close_codes, dict) or not isinstance(error_codes, dict):
+        raise GeneratorError("the document has no x-close-codes / x-error-codes")
+    close_lines = []
+    for code, info in close_codes.items():
+        if not (code.isdigit() and isinstance(info, dict) and info.get("retry") in _CLOSE_RETRIES):
+            raise GeneratorError(f"x-close-codes: bad entry {code}: {info!r}")
+        close_lines.append(
+            f"    {int(code)}: CloseCodeInfo({_py(str(info['meaning']))}, {_py(info['retry'])}),\n"
+        )
+    error_lines = []
+    for code, info in error_codes.items():
+        if not (isinstance(info, dict) and info.get("retry") in _ERROR_RETRIES):
+            raise GeneratorError(f"x-error-codes: bad entry {code}: {info!r}")
+        error_lines.append(f"    {_py(code)}: {_py(info['retry'])},\n")
+    close_type = ", ".join(_py(value) for value in _CLOSE_RETRIES)
+    error_type = ", ".join(_py(value) for value in _ERROR_RETRIES)
+    return (
+        "\n\n"
+        f"CloseRetry: TypeAlias = Literal[{close_type}]\n"
+        f"ErrorRetry: TypeAlias = Literal[{error_type}]\n\n\n"
+        "class CloseCodeInfo(NamedTuple):\n"
+        '    """What a close code means, and what a client does next: ``never`` retry, reconnect\n'
+        "    ``immediate``-ly, ``growing`` back-off (reset only once a later connection is\n"
+        '    stable), or plain ``backoff`` (``x-close-codes``)."""\n\n'
+        "    meaning: str\n"
+        "    retry: CloseRetry\n\n\n"
+        "#: Every close code the server sends (``x-close-codes``).\n"
+        "CLOSE_CODES: Final[Mapping[int, CloseCodeInfo]] = MappingProxyType({\n"
+        + "".join(close_lines)
+        + "})\n\n"
+        "#: Whether a refused request may be sent again after a delay (``later``) or not\n"
+        "#: (``never``), by error code (``x-error-codes``).\n"
+        "ERROR_CODE_RETRY: Final[Mapping[str, ErrorRetry]] = MappingProxyType({\n"
+        + "".join(error_lines)
+        + "})\n"
+    )
 
 
 def _render_schema(name: str, schema: Schema, types: Types, *, server: bool) -> str:

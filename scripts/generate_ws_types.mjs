@@ -21,6 +21,12 @@ const SOURCE = fileURLToPath(new URL("../docs/asyncapi.json", import.meta.url));
 const OUTPUT = fileURLToPath(
   new URL("../frontend-types/src/generated/messages.ts", import.meta.url),
 );
+// The close-code and error-code tables (`x-close-codes`, `x-error-codes`): values, not types.
+const CODES_OUTPUT = fileURLToPath(
+  new URL("../frontend-types/src/generated/codes.ts", import.meta.url),
+);
+const RETRY_POLICIES = ["never", "immediate", "growing", "backoff"];
+const ERROR_RETRIES = ["never", "later"];
 // The generator is a devDependency of the npm package, not of the repository root.
 const requireFromPackage = createRequire(
   new URL("../frontend-types/package.json", import.meta.url),
@@ -159,12 +165,78 @@ export async function render() {
   return `${HEADER}\n\n${body}\n\n${replyTypes(document, definitions)}\n`;
 }
 
+/**
+ * The document's close-code and error-code tables as constants, so that the client's reconnect
+ * policy and its retry of refused subscribes come from the contract, as the Python client's do.
+ */
+export function renderCodes(document = JSON.parse(readFileSync(SOURCE, "utf8"))) {
+  const closeCodes = document["x-close-codes"];
+  const errorCodes = document["x-error-codes"];
+  if (!closeCodes || !errorCodes) {
+    throw new Error(`${relative(ROOT, SOURCE)} has no x-close-codes / x-error-codes`);
+  }
+  const closeLines = [];
+  for (const [code, info] of Object.entries(closeCodes)) {
+    if (!/^[1-4][0-9]{3}$/.test(code) || !RETRY_POLICIES.includes(info?.retry)) {
+      throw new Error(`x-close-codes: bad entry ${code}: ${JSON.stringify(info)}`);
+    }
+    closeLines.push(
+      `  ${code}: {\n    meaning: ${JSON.stringify(String(info.meaning))},\n` +
+        `    retry: ${JSON.stringify(info.retry)},\n  },`,
+    );
+  }
+  const errorLines = [];
+  for (const [code, info] of Object.entries(errorCodes)) {
+    if (!ERROR_RETRIES.includes(info?.retry)) {
+      throw new Error(`x-error-codes: bad entry ${code}: ${JSON.stringify(info)}`);
+    }
+    errorLines.push(`  ${code}: ${JSON.stringify(info.retry)},`);
+  }
+  return [
+    HEADER,
+    "",
+    'import type { ErrorCode } from "./messages.js";',
+    "",
+    "/**",
+    " * What a client does after a close: `never` retry, reconnect `immediate`ly, `growing`",
+    " * back-off (reset only once a later connection is stable), or plain `backoff`.",
+    " */",
+    `export type RetryPolicy = ${RETRY_POLICIES.map((p) => JSON.stringify(p)).join(" | ")};`,
+    "",
+    "export interface CloseCodeInfo {",
+    "  /** What the server means by it. */",
+    "  readonly meaning: string;",
+    "  /** What the client does next. */",
+    "  readonly retry: RetryPolicy;",
+    "}",
+    "",
+    "/** Every close code the server sends (`x-close-codes`). */",
+    "export const CLOSE_CODES: Readonly<Record<number, CloseCodeInfo>> = Object.freeze({",
+    ...closeLines,
+    "});",
+    "",
+    "/**",
+    " * For each error code, whether the same request may be sent again after a delay",
+    " * (`later`) or not (`never`) (`x-error-codes`).",
+    " */",
+    `export const ERROR_CODE_RETRY: Readonly<Record<ErrorCode, ${ERROR_RETRIES.map((p) => JSON.stringify(p)).join(" | ")}>> =`,
+    "  Object.freeze({",
+    ...errorLines.map((line) => `  ${line}`),
+    "  });",
+    "",
+  ].join("\n");
+}
+
+function write(path, text) {
+  if (existsSync(path) && readFileSync(path, "utf8") === text) return;
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, text);
+  console.log(`wrote ${relative(ROOT, path)}`);
+}
+
 async function main() {
-  const text = await render();
-  if (existsSync(OUTPUT) && readFileSync(OUTPUT, "utf8") === text) return;
-  mkdirSync(dirname(OUTPUT), { recursive: true });
-  writeFileSync(OUTPUT, text);
-  console.log(`wrote ${relative(ROOT, OUTPUT)}`);
+  write(OUTPUT, await render());
+  write(CODES_OUTPUT, renderCodes());
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -13,7 +13,9 @@ this checkout:
 Why a Content-Security-Policy: it turns "no CDN, no other host" into something the browser
 enforces — scripts, styles, images and connections may only come from this server (the
 WebSocket included: ``connect-src 'self'`` covers ``ws:`` to the same host and port).
-Inline styles stay allowed because the chart library sets element styles from script.
+Inline styles stay allowed because the chart library sets element styles from script. The
+page's one inline script, the import map that lets it import the client by its package name
+(as an app would), is allowed by its hash, computed from the page as served.
 
 Why a missing build is answered per request (503 naming the fix) rather than refused at start:
 the API itself must run on a machine without Node.
@@ -21,6 +23,9 @@ the API itself must run on a machine without Node.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from pathlib import Path
 from typing import Final
 
@@ -60,6 +65,22 @@ _HEADERS: Final = {
     "Cache-Control": "no-cache",
 }
 _JS: Final = "text/javascript; charset=utf-8"
+_IMPORT_MAP: Final = re.compile(r'<script type="importmap">(.*?)</script>', re.DOTALL)
+
+
+def headers_for_page(page: str) -> dict[str, str]:
+    """The headers, with the page's inline import maps allowed by their SHA-256 (CSP Level 2
+    hashes cover a script element's exact text) and nothing else inline."""
+    hashes = [
+        "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+        for body in _IMPORT_MAP.findall(page)
+    ]
+    if not hashes:
+        return dict(_HEADERS)
+    policy = CONTENT_SECURITY_POLICY.replace(
+        "script-src 'self'", "script-src 'self' " + " ".join(hashes), 1
+    )
+    return {**_HEADERS, "Content-Security-Policy": policy}
 
 
 def default_frontend_dir() -> Path | None:
@@ -99,7 +120,8 @@ def mount_demo_page(app: FastAPI, *, frontend_dir: Path | None) -> None:
                 status_code=503,
                 headers=_HEADERS,
             )
-        return FileResponse(frontend_dir / _PAGE, media_type="text/html", headers=_HEADERS)
+        text = (frontend_dir / _PAGE).read_text(encoding="utf-8")
+        return HTMLResponse(text, headers=headers_for_page(text))
 
     async def style() -> Response:
         if frontend_dir is None:

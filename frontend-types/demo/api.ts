@@ -6,7 +6,7 @@
  * person looking at the page needs to see.
  */
 
-import type { Bar } from "../src/index.js";
+import type { Bar } from "@marketcast/frontend-types";
 
 export interface SymbolEntry {
   readonly symbol: string;
@@ -27,13 +27,50 @@ async function getJson(url: URL): Promise<unknown> {
   return body;
 }
 
+type Check = (value: unknown) => boolean;
+const isString: Check = (value) => typeof value === "string";
+const isNumber: Check = (value) => typeof value === "number" && Number.isFinite(value);
+const isBoolean: Check = (value) => typeof value === "boolean";
+
+/** `value` as an object whose `fields` pass their checks, or an error naming what is wrong. */
+function checked<T>(url: URL, what: string, value: unknown, fields: Record<string, Check>): T {
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw new Error(`GET ${url.pathname}: ${what} is not an object`);
+  for (const [name, check] of Object.entries(fields)) {
+    if (!check((value as Record<string, unknown>)[name]))
+      throw new Error(`GET ${url.pathname}: ${what} has no valid ${JSON.stringify(name)}`);
+  }
+  return value as T;
+}
+
+function listOf(url: URL, body: unknown, field: string): unknown[] {
+  const list = (body as Record<string, unknown> | null | undefined)?.[field];
+  if (!Array.isArray(list))
+    throw new Error(`GET ${url.pathname}: expected {"${field}": [...]}, got something else`);
+  return list;
+}
+
+const SYMBOL_FIELDS: Record<string, Check> = {
+  symbol: isString,
+  asset_class: isString,
+  resolutions: (value) => Array.isArray(value) && value.every(isString),
+};
+
+const BAR_FIELDS: Record<string, Check> = {
+  time: isNumber,
+  open: isNumber,
+  high: isNumber,
+  low: isNumber,
+  close: isNumber,
+  volume: isNumber,
+  closed: isBoolean,
+};
+
 export async function fetchSymbols(base: URL): Promise<SymbolEntry[]> {
   const url = new URL("api/v1/market-data/symbols", base);
-  const body = (await getJson(url)) as { symbols?: unknown };
-  if (!Array.isArray(body.symbols)) {
-    throw new Error(`GET ${url.pathname}: expected {"symbols": [...]}, got something else`);
-  }
-  return body.symbols as SymbolEntry[];
+  return listOf(url, await getJson(url), "symbols").map((entry, i) =>
+    checked<SymbolEntry>(url, `symbols[${i}]`, entry, SYMBOL_FIELDS),
+  );
 }
 
 export async function fetchHistory(
@@ -44,9 +81,12 @@ export async function fetchHistory(
 ): Promise<Bar[]> {
   const url = new URL("api/v1/market-data/history", base);
   url.search = new URLSearchParams({ symbol, resolution, limit: String(limit) }).toString();
-  const body = (await getJson(url)) as { bars?: unknown };
-  if (!Array.isArray(body.bars)) {
-    throw new Error(`GET ${url.pathname}: expected {"bars": [...]}, got something else`);
+  const bars = listOf(url, await getJson(url), "bars").map((bar, i) =>
+    checked<Bar>(url, `bars[${i}]`, bar, BAR_FIELDS),
+  );
+  for (let i = 1; i < bars.length; i += 1) {
+    if ((bars[i]?.time ?? 0) <= (bars[i - 1]?.time ?? 0))
+      throw new Error(`GET ${url.pathname}: bars are not in ascending time order`);
   }
-  return body.bars as Bar[];
+  return bars;
 }

@@ -10,7 +10,7 @@
  */
 
 import type * as Lwc from "lightweight-charts";
-import type { Bar } from "../src/index.js";
+import type { Bar } from "@marketcast/frontend-types";
 
 export type Library = typeof Lwc;
 
@@ -106,6 +106,11 @@ export class ChartView {
     this.#last = bar;
     if (live) this.#liveUpdates += 1;
     return true;
+  }
+
+  /** Remove the chart from the page and release its resources. */
+  remove(): void {
+    this.#chart.remove();
   }
 
   get last(): Bar | undefined {

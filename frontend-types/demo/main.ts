@@ -3,18 +3,20 @@
  *
  * History comes from REST (`/api/v1/market-data/history`), live bars from the WebSocket API
  * through the package's own typed client, which reconnects after a drop or a server restart
- * and asks for the bars it missed (`since`), so the chart goes on without a gap. A small
- * WebSocket snapshot bridges the REST backfill and the stream: bars that closed between the
- * two requests are not lost.
+ * and asks for the bars it missed (`since`), so the chart goes on without a gap. The stream
+ * joins the REST backfill with `since` = the open time of its newest bar: the server sends
+ * every bar from there on, so bars that closed between the two requests are not lost and
+ * nothing is guessed. When the server says bars are missing (`recovered: false`), the chart
+ * reloads its history.
  */
 
-import { connect, type ConnectionState, type Resolution } from "../src/index.js";
+import { connect, type ConnectionState, type Resolution } from "@marketcast/frontend-types";
 import { fetchHistory, fetchSymbols, type SymbolEntry } from "./api.js";
 import { ChartView, library } from "./charting.js";
 
 /** Bars of REST history shown at first (the server keeps up to 1000 per key). */
 const HISTORY_BARS = 1000;
-/** Bars of WebSocket snapshot that overlap the REST history's end. */
+/** Bars of WebSocket snapshot when REST history had none to join with `since`. */
 const BRIDGE_BARS = 10;
 
 const RESOLUTION_LABELS: Readonly<Record<string, string>> = {
@@ -35,6 +37,7 @@ const STATE_TEXT: Readonly<Record<ConnectionState, string>> = {
   connecting: "connecting",
   open: "live",
   reconnecting: "reconnecting",
+  failed: "stopped",
   closed: "closed",
 };
 
@@ -44,19 +47,15 @@ function element<T extends HTMLElement>(id: string, kind: new () => T): T {
   return found;
 }
 
-const symbolSelect = element("symbol", HTMLSelectElement);
-const resolutionSelect = element("resolution", HTMLSelectElement);
-const stateBadge = element("state", HTMLElement);
-const lastOutput = element("last", HTMLElement);
-const statusLine = element("status", HTMLElement);
-const base = new URL(document.baseURI);
-
+/** Show `text` in the page's status line (the footer). */
 function status(text: string, level: "info" | "error" = "info"): void {
-  statusLine.textContent = text;
-  statusLine.dataset["level"] = level;
+  const line = document.getElementById("status");
+  if (line === null) return;
+  line.textContent = text;
+  line.dataset["level"] = level;
 }
 
-function webSocketUrl(): string {
+function webSocketUrl(base: URL): string {
   const url = new URL("api/v1/ws", base);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   return url.href;
@@ -66,22 +65,42 @@ function fill(select: HTMLSelectElement, values: readonly string[], label = (v: 
   select.replaceChildren(...values.map((value) => new Option(label(value), value)));
 }
 
-async function main(): Promise<void> {
+/** The page; returns its teardown (unsubscribe, close the client, remove the chart). */
+async function main(): Promise<() => void> {
+  const symbolSelect = element("symbol", HTMLSelectElement);
+  const resolutionSelect = element("resolution", HTMLSelectElement);
+  const stateBadge = element("state", HTMLElement);
+  const lastOutput = element("last", HTMLElement);
+  const base = new URL(document.baseURI);
   const view = new ChartView(element("chart", HTMLElement), library());
-  const client = connect(webSocketUrl(), {
+  const client = connect(webSocketUrl(base), {
     onError: (error) => status(error.message, "error"),
     onNotice: (notice) => status(`server: ${notice.message}`),
   });
+  /** A status about the connection, cleared once it is live again. */
+  let connectionStatus = false;
   const showState = (state: ConnectionState) => {
     stateBadge.dataset["state"] = state;
     stateBadge.textContent = STATE_TEXT[state];
-    if (state === "reconnecting") status("connection lost: reconnecting, the chart resumes");
+    if (state === "reconnecting") {
+      status("connection lost: reconnecting, the chart resumes");
+      connectionStatus = true;
+    } else if (state === "open" && connectionStatus) {
+      status("live again: the chart resumed without a gap");
+      connectionStatus = false;
+    }
   };
   client.onStateChange(showState);
   showState(client.state);
 
-  const symbols: SymbolEntry[] = await fetchSymbols(base);
-  if (symbols.length === 0) throw new Error("the server serves no symbols");
+  let symbols: SymbolEntry[];
+  try {
+    symbols = await fetchSymbols(base);
+    if (symbols.length === 0) throw new Error("the server serves no symbols");
+  } catch (error) {
+    client.close(); // nothing to show: do not keep a connection for it
+    throw error;
+  }
   const wanted = new URLSearchParams(location.search);
   fill(
     symbolSelect,
@@ -98,6 +117,13 @@ async function main(): Promise<void> {
 
   let generation = 0;
   let stop: (() => void) | undefined;
+  const teardown = () => {
+    generation += 1;
+    stop?.();
+    stop = undefined;
+    client.close();
+    view.remove();
+  };
 
   const showLast = (symbol: string, resolution: string) => {
     const bar = view.last;
@@ -122,22 +148,38 @@ async function main(): Promise<void> {
     view.setHistory(bars);
     showLast(symbol, resolution);
     status(`${bars.length} bars of history; live updates over WebSocket`);
-    stop = client.subscribe(
+    // Join the stream to the history at its newest bar: the server sends every bar from
+    // there on (that one again, closed by now or still open), then the live updates.
+    const newest = bars.at(-1)?.time;
+    const subscription = client.subscribe(
       "bars",
       { symbol, resolution },
       (bar) => {
         if (mine === generation && view.update(bar, true)) showLast(symbol, resolution);
       },
       {
-        snapshot: BRIDGE_BARS,
-        onSnapshot: (snapshot) => {
+        ...(newest === undefined ? { snapshot: BRIDGE_BARS } : { since: newest }),
+        onSnapshot: (joined) => {
           if (mine !== generation) return;
-          for (const bar of snapshot) view.update(bar, false);
+          for (const bar of joined) view.update(bar, false);
           showLast(symbol, resolution);
         },
-        onError: (error) => status(`${symbol}: ${error.message}`, "error"),
+        onSubscribed: (event) => {
+          if (mine !== generation || event.recovered) return;
+          // Bars are missing between what the chart has and what the server could send.
+          status(`${symbol}: bars were missing after a reconnect; reloading the history`);
+          void show(symbol, resolution).catch((error: unknown) =>
+            status(String(error instanceof Error ? error.message : error), "error"),
+          );
+        },
+        onError: (event) =>
+          status(
+            `${symbol}: ${event.message}${event.willRetry ? " (retrying)" : ""}`,
+            event.willRetry ? "info" : "error",
+          ),
       },
     );
+    stop = subscription;
   };
 
   const choose = () => {
@@ -178,10 +220,15 @@ async function main(): Promise<void> {
 
   // For people poking around in the console, and for the browser test.
   Object.assign(globalThis, {
-    marketcastDemo: { view, client, snapshot: (tail?: number) => view.snapshot(tail) },
+    marketcastDemo: { view, client, teardown, snapshot: (tail?: number) => view.snapshot(tail) },
   });
+  return teardown;
 }
 
-main().catch((error: unknown) => {
-  status(String(error instanceof Error ? error.message : error), "error");
-});
+main().then(
+  (teardown) =>
+    window.addEventListener("pagehide", (event) => {
+      if (!event.persisted) teardown(); // a page kept in the back/forward cache stays live
+    }),
+  (error: unknown) => status(String(error instanceof Error ? error.message : error), "error"),
+);

@@ -47,3 +47,41 @@ export class ConnectionError extends MarketcastError {
 export class ProtocolViolation extends MarketcastError {
   override name = "ProtocolViolation";
 }
+
+/**
+ * The server refused the handshake as unauthorized (HTTP 403: a missing, unknown or expired
+ * token). The client stops retrying until the application supplies a new token with
+ * `setToken()` (or calls `connect()` again, which asks `getToken()` anew).
+ */
+export class UnauthorizedError extends ConnectionError {
+  override name = "UnauthorizedError";
+}
+
+/**
+ * Opening handshakes keep failing (`failures` in a row): the server is down, unreachable, or
+ * refuses the handshake in a way the platform does not show (browsers hide the HTTP status of
+ * a refused WebSocket handshake). The client keeps retrying with backoff.
+ */
+export class HandshakeError extends ConnectionError {
+  override name = "HandshakeError";
+  constructor(
+    message: string,
+    readonly failures: number,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The server closed with a code that says retrying cannot help (4404, 1009, 1007): the client
+ * stopped (state `failed`) until the application calls `connect()` again.
+ */
+export class ClosedByServerError extends ConnectionError {
+  override name = "ClosedByServerError";
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+  ) {
+    super(`the server closed the connection with ${code}${reason ? ` (${reason})` : ""}: not retried`);
+  }
+}

@@ -1,6 +1,7 @@
 /**
  * The marketcast front-end package: the WebSocket message types (generated from
  * docs/asyncapi.json), the topic builder shared with the server, and a typed client.
+ * Exported here is the documented API (README.md); the rest of `src/` is internal.
  */
 
 export type * from "./generated/messages.js";
@@ -11,21 +12,30 @@ export {
   MarketcastClient,
   type ClientOptions,
   type ConnectionState,
+  type DisconnectedEvent,
   type RequestOptions,
 } from "./client.js";
 export type {
   BarsSubscribeOptions,
   BaseSubscribeOptions,
+  SubscribedEvent,
   SubscribeOptions,
   Subscription,
+  SubscriptionErrorEvent,
+  SubscriptionEvents,
+  SubscriptionState,
+  UnsubscribedEvent,
 } from "./subscriptions.js";
 export {
+  ClosedByServerError,
   ConnectionError,
+  HandshakeError,
   MarketcastError,
   ProtocolViolation,
   RequestError,
   TimeoutError,
+  UnauthorizedError,
 } from "./errors.js";
-export { DEFAULT_BACKOFF, fullJitterDelay, type BackoffOptions } from "./backoff.js";
-export { BarSequencer } from "./bars.js";
+export { CLOSE_CODES, type CloseCodeInfo, type RetryPolicy } from "./closecodes.js";
+export type { BackoffOptions } from "./backoff.js";
 export type { Timers, WebSocketConstructor, WebSocketLike } from "./platform.js";

@@ -19,6 +19,21 @@ export interface ClientOptions {
   readonly pingTimeoutMs?: number;
   /** Ms an opening handshake may take before it is abandoned and retried. Default 10000. */
   readonly connectTimeoutMs?: number;
+  /**
+   * Ms a connection must stay up, with its subscriptions renewed, before the reconnect
+   * backoff starts over. Until then closes keep growing the delay. Default 30000.
+   */
+  readonly stableAfterMs?: number;
+  /**
+   * The token the server expects (`MARKETCAST_AUTH_TOKENS`), offered as the subprotocol
+   * `token.<T>` next to `marketcast.v1`. Never put it in the URL.
+   */
+  readonly token?: string;
+  /**
+   * Called before every connection attempt for a fresh token (wins over `token`); may be
+   * async. A rejection is reported through `onError` and the attempt is retried with backoff.
+   */
+  readonly getToken?: () => string | Promise<string>;
   /** Ms a request waits for its reply (including any wait for a connection). Default 10000. */
   readonly requestTimeoutMs?: number;
   /** Uniform random numbers in [0, 1) for the backoff; defaults to Math.random. */
@@ -36,6 +51,21 @@ export interface ClientOptions {
    * itself when the close comes; this is for logs and banners.
    */
   readonly onNotice?: (notice: NoticePayload) => void;
+  /** Every socket that closed or failed to open; the same as `client.onDisconnected`. */
+  readonly onDisconnected?: (event: DisconnectedEvent) => void;
+}
+
+/** A socket closed (or its handshake failed), and what the client does about it. */
+export interface DisconnectedEvent {
+  /** The close code; 1006 when there was no close frame (a drop or a refused handshake). */
+  readonly code: number;
+  readonly reason: string;
+  /** False when the client stopped: `close()`, 4404/1009/1007, or an unauthorized handshake. */
+  readonly willRetry: boolean;
+  /** Ms until the next attempt when `willRetry`. */
+  readonly delayMs: number | undefined;
+  /** False when the socket never opened (the handshake failed). */
+  readonly wasOpen: boolean;
 }
 
 export interface RequestOptions {

@@ -33,7 +33,11 @@ export interface WebSocketLike {
   close(code?: number, reason?: string): void;
 }
 
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
+/**
+ * A WebSocket class: the client passes the subprotocols it offers (`marketcast.v1`, and
+ * `token.<T>` when it has a token) as the second argument, as `new WebSocket(url, protocols)`.
+ */
+export type WebSocketConstructor = new (url: string, protocols?: string[]) => WebSocketLike;
 
 /** Timers as `setTimeout`/`clearTimeout` provide them; the handle is opaque. */
 export interface Timers {

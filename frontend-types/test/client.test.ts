@@ -14,6 +14,7 @@ import {
   MarketcastClient,
   type QuotesUpdatePayload,
   RequestError,
+  type SubscriptionErrorEvent,
   TimeoutError,
 } from "../src/index.js";
 import { type Server, sleep, startServer, waitFor } from "./support/server.js";
@@ -158,7 +159,7 @@ test("against one running server", async (t) => {
   });
 
   await t.test("requests resolve with their replies and reject with typed errors", async () => {
-    const errors: RequestError[] = [];
+    const errors: SubscriptionErrorEvent[] = [];
     const client = new MarketcastClient(server.url, FAST);
     try {
       await assert.rejects(client.ping(), /call connect\(\) first/);
@@ -301,5 +302,49 @@ test("after a server restart the client reconnects by itself; closed bars have n
     assert.ok(draws.length >= 1, "the reconnect delay did not come from the injected random");
   } finally {
     client.close();
+  }
+});
+
+test("with tokens configured, a client with a token subscribes and receives updates", async (t) => {
+  const server = await startServer({ ...SETTINGS, auth_tokens: "s3cret,other" });
+  t.after(() => server.stop());
+  const client = new MarketcastClient(server.url, { ...FAST, token: "s3cret" });
+  const bars = new ClosedBars();
+  try {
+    await client.connect();
+    const subscription = client.subscribe(
+      "bars",
+      { symbol: "BTCUSDT", resolution: "1" },
+      bars.onUpdate,
+      { snapshot: 3 },
+    );
+    await subscription.ready;
+    assert.equal(subscription.state, "subscribed");
+    await waitFor(() => bars.closed.length >= 5, 10_000, "closed bars with a token");
+    bars.assertContinuous();
+  } finally {
+    client.close();
+  }
+
+  // A wrong token: Node's WebSocket hides the 403 as browsers do, so the client sees failed
+  // handshakes, reports them, and keeps trying with backoff; with the right token it connects.
+  const errors: string[] = [];
+  const wrong = new MarketcastClient(server.url, {
+    ...FAST,
+    token: "wrong",
+    onError: (error) => errors.push(error.name),
+  });
+  try {
+    void wrong.connect();
+    await waitFor(
+      () => errors.includes("HandshakeError") || errors.includes("UnauthorizedError"),
+      10_000,
+      "the refused handshakes to be reported",
+    );
+    assert.notEqual(wrong.state, "open");
+    wrong.setToken("other");
+    await waitFor(() => wrong.state === "open", 10_000, "the client to connect with a good token");
+  } finally {
+    wrong.close();
   }
 });

@@ -3,7 +3,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { BarSequencer, DEFAULT_BACKOFF, fullJitterDelay } from "../src/index.js";
+import { DEFAULT_BACKOFF, fullJitterDelay } from "../src/backoff.js";
+import { BarSequencer } from "../src/bars.js";
 
 test("full jitter: uniform below min(cap, base * 2^attempt)", () => {
   const options = { baseMs: 100, capMs: 1_000 };

@@ -17,6 +17,7 @@ import {
   type Resolution,
   type Route,
   type ServerMessage,
+  type SubscriptionErrorEvent,
   type TopicKey,
 } from "../src/index.js";
 
@@ -119,7 +120,10 @@ export const stopQuotes = client.subscribe("quotes", { symbol: "EUR/USD" }, (quo
 client.subscribe("bars", { symbol: "ETHUSDT", resolution: "5" }, () => {}, {
   snapshot: 100,
   onSnapshot: (bars: Bar[]) => void bars.length,
-  onError: (error: RequestError) => void error.code,
+  onError: (event: SubscriptionErrorEvent) => {
+    const code: ErrorCode | "timeout" = event.code;
+    void code;
+  },
 });
 
 // @ts-expect-error wrong resolution

@@ -38,26 +38,22 @@ async function visit(context, { url, expect, expandAll = false, measure, resizeT
   });
   try {
     await page.goto(url, { waitUntil: "load", timeout: timeoutMs });
-    if (expandAll) {
-      // The AsyncAPI renderer shows a schema's rules only once it is expanded.
-      await page.waitForFunction(() => document.querySelector("button") !== null, undefined, {
-        timeout: timeoutMs,
-      });
-      await page.evaluate(() => {
-        for (const button of document.querySelectorAll("button")) {
-          if (/expand all/i.test(button.textContent ?? "")) button.click();
-        }
-      });
-    }
     let rendered = true;
     try {
       await page.waitForFunction(
-        (texts) => {
+        ([texts, expand]) => {
+          if (expand) {
+            // The AsyncAPI renderer shows a schema's rules only once it is expanded, and it
+            // renders in steps: expand whatever is still collapsed, on every poll.
+            for (const button of document.querySelectorAll("button")) {
+              if (/expand all/i.test(button.textContent ?? "")) button.click();
+            }
+          }
           // Swagger UI breaks long paths with zero-width spaces; compare the text as read.
           const shown = document.body.innerText.replace(/[\u200b\u00ad]/g, "");
           return texts.every((text) => shown.includes(text));
         },
-        expect,
+        [expect, expandAll],
         { timeout: timeoutMs },
       );
     } catch {

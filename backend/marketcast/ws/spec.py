@@ -20,6 +20,7 @@ from typing import Any, Final, Literal, TypeAlias
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from marketcast.errors import CloseCode, ErrorCode
 from marketcast.protocol import MAX_ID, MAX_ID_LENGTH
 
 ASYNCAPI_VERSION: Final = "2.6.0"
@@ -58,6 +59,54 @@ _SAMPLE_VALUES: Final[Hints] = MappingProxyType({
     "close": 87_999.9, "volume": 12.345, "bid": 87_999.9, "ask": 88_000.0, "last": 88_000.0,
 })
 # fmt: on
+
+
+#: Every close code the server (or its WebSocket layer) sends, what it means, and what a client
+#: does next (docs/websocket.md, "Closes"): ``never`` retry, reconnect ``immediate``-ly (a
+#: planned close), ``growing`` back-off (reset only once a later connection is stable), or plain
+#: ``backoff``. Published as ``x-close-codes``; both clients generate their policy from it.
+# fmt: off
+CLOSE_CODE_POLICY: Final[Mapping[CloseCode, tuple[str, str]]] = MappingProxyType({
+    CloseCode.NORMAL: ("normal closure", "backoff"),
+    CloseCode.GOING_AWAY: ("going away: the server drains or the connection reached its "
+                           "lifetime", "immediate"),
+    CloseCode.INVALID_PAYLOAD: ("a text frame that is not valid UTF-8", "never"),
+    CloseCode.POLICY_VIOLATION: ("the client kept sending over its rate limit", "growing"),
+    CloseCode.MESSAGE_TOO_BIG: ("a client frame larger than the server's limit", "never"),
+    CloseCode.INTERNAL_ERROR: ("a protocol ping was not answered in time", "backoff"),
+    CloseCode.SERVICE_RESTART: ("the server stopped without draining", "backoff"),
+    CloseCode.TRY_AGAIN_LATER: ("the worker is at its connection cap, or shutting down",
+                                "growing"),
+    CloseCode.SLOW_CONSUMER: ("slow consumer: the client did not read fast enough", "growing"),
+    CloseCode.STREAM_NOT_SERVED: ("a raw stream that cannot be served to this client",
+                                  "never"),
+})
+#: Error codes after which a client may send the same request again after a delay (``later``:
+#: the frame was not processed, or a service did not answer), or not (``never``: fix it).
+#: Published as ``x-error-codes``.
+ERROR_CODE_RETRY: Final[Mapping[ErrorCode, str]] = MappingProxyType({
+    **{code: "never" for code in ErrorCode},
+    ErrorCode.RATE_LIMITED: "later",
+    ErrorCode.UNAVAILABLE: "later",
+    ErrorCode.INTERNAL_ERROR: "later",
+})
+# fmt: on
+
+
+def _close_codes() -> dict[str, dict[str, str]]:
+    """``x-close-codes``: close code (as a string, JSON keys are) -> meaning and retry policy."""
+    missing = set(CloseCode) - set(CLOSE_CODE_POLICY)
+    if missing:
+        raise ValueError(f"close codes without a policy: {sorted(missing)}")
+    return {
+        str(int(code)): {"meaning": meaning, "retry": retry}
+        for code, (meaning, retry) in sorted(CLOSE_CODE_POLICY.items())
+    }
+
+
+def _error_codes() -> dict[str, dict[str, str]]:
+    """``x-error-codes``: error code -> retry policy, in ``ErrorCode`` order."""
+    return {str(code): {"retry": ERROR_CODE_RETRY[code]} for code in ErrorCode}
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +196,8 @@ def build_asyncapi(
             "schemas": dict(sorted(schemas.items())),
             "messages": {message_name(s.type): _message(s, specs, examples) for s in specs},
         },
+        "x-close-codes": _close_codes(),
+        "x-error-codes": _error_codes(),
     }
 
 

@@ -7,7 +7,14 @@ The message models (``marketcast_client.models``) and the ``subscribe_<family>``
 
 from .backoff import Backoff
 from .client import MarketcastClient
-from .core import ConnectionState, Recovery, Subscription
+from .core import (
+    ConnectionState,
+    Recovery,
+    Subscribed,
+    Subscription,
+    SubscriptionErrorEvent,
+    Unsubscribed,
+)
 from .errors import (
     ClientClosed,
     ConnectFailed,
@@ -37,6 +44,9 @@ __all__ = [
     "Recovery",
     "RetryLater",
     "ServerError",
+    "Subscribed",
     "Subscription",
+    "SubscriptionErrorEvent",
     "SubscriptionRefused",
+    "Unsubscribed",
 ]

@@ -18,12 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-#: Closes that retrying cannot fix: stop and report them.
-NO_RETRY: Final = frozenset({1007, 1009, 4404})
+from marketcast_client.models import CLOSE_CODES
+
+#: Closes that retrying cannot fix: stop and report them. From the document's close-code
+#: table (``x-close-codes``), the one the TypeScript client reads too.
+NO_RETRY: Final = frozenset(code for code, info in CLOSE_CODES.items() if info.retry == "never")
 #: Closes after which the backoff keeps growing instead of starting over.
-PENALTY: Final = frozenset({1008, 1013, 4008})
+PENALTY: Final = frozenset(code for code, info in CLOSE_CODES.items() if info.retry == "growing")
 #: A planned close (after a ``notice``): reconnect without waiting.
-GOING_AWAY: Final = 1001
+GOING_AWAY: Final = next(code for code, info in CLOSE_CODES.items() if info.retry == "immediate")
 
 
 @dataclass(frozen=True, slots=True)

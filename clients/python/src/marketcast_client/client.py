@@ -18,10 +18,17 @@ class MarketcastClient(GeneratedChannels):
             async for bar in bars:
                 ...
 
-    It reconnects by itself (full-jitter backoff; at once after a planned 1001 close; with a
-    growing delay after 1008, 1013 and 4008; never after 4404, 1009 or 1007) and subscribes
-    everything again, bars with ``since``, so each closed bar is yielded once and none is
-    missing. Options: ``token`` (servers with ``MARKETCAST_AUTH_TOKENS``), ``reconnect``,
+    It reconnects by itself, following the close-code table generated from the contract
+    (``models.CLOSE_CODES``, the TypeScript client's too): full-jitter backoff; at once after a
+    planned 1001 close; with a growing delay after 1008, 1013 and 4008, forgotten only after a
+    stable connection (subscriptions renewed and ``stable_after`` seconds up); never after
+    4404, 1009 or 1007. It subscribes everything again, bars with ``since``, so each closed
+    bar is yielded once and none is missing. Each subscription has a ``state``
+    (``subscribing``, ``subscribed``, ``unsubscribed``) and ``on("subscribed" | "error" |
+    "unsubscribed", callback)`` events: ``Subscribed(recovered, bars, resubscribed)`` on every
+    renewal (``recovered=False``: bars are missing, reload history), ``SubscriptionErrorEvent
+    (code, message, will_retry, error)``, ``Unsubscribed(reason, error)``. Options:
+    ``token`` (servers with ``MARKETCAST_AUTH_TOKENS``), ``reconnect``,
     ``backoff``, ``stable_after`` (seconds up before a penalty is forgotten),
     ``request_timeout``, ``open_timeout``, ``random`` (the jitter source, for tests).
     """

@@ -28,7 +28,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ClassVar, Final, Generic, Literal, Self, TypeVar
+from typing import Any, ClassVar, Final, Generic, Literal, Self, TypeAlias, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from websockets.asyncio.client import ClientConnection, connect
@@ -44,11 +44,11 @@ from .errors import (
     HandshakeRefused,
     InvalidRequest,
     MarketcastError,
-    RetryLater,
     ServerError,
     server_error,
 )
 from .models import (
+    ERROR_CODE_RETRY,
     ErrorMessage,
     NoticeMessage,
     NoticePayload,
@@ -59,7 +59,17 @@ from .models import (
     ServerMessage,
 )
 
-__all__ = ["ClientCore", "ConnectionState", "Family", "Recovery", "Subscription"]
+__all__ = [
+    "ClientCore",
+    "ConnectionState",
+    "Family",
+    "Recovery",
+    "Subscribed",
+    "Subscription",
+    "SubscriptionErrorEvent",
+    "SubscriptionState",
+    "Unsubscribed",
+]
 
 log = logging.getLogger("marketcast_client")
 
@@ -108,6 +118,53 @@ class Recovery:
     delivered: int
 
 
+#: ``subscribing`` until the server confirms (again after every reconnect), ``subscribed``,
+#: and ``unsubscribed`` for good (unsubscribed, refused, or the client stopped).
+SubscriptionState = Literal["subscribing", "subscribed", "unsubscribed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """The server confirmed the subscription: the first time, and after every reconnect."""
+
+    #: False when bars are missing: the server could not fill the gap back to ``since``
+    #: (reload that history over REST); True otherwise, also when nothing needed recovering.
+    recovered: bool
+    #: The bars this reply brought (the snapshot, or the bars missed while disconnected).
+    bars: list[Any]
+    #: True for a renewal after a reconnect.
+    resubscribed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionErrorEvent:
+    """A subscribe failed: ``code`` is the server's error code, or ``timeout``."""
+
+    code: str
+    message: str
+    #: True when the client tries again by itself; False when the subscription ended.
+    will_retry: bool
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribed:
+    """The subscription ended for good."""
+
+    #: ``client``: ``unsubscribe()``; ``refused``: the server refused it; ``closed``: the
+    #: client was closed or stopped (``error`` says why when it stopped by itself).
+    reason: Literal["client", "refused", "closed"]
+    error: BaseException | None
+
+
+SubscriptionEvent: TypeAlias = Subscribed | SubscriptionErrorEvent | Unsubscribed
+_EVENT_NAMES: Final[Mapping[str, type[SubscriptionEvent]]] = {
+    "subscribed": Subscribed,
+    "error": SubscriptionErrorEvent,
+    "unsubscribed": Unsubscribed,
+}
+
+
 class _End:
     """Queued after the last update of a subscription that ended without an error."""
 
@@ -147,6 +204,40 @@ class Subscription(Generic[ReplyT, UpdateT]):
         self._skip_resume = False
         self._last_time: int | None = None
         self._last_closed: int | None = None
+        self._state: SubscriptionState = "subscribing"
+        self._confirmed_once = False
+        self._callbacks: dict[str, list[Callable[[Any], None]]] = {
+            name: [] for name in _EVENT_NAMES
+        }
+
+    @property
+    def state(self) -> SubscriptionState:
+        """``subscribing``, ``subscribed`` or ``unsubscribed`` (see ``SubscriptionState``)."""
+        return self._state
+
+    def on(self, event: str, callback: Callable[[Any], None]) -> Callable[[], None]:
+        """Call ``callback`` on every ``subscribed`` (``Subscribed``), ``error``
+        (``SubscriptionErrorEvent``) or ``unsubscribed`` (``Unsubscribed``) event, in the
+        client's reader, in order with the updates; returns a function that stops the calls.
+        ``subscribed`` of the first reply has already happened when ``subscribe_<family>``
+        returns: read ``reply`` for it."""
+        if event not in self._callbacks:
+            raise ValueError(f"no such event {event!r}: one of {', '.join(_EVENT_NAMES)}")
+        callbacks = self._callbacks[event]
+        callbacks.append(callback)
+        return lambda: callbacks.remove(callback) if callback in callbacks else None
+
+    def _emit(self, event: SubscriptionEvent) -> None:
+        name = next(name for name, kind in _EVENT_NAMES.items() if isinstance(event, kind))
+        for callback in list(self._callbacks[name]):
+            try:
+                callback(event)
+            except Exception:
+                log.exception("%s: a %s callback failed", self._key, name)
+
+    def _lost(self) -> None:
+        if self._active:
+            self._state = "subscribing"
 
     @property
     def reply(self) -> ReplyT:
@@ -216,24 +307,26 @@ class Subscription(Generic[ReplyT, UpdateT]):
         self._reply = payload
         replay = self.family.replay_field
         items = list(getattr(payload, replay, None) or []) if replay is not None else []
+        recovered = getattr(payload, "recovered", None)
         if not self._established.done():
             # The caller's own snapshot: it stays in ``reply``; only remember how far it went.
             for item in items:
                 self._accept(item)
             self._established.set_result(None)
+            self._confirm(recovered is not False, items)
             return
-        delivered = 0
+        delivered: list[Any] = []
         for item in items:
             if self._accept(item):
                 self._queue.put_nowait(self._as_update(item, payload))
-                delivered += 1
+                delivered.append(item)
+        self._confirm(recovered is not False, delivered)
         if self._resumed_since is not None:
-            recovered = getattr(payload, "recovered", None)
             self.recoveries.append(
                 Recovery(
                     self._resumed_since,
                     recovered if isinstance(recovered, bool) else None,
-                    delivered,
+                    len(delivered),
                 )
             )
             if recovered is False:
@@ -243,6 +336,12 @@ class Subscription(Generic[ReplyT, UpdateT]):
                     self.topic,
                     self._resumed_since,
                 )
+
+    def _confirm(self, recovered: bool, bars: list[Any]) -> None:
+        self._state = "subscribed"
+        resubscribed = self._confirmed_once
+        self._confirmed_once = True
+        self._emit(Subscribed(recovered, list(bars), resubscribed))
 
     def _deliver(self, update: UpdateT) -> None:
         if self._active and (self.family.replay_field is None or self._accept(update)):
@@ -277,10 +376,16 @@ class Subscription(Generic[ReplyT, UpdateT]):
                     break
         return self.family.update.model_validate(data)
 
-    def _end(self, error: BaseException | None) -> None:
+    def _end(
+        self,
+        error: BaseException | None,
+        reason: Literal["client", "refused", "closed"] = "closed",
+    ) -> None:
         if not self._active:
             return
         self._active = False
+        self._state = "unsubscribed"
+        self._emit(Unsubscribed(reason, error))
         if not self._established.done():
             self._established.set_exception(error if error is not None else ClientClosed())
             # Whoever awaits it sees the error; nobody else must be told it went unseen.
@@ -428,15 +533,23 @@ class ClientCore:
                     ws, subscription.family.subscribe, request, subscription._apply_reply
                 )
                 return
-            except RetryLater as error:
-                log.info("%s: %s; trying again in a second", subscription._key, error)
-                await asyncio.sleep(1.0)
-                if self._generation != generation:
-                    return
-            except InvalidRequest as error:
-                if subscription._resumed_since is None:
+            except ServerError as error:
+                if ERROR_CODE_RETRY.get(error.code) == "later":
+                    # "Not now" rather than "no" (the contract's x-error-codes).
+                    subscription._emit(
+                        SubscriptionErrorEvent(error.code, error.message, True, error)
+                    )
+                    log.info("%s: %s; trying again in a second", subscription._key, error)
+                    await asyncio.sleep(1.0)
+                    if self._generation != generation:
+                        return
+                    continue
+                if not isinstance(error, InvalidRequest) or subscription._resumed_since is None:
+                    subscription._emit(
+                        SubscriptionErrorEvent(error.code, error.message, False, error)
+                    )
                     self._forget(subscription)
-                    subscription._end(error)
+                    subscription._end(error, "refused")
                     return
                 # A ``since`` past the server's newest bar (a server whose history is behind
                 # the last one's): subscribe afresh; the continuity rule still drops repeats.
@@ -444,11 +557,12 @@ class ClientCore:
                     "%s: resuming was refused (%s); subscribing afresh", subscription._key, error
                 )
                 subscription._skip_resume = True
-            except ServerError as error:
-                self._forget(subscription)
-                subscription._end(error)
-                return
-            except TimeoutError:
+            except TimeoutError as error:
+                subscription._emit(
+                    SubscriptionErrorEvent(
+                        "timeout", f"no reply within {self._request_timeout} s", True, error
+                    )
+                )
                 # No answer on a connection that looks open: make a new one rather than wait.
                 log.warning(
                     "%s: no reply within %.1f s; reconnecting",
@@ -468,7 +582,7 @@ class ClientCore:
         if not subscription.active:
             return
         self._forget(subscription)
-        subscription._end(None)
+        subscription._end(None, "client")
         family = subscription.family
         ws = self._ws
         if (
@@ -602,8 +716,8 @@ class ClientCore:
                 log.info("%s; retrying in %.2f s", failed, delay)
 
     async def _serve(self, ws: ClientConnection) -> tuple[int, str, float, bool]:
-        """Read ``ws`` until it closes; its close code and reason, uptime and whether a
-        ``notice`` announced the close."""
+        """Read ``ws`` until it closes; its close code and reason, uptime (0 when the
+        subscriptions were not all renewed on it) and whether a ``notice`` announced the close."""
         loop = asyncio.get_running_loop()
         opened_at = loop.time()
         generation = self._generation
@@ -620,7 +734,11 @@ class ClientCore:
                 self._dispatch(raw)
         finally:
             self._ws = None
+            # Stable needs the renewals confirmed as well as the uptime (the policy's rule).
+            renewed = resubscribe.done() and not resubscribe.cancelled()
             resubscribe.cancel()
+            for subscription in self._subscriptions.values():
+                subscription._lost()
             lost = ConnectionLost("the connection closed before the reply")
             for pending in list(self._pending.values()):
                 if not pending.future.done():
@@ -631,7 +749,8 @@ class ClientCore:
             if not self._closing:
                 self._set_state("reconnecting")
         await asyncio.wait([resubscribe])
-        return code, reason, loop.time() - opened_at, self._noticed_on == generation
+        uptime = loop.time() - opened_at if renewed else 0.0
+        return code, reason, uptime, self._noticed_on == generation
 
     def _attach(self, ws: ClientConnection) -> None:
         """Make ``ws`` the current connection (a new number: what was sent before is stale)."""

@@ -10,7 +10,9 @@ Generated from docs/asyncapi.json by scripts/generate_python_client.py: do not e
 Regenerate with `python scripts/generate_python_client.py` after the contract changes.
 """
 
-from typing import Annotated, Any, Literal, TypeAlias
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Annotated, Any, Final, Literal, NamedTuple, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
@@ -428,3 +430,55 @@ ServerMessage: TypeAlias = Annotated[
     | QuotesUpdateMessage,
     Field(discriminator="type"),
 ]
+
+
+CloseRetry: TypeAlias = Literal["never", "immediate", "growing", "backoff"]
+ErrorRetry: TypeAlias = Literal["never", "later"]
+
+
+class CloseCodeInfo(NamedTuple):
+    """What a close code means, and what a client does next: ``never`` retry, reconnect
+    ``immediate``-ly, ``growing`` back-off (reset only once a later connection is
+    stable), or plain ``backoff`` (``x-close-codes``)."""
+
+    meaning: str
+    retry: CloseRetry
+
+
+#: Every close code the server sends (``x-close-codes``).
+CLOSE_CODES: Final[Mapping[int, CloseCodeInfo]] = MappingProxyType(
+    {
+        1000: CloseCodeInfo("normal closure", "backoff"),
+        1001: CloseCodeInfo(
+            "going away: the server drains or the connection reached its lifetime", "immediate"
+        ),
+        1007: CloseCodeInfo("a text frame that is not valid UTF-8", "never"),
+        1008: CloseCodeInfo("the client kept sending over its rate limit", "growing"),
+        1009: CloseCodeInfo("a client frame larger than the server's limit", "never"),
+        1011: CloseCodeInfo("a protocol ping was not answered in time", "backoff"),
+        1012: CloseCodeInfo("the server stopped without draining", "backoff"),
+        1013: CloseCodeInfo("the worker is at its connection cap, or shutting down", "growing"),
+        4008: CloseCodeInfo("slow consumer: the client did not read fast enough", "growing"),
+        4404: CloseCodeInfo("a raw stream that cannot be served to this client", "never"),
+    }
+)
+
+#: Whether a refused request may be sent again after a delay (``later``) or not
+#: (``never``), by error code (``x-error-codes``).
+ERROR_CODE_RETRY: Final[Mapping[str, ErrorRetry]] = MappingProxyType(
+    {
+        "invalid_json": "never",
+        "invalid_message": "never",
+        "unsupported_frame": "never",
+        "unknown_type": "never",
+        "validation_error": "never",
+        "invalid_symbol": "never",
+        "unknown_symbol": "never",
+        "unsupported_resolution": "never",
+        "too_many_subscriptions": "never",
+        "rate_limited": "later",
+        "forbidden": "never",
+        "unavailable": "later",
+        "internal_error": "later",
+    }
+)
