@@ -102,7 +102,7 @@ test: setup-test check-generated lint test-python test-node ## the whole suite, 
 
 # --durations: the slowest tests in every CI log, to see one approach its timeout (pyproject).
 test-python: setup-test
-	$(RUN) pytest -q --durations=15
+	$(RUN) pytest -q -n 2 --dist loadfile --durations=15
 
 test-node: setup ## tsc --strict, type tests, topic vectors, spec validation, client vs a real server
 	cd $(NPM_DIR) && npm test --silent
