@@ -8,12 +8,15 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 import pytest
-from marketcast_client import Backoff, FatalClose, MarketcastClient
+from marketcast_client import Backoff, FatalClose, HandshakeRefused, MarketcastClient
 from marketcast_client.models import BarsUpdatePayload
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 TOPIC = 'bars:{"resolution":"1","symbol":"BTCUSDT"}'
 MINUTE = 60_000
@@ -186,3 +189,59 @@ async def test_a_refused_resume_subscribes_afresh_and_still_repeats_nothing() ->
         assert (item.time, item.closed) == (T0 + MINUTE, True)
         assert [r["payload"].get("since") for r in server.requests] == [None, T0 + 1, None]
         assert bars.active
+
+
+async def test_a_refused_reconnect_waits_for_a_new_token_then_resumes() -> None:
+    """A 403 on a reconnect (the token expired) is not retried with the same token: the
+    client waits in ``unauthorized`` for ``set_token``, then resumes its subscriptions."""
+    accepted = {"token.old"}
+    refused: list[str] = []
+
+    def check_token(connection: ServerConnection, request: Request) -> Response | None:
+        offered = {p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")}
+        if offered & accepted:
+            return None
+        refused.append(", ".join(sorted(offered)))
+        return connection.respond(HTTPStatus.FORBIDDEN, "token refused\n")
+
+    async def script(ws: ServerConnection, number: int) -> None:
+        request = await server.request(ws)
+        await ws.send(reply(request, []))
+        await ws.send(update(number, closed=True))
+        if number == 0:
+            accepted.clear()
+            accepted.add("token.new")  # the old token expires with this connection
+            await ws.close(1012, "restart")
+        else:
+            await ws.wait_closed()
+
+    server = Scripted(script)
+    async with serve(
+        server.handler,
+        "127.0.0.1",
+        0,
+        process_request=check_token,
+        subprotocols=[Subprotocol("marketcast.v1")],
+    ) as running:
+        port = next(iter(running.sockets)).getsockname()[1]
+        url = f"ws://127.0.0.1:{port}/api/v1/ws"
+        marketcast = MarketcastClient(
+            url, token="old", backoff=Backoff(base=0.05, cap=0.05), random=lambda: 0.0
+        )
+        async with marketcast:
+            bars = await marketcast.subscribe_bars("BTCUSDT", resolution="1")
+            first = await anext(bars)
+            assert first.time == T0
+            await until(lambda: marketcast.state == "unauthorized")
+            assert isinstance(marketcast.failure, HandshakeRefused)
+            tries = len(refused)
+            await asyncio.sleep(0.3)  # backoff draws are 0: a retry would come at once
+            assert len(refused) == tries == 1, refused
+            marketcast.set_token("new")
+            second = await anext(bars)
+            assert second.time == T0 + MINUTE
+            assert marketcast.state == "open"
+            assert marketcast.failure is None
+    assert server.connections == 2
+    resumed = server.requests[-1]["payload"]
+    assert resumed["since"] == T0 + 1  # the closed bar it had, and nothing twice

@@ -78,7 +78,8 @@ UpdateT = TypeVar("UpdateT", bound=BaseModel)
 
 #: ``idle``: not connected yet; ``reconnecting``: the connection was lost and is being re-made;
 #: ``closed``: ``close()`` was called, or the client gave up (see ``ClientCore.failure``).
-ConnectionState = Literal["idle", "connecting", "open", "reconnecting", "closed"]
+#: ``unauthorized``: a reconnect was refused (401/403); waiting for ``set_token``.
+ConnectionState = Literal["idle", "connecting", "open", "reconnecting", "unauthorized", "closed"]
 
 _SERVER_MESSAGE: Final[TypeAdapter[ServerMessage]] = TypeAdapter(ServerMessage)
 #: The subprotocol the server speaks; offered (with the token) only when a token is given.
@@ -421,7 +422,8 @@ class ClientCore:
         self.state: ConnectionState = "idle"
         #: The last ``notice`` of the current connection (a planned close is coming).
         self.notice: NoticePayload | None = None
-        #: Why the client stopped by itself, when it did (``FatalClose``, ``HandshakeRefused``).
+        #: Why the client stopped by itself, when it did (``FatalClose``); also the
+        #: ``HandshakeRefused`` of a reconnect while it waits for a new token.
         self.failure: BaseException | None = None
         #: Connections opened so far (the first one included).
         self.connections = 0
@@ -441,6 +443,9 @@ class ClientCore:
         self._updates = {family.update_type: family for family in self._families.values()}
         self._runner: asyncio.Task[None] | None = None
         self._closing = False
+        #: Set by ``set_token``: a reconnect refused for its token waits for a new one
+        #: rather than retrying the same refused token, as the TypeScript client does.
+        self._token_changed = asyncio.Event()
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -481,6 +486,12 @@ class ClientCore:
             self._runner.cancel()
             await asyncio.wait([self._runner])
         self._finish(None)
+
+    def set_token(self, token: str | None) -> None:
+        """Use ``token`` from the next connection on (a rotated or renewed credential); a
+        client waiting after a refused reconnect (state ``unauthorized``) tries again at once."""
+        self._token = token
+        self._token_changed.set()
 
     async def ping(self) -> PongPayload:
         """Send an application ``ping``; the ``pong`` carries the server's clock."""
@@ -709,8 +720,18 @@ class ClientCore:
             try:
                 return await self._open()
             except HandshakeRefused as refused:
-                self._finish(refused)
-                return None
+                # The same token would be refused again: wait for a new one, keeping every
+                # subscription (they resume, with ``since``, once a connection opens).
+                self.failure = refused
+                log.warning("%s; waiting for a new token (set_token)", refused)
+                self._token_changed.clear()
+                self._set_state("unauthorized")
+                await self._token_changed.wait()
+                if self._closing:
+                    return None
+                self.failure = None
+                self._set_state("reconnecting")
+                delay = 0.0
             except ConnectFailed as failed:
                 delay = self._policy.after_failed_attempt()
                 log.info("%s; retrying in %.2f s", failed, delay)
