@@ -7,14 +7,7 @@ The message models (``marketcast_client.models``) and the ``subscribe_<family>``
 
 from .backoff import Backoff
 from .client import MarketcastClient
-from .core import (
-    ConnectionState,
-    Recovery,
-    Subscribed,
-    Subscription,
-    SubscriptionErrorEvent,
-    Unsubscribed,
-)
+from .connection import ConnectionState
 from .errors import (
     ClientClosed,
     ConnectFailed,
@@ -27,6 +20,13 @@ from .errors import (
     RetryLater,
     ServerError,
     SubscriptionRefused,
+)
+from .subscription import (
+    Recovery,
+    Subscribed,
+    Subscription,
+    SubscriptionErrorEvent,
+    Unsubscribed,
 )
 
 __all__ = [
