@@ -9,8 +9,6 @@ The tree::
     │   │          validation_error, invalid_symbol, unknown_symbol,
     │   │          unsupported_resolution, too_many_subscriptions, rate_limited,
     │   │          forbidden
-    ├── SlowConsumer                a client's outbox overflowed (or it fell too far behind);
-    │                               closed with 4008
     ├── ServiceUnavailable          the shared store (Redis) did not answer; REST 503 and
     │                               WebSocket ``unavailable``, both with a retry hint (also an
     │                               ``OSError``, so code that handles connection errors sees it)
@@ -81,10 +79,6 @@ class ProtocolError(MarketcastError):
         self.code = code
         self.message = message
         self.request_type = request_type
-
-
-class SlowConsumer(MarketcastError):
-    """Raised inside an outbox that is over its limit; the connection closes with 4008."""
 
 
 class ServiceUnavailable(MarketcastError, ConnectionError):

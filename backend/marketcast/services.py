@@ -23,11 +23,11 @@ from redis.asyncio import Redis
 from marketcast.bus.base import Bus
 from marketcast.bus.memory import MemoryBus
 from marketcast.bus.redis import RedisBus
-from marketcast.cluster.health import RedisHealth, connect
 from marketcast.cluster.leases import RedisOwnership
 from marketcast.cluster.ownership import Ownership
 from marketcast.cluster.resync import StoreResync
 from marketcast.errors import ConfigurationError
+from marketcast.redis_health import RedisHealth, connect
 from marketcast.settings import Settings
 from marketcast.store.base import CandleStore
 from marketcast.store.memory import MemoryCandleStore

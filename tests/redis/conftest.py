@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
-from marketcast.cluster.health import connect
+from marketcast.redis_health import connect
 from tests.redis.redis_server import RedisServer, running_redis
 
 

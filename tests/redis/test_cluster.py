@@ -24,7 +24,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from marketcast.cluster.health import cancel_and_wait, connect
+from marketcast.redis_health import cancel_and_wait, connect
 from marketcast.sim.binance import FakeBinance
 from marketcast.sim.market import FakeClock, Market
 from tests.integration.harness import Client, Server, client, run_server

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from redis.asyncio import Redis
 
-from marketcast.cluster.health import RedisHealth, cancel_and_wait
 from marketcast.cluster.leases import RedisOwnership, key_id, parse_key_id
 from marketcast.market import BarKey, QuoteKey, StreamKey, SymbolInfo
+from marketcast.redis_health import RedisHealth, cancel_and_wait
 from marketcast.types import Symbol, Topic
 
 KEY = BarKey("BTCUSDT", "1")

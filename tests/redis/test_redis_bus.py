@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 
 from marketcast.bus.base import Bus
 from marketcast.bus.redis import RedisBus
-from marketcast.cluster.health import connect
 from marketcast.market import BarKey, Candle
+from marketcast.redis_health import connect
 from marketcast.store.redis import RedisCandleStore
 from marketcast.types import Millis, Topic
 from marketcast.wire import Frame, bar_update

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from marketcast.wire import Frame
 from marketcast.ws.outbox import Outbox
 
@@ -99,16 +97,6 @@ def test_conflation_still_allowed_when_full() -> None:
     box.put(bar(60, 1.0))
     assert box.put(bar(60, 2.0))
     assert not box.put(bar(120, 1.0))
-
-
-async def test_wait_returns_once_something_is_queued() -> None:
-    box = Outbox(10, 10_000)
-    waiter = asyncio.create_task(box.wait())
-    await asyncio.sleep(0)
-    assert not waiter.done()
-    box.put(Frame("hello"))
-    await asyncio.wait_for(waiter, timeout=5)
-    assert [f.text for f in box.take()] == ["hello"]
 
 
 def test_empty_outbox_accepts_a_frame_larger_than_the_byte_limit() -> None:

@@ -50,9 +50,9 @@ from redis.asyncio.client import PubSub
 
 from marketcast.bus.base import FrameHandler
 from marketcast.bus.guard import ClosedBarGuard
-from marketcast.cluster.health import CONNECTION_ERRORS, RedisHealth, cancel_and_wait
 from marketcast.feeds.pacing import Backoff
 from marketcast.market import BarKey, Candle
+from marketcast.redis_health import CONNECTION_ERRORS, RedisHealth, cancel_and_wait
 from marketcast.store.base import CandleStore
 from marketcast.store.redis import RedisCandleStore
 from marketcast.types import Millis, Topic

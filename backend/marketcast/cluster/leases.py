@@ -54,9 +54,9 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from marketcast.cluster.health import CONNECTION_ERRORS, RedisHealth, cancel_and_wait
 from marketcast.cluster.ownership import Upstream
 from marketcast.market import BarKey, QuoteKey, StreamKey
+from marketcast.redis_health import CONNECTION_ERRORS, RedisHealth, cancel_and_wait
 from marketcast.timeframes import normalize_resolution
 from marketcast.types import Topic
 

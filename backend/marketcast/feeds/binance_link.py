@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Final
+import random
+from collections.abc import Awaitable, Callable
+from typing import Final, Protocol
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -34,9 +36,6 @@ from marketcast.feeds.binance_protocol import (
 from marketcast.feeds.binance_rules import ControlPlanner
 from marketcast.feeds.pacing import Backoff, SlidingWindow
 
-if TYPE_CHECKING:
-    from marketcast.feeds.binance import BinanceFeed
-
 log = logging.getLogger("marketcast.feeds.binance")
 
 #: Streams put in a new connection's URL; the rest follow as SUBSCRIBE batches (URLs of a
@@ -46,10 +45,35 @@ URL_STREAMS: Final = 100
 COALESCE_SECONDS: Final = 0.02
 
 
+class LinkFeed(Protocol):
+    """What a ``Link`` uses of the feed that owns it (``BinanceFeed``).
+
+    Why a protocol and not the class: the feed creates its links, so naming the class here
+    would make the two modules import each other.
+    """
+
+    ws_url: str
+    timeout: float
+    control_limit: int
+    control_window: float
+    reconnect: tuple[float, float]
+    rng: random.Random
+    #: Connection attempts of every link of the feed (Binance counts them per IP).
+    attempts: SlidingWindow
+    max_connection_age: float
+    stall_timeout: float
+    monotonic: Callable[[], float]
+    sleep: Callable[[float], Awaitable[None]]
+    connections_opened: int
+    malformed_frames: int
+
+    async def on_event(self, event: KlineEvent | BookTickerEvent | MiniTickerEvent) -> None: ...
+
+
 class Link:
     """One upstream WebSocket connection and the streams it carries."""
 
-    def __init__(self, feed: BinanceFeed, number: int) -> None:
+    def __init__(self, feed: LinkFeed, number: int) -> None:
         self.feed = feed
         self.number = number
         self.planner = ControlPlanner()

@@ -27,9 +27,9 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from marketcast.cluster.health import CONNECTION_ERRORS, RedisHealth
 from marketcast.errors import ServiceUnavailable
 from marketcast.market import BarKey, Candle
+from marketcast.redis_health import CONNECTION_ERRORS, RedisHealth
 from marketcast.types import Millis
 
 #: KEYS[1] the key's sorted set; ARGV[1] the capacity; ARGV[2] a pub/sub channel and ARGV[3]

@@ -4,11 +4,11 @@ Why a queue per client at all: the publisher must never await a client's socket,
 stalled reader delays everybody. Each update is appended here (O(1)) and the client's writer
 task drains it (``ws.connection`` starts one only while something is queued).
 
-Why a plain list and no event by default: an idle connection's outbox is empty, and there
-are thousands of them; an empty ``deque`` costs ~600 bytes and an ``asyncio.Event`` another
-~700 (its waiter deque), against 56 for an empty list. The queue is only ever appended to and
-taken whole, so a list does everything a deque did here. ``wait`` still exists, for a consumer
-that prefers to sleep on the outbox, and allocates its event on first use.
+Why a plain list and no event: an idle connection's outbox is empty, and there are thousands
+of them; an empty ``deque`` costs ~600 bytes and an ``asyncio.Event`` another ~700 (its waiter
+deque), against 56 for an empty list. The queue is only ever appended to and taken whole, so a
+list does everything a deque did here, and the owner starts its writer when it queues a frame
+instead of having one sleep on the outbox.
 
 Why conflation: a client that falls a little behind does not need every intermediate state of
 a bar that is still open — only its latest. A newer update of the same open bar (same topic,
@@ -23,8 +23,6 @@ for the ASCII frames marketcast writes.
 """
 
 from __future__ import annotations
-
-import asyncio
 
 from marketcast.types import Topic
 from marketcast.wire import Frame
@@ -46,7 +44,6 @@ class Outbox:
     __slots__ = (
         "_bytes",
         "_queue",
-        "_ready",
         "_replaceable",
         "conflate",
         "conflated",
@@ -62,8 +59,6 @@ class Outbox:
         #: The queued, still-replaceable update per topic (the newest open bar or quote).
         self._replaceable: dict[Topic, _Slot] = {}
         self._bytes = 0
-        #: Set while the queue is non-empty, for ``wait``; None until somebody waits.
-        self._ready: asyncio.Event | None = None
         self.conflated = 0
 
     def __len__(self) -> int:
@@ -100,8 +95,6 @@ class Outbox:
             else:
                 # A closed bar must not be overtaken by a later replacement of an older slot.
                 self._replaceable.pop(topic, None)
-        if self._ready is not None:
-            self._ready.set()
         return True
 
     def oldest(self) -> Frame | None:
@@ -114,14 +107,4 @@ class Outbox:
         self._queue.clear()
         self._replaceable.clear()
         self._bytes = 0
-        if self._ready is not None:
-            self._ready.clear()
         return frames
-
-    async def wait(self) -> None:
-        """Return once at least one frame is queued."""
-        if self._ready is None:
-            self._ready = asyncio.Event()
-            if self._queue:
-                self._ready.set()
-        await self._ready.wait()

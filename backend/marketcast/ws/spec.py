@@ -49,17 +49,6 @@ Direction: TypeAlias = Literal["client", "server"]
 Schema: TypeAlias = dict[str, Any]
 #: Spelled once here: inside ``MessageSpec`` the field ``type`` shadows the builtin.
 PayloadModel: TypeAlias = type[BaseModel]
-Hints: TypeAlias = Mapping[str, Any]
-
-#: Values for well-known field names, so that synthesized examples read like real traffic.
-# fmt: off
-_SAMPLE_VALUES: Final[Hints] = MappingProxyType({
-    "symbol": "BTCUSDT", "topic": 'bars:{"resolution":"1","symbol":"BTCUSDT"}',
-    "time": 1_767_225_600_000, "open": 87_950.5, "high": 88_010.0, "low": 87_940.1,
-    "close": 87_999.9, "volume": 12.345, "bid": 87_999.9, "ask": 88_000.0, "last": 88_000.0,
-})
-# fmt: on
-
 
 #: Every close code the server (or its WebSocket layer) sends, what it means, and what a client
 #: does next (docs/websocket.md, "Closes"): ``never`` retry, reconnect ``immediate``-ly (a
@@ -115,7 +104,8 @@ class MessageSpec:
 
     ``direction`` says who sends it; ``reply_to`` names the request type a response answers
     (which also means it echoes that request's ``id``); ``example`` is a whole envelope and is
-    validated against ``payload`` so a stale example fails the build instead of misleading.
+    validated against ``payload`` so a stale example fails the build instead of misleading. It
+    may be ``None`` only so that a missing one is refused by name when the document is built.
     """
 
     type: str
@@ -159,7 +149,7 @@ def build_asyncapi(
     specs = sorted(messages, key=lambda spec: message_name(spec.type))
     _check_table(specs)
     payload_refs, schemas = _payload_schemas(specs)
-    examples, topics = _examples(specs, payload_refs, schemas)
+    examples, topics = _examples(specs)
     envelopes = {message_name(s.type): _envelope(s, payload_refs[s.payload]) for s in specs}
     clashes = sorted(set(envelopes) & set(schemas) | {CLIENT_UNION, SERVER_UNION} & set(schemas))
     if clashes:
@@ -321,27 +311,19 @@ def _union(specs: Sequence[MessageSpec], direction: Direction) -> Schema:
 # ---- examples ---------------------------------------------------------------------------
 
 
-def _examples(
-    specs: Sequence[MessageSpec], refs: Mapping[PayloadModel, str], schemas: Mapping[str, Schema]
-) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+def _examples(specs: Sequence[MessageSpec]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Every message's envelope example, and each route's example topic.
 
-    Requests go first so that a server message with no example of its own gets the topic of
-    its channel's subscribe example, and the whole document tells one consistent story.
+    Examples are written by hand (``ws/examples.py``), never derived from the schemas: a
+    derived frame shows what the types allow, not what the server sends, and a channel's topic
+    format is read from its subscribe example so the whole document tells one story.
     """
     examples: dict[str, dict[str, Any]] = {}
     topics: dict[str, str] = {}
-    for spec in sorted(specs, key=lambda s: (s.direction != "client", s.type)):
-        if spec.example is not None:
-            example: dict[str, Any] = json.loads(json.dumps(spec.example))
-        else:
-            model_schema = schemas[refs[spec.payload].rsplit("/", 1)[1]]
-            hints = {**_SAMPLE_VALUES, "topic": topics.get(spec.channel, _SAMPLE_VALUES["topic"])}
-            given = model_schema.get("examples")
-            payload = given[0] if given else _sample(model_schema, schemas, hints, 0)
-            example = {"type": spec.type, "payload": payload}
-            if _carries_request_id(spec):
-                example["id"] = 1
+    for spec in specs:
+        if spec.example is None:
+            raise ValueError(f"{spec.type!r} has no example (add one to ws/examples.py)")
+        example: dict[str, Any] = json.loads(json.dumps(spec.example))
         _validate_example(spec, example)
         examples[spec.type] = example
         if spec.type == f"{spec.channel}.subscribe" and "symbol" in example["payload"]:
@@ -362,35 +344,6 @@ def _validate_example(spec: MessageSpec, example: Mapping[str, Any]) -> None:
         spec.payload.model_validate_json(json.dumps(example["payload"]))
     except ValidationError as exc:
         raise ValueError(f"example of {spec.type!r} is invalid (pass one): {exc}") from exc
-
-
-def _sample(schema: Schema, schemas: Mapping[str, Schema], hints: Hints, depth: int) -> Any:
-    """A plausible value for ``schema``: its const, example, default or first option."""
-    if depth > 8:
-        return None
-    if "$ref" in schema:
-        return _sample(schemas[schema["$ref"].rsplit("/", 1)[1]], schemas, hints, depth + 1)
-    for key in ("const", "default"):
-        if schema.get(key) is not None:
-            return schema[key]
-    for key in ("examples", "enum"):
-        if schema.get(key):
-            return schema[key][0]
-    for key in ("anyOf", "oneOf"):
-        options = [o for o in schema.get(key, []) if o.get("type") != "null"]
-        if options:
-            return _sample(options[0], schemas, hints, depth + 1)
-    kind = schema.get("type")
-    if kind == "object":
-        required = schema.get("required", [])
-        return {
-            name: hints[name] if name in hints else _sample(sub, schemas, hints, depth + 1)
-            for name, sub in schema.get("properties", {}).items()
-            if name in required
-        }
-    if kind == "array":
-        return [_sample(schema["items"], schemas, hints, depth + 1)] if "items" in schema else []
-    return {"string": "string", "integer": 0, "number": 0.0, "boolean": False}.get(str(kind))
 
 
 # ---- messages, channels, overview -------------------------------------------------------

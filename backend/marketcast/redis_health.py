@@ -8,6 +8,9 @@ error flips the state at once; a probe brings it back within ``interval`` of Red
 
 Only connection-level errors count: a ``ResponseError`` is a bug or a misconfiguration, not
 an outage, and must not make the cluster drop and re-take every key.
+
+Why a top-level module and not part of ``cluster``: the store and the bus report to it too,
+and they sit below the cluster layer, which must stay free to import them.
 """
 
 from __future__ import annotations
