@@ -168,6 +168,16 @@ export class TopicEntry {
   readonly sequencer: BarSequencer | undefined;
   /** True while the current connection carries this subscription (its reply came). */
   confirmed = false;
+  /**
+   * Updates that arrived before this connection's subscribe reply was handled. The server
+   * sends the reply first, but a WebSocket may dispatch several frames in one task, before
+   * the promise that handles the reply runs: a live bar delivered then would make the
+   * sequencer drop the reply's older recovered bars (a gap). Flushed after the reply, in
+   * order; dropped with the connection. Bounded like a listener's held updates.
+   */
+  readonly early: UpdateMessage[] = [];
+  /** Early updates were dropped (over MAX_HELD): the reply's `subscribed` says `recovered: false`. */
+  earlyOverflowed = false;
   /** The topic as the server wrote it in its reply: what its updates carry. */
   wireTopic: string;
   /** Transient refusals in a row, for the retry delay; reset by a successful reply. */
@@ -261,6 +271,8 @@ export class Subscriptions {
   lost(): void {
     for (const entry of this.all()) {
       entry.confirmed = false;
+      entry.early.length = 0;
+      entry.earlyOverflowed = false;
       for (const listener of entry.listeners) listener.state = "subscribing";
     }
   }
@@ -268,6 +280,18 @@ export class Subscriptions {
   deliver(message: UpdateMessage): void {
     const entry = this.#entries.get(message.payload.topic);
     if (entry === undefined) return; // unsubscribed meanwhile
+    if (!entry.confirmed) {
+      const last = entry.early.at(-1);
+      const open = last?.type === "bars.update" && !last.payload.closed;
+      if (open && message.type === "bars.update" && last.payload.time === message.payload.time)
+        entry.early.pop(); // the same open bar again: only its newest state matters
+      entry.early.push(message);
+      if (entry.early.length > MAX_HELD) {
+        entry.early.shift();
+        entry.earlyOverflowed = true;
+      }
+      return;
+    }
     if (message.type === "bars.update" && entry.sequencer?.accept(message.payload) === false)
       return;
     this.#toAll(entry, message.payload);
@@ -427,7 +451,9 @@ export class Subscriptions {
     entry.wireTopic = reply.payload.topic;
     if (!this.#entries.has(reply.payload.topic)) this.#entries.set(reply.payload.topic, entry);
     const bars = barsOf(reply);
-    const recovered = recoveredOf(reply);
+    // Early updates dropped for room: bars are missing, as when the server cannot fill a gap.
+    const recovered = recoveredOf(reply) && !entry.earlyOverflowed;
+    entry.earlyOverflowed = false;
     let recoveredBars: Bar[] = [];
     if (kind.kind === "resume") {
       // Bars missed while disconnected, continuous with the live stream that follows.
@@ -449,6 +475,8 @@ export class Subscriptions {
       const mine = wanted === undefined ? recoveredBars : this.#giveBackfill(entry, listener, bars);
       this.#confirm(listener, reply, { recovered, bars: mine });
     }
+    // Then what arrived before this reply was handled, after the bars it recovered.
+    for (const message of entry.early.splice(0)) this.deliver(message);
   }
 
   /**

@@ -501,3 +501,38 @@ test("after a 403, connect() asks getToken() for a new token", async () => {
   assert.deepEqual(server.last.protocols, ["marketcast.v1", "token.fresh"]);
   client.close();
 });
+
+test("a live update in the same task as the resume reply does not hide the bars it recovers", async () => {
+  // A WebSocket may dispatch several frames in one task, before the promise handling the
+  // reply runs (undici's does); pushTogether does the same.
+  const { clock, server, client } = rig();
+  let resumes = 0;
+  server.script.frame = (socket, frame) => {
+    if (frame.type !== "bars.subscribe") return answerAll(socket, frame);
+    if (frame.payload["since"] === undefined) {
+      socket.reply(frame, subscribed(frame));
+      socket.push(barUpdate(1, true));
+      socket.push(barUpdate(2, false));
+      return;
+    }
+    resumes += 1;
+    // Bars 2 and 3 closed while the client was away; bar 4 is live, right behind the reply.
+    const recovered = subscribed(frame, [bar(2, true), bar(3, true)]);
+    const reply = { type: "bars.subscribe.response", id: frame.id, payload: recovered };
+    socket.pushTogether(reply, barUpdate(4, false));
+  };
+  void client.connect();
+  const closed: number[] = [];
+  const all: number[] = [];
+  client.subscribe("bars", { symbol: "BTCUSDT", resolution: "1" }, (u) => {
+    all.push(u.time / MINUTE);
+    if (u.closed) closed.push(u.time / MINUTE);
+  });
+  await clock.advance(10);
+  server.last.serverClose(1001, "restart"); // planned: reconnect at once, resume with since
+  await clock.advance(10);
+  assert.equal(resumes, 1);
+  assert.deepEqual(closed, [1, 2, 3]);
+  assert.deepEqual(all, [1, 2, 2, 3, 4]);
+  client.close();
+});

@@ -162,6 +162,16 @@ export class FakeSocket implements WebSocketLike {
     });
   }
 
+  /** The server sends `messages` that arrive together: dispatched one after the other in
+   * one task, as a WebSocket does with frames read in one chunk (no microtask between). */
+  pushTogether(...messages: unknown[]): void {
+    this.#later(() => {
+      for (const message of messages) {
+        if (!this.closed) this.onmessage?.({ data: JSON.stringify(message) });
+      }
+    });
+  }
+
   /** The server answers `frame` with `payload` as `<type>.response`. */
   reply(frame: Frame, payload: Record<string, unknown>): void {
     this.push({ type: `${frame.type}.response`, id: frame.id, payload });
