@@ -30,6 +30,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import httpx
 import orjson
@@ -55,6 +56,8 @@ from marketcast.feeds.twelvedata_protocol import (
 from marketcast.market import BarKey, Candle, Quote, QuoteKey, StreamKey, SymbolInfo
 from marketcast.timeframes import RESOLUTIONS, bucket_start
 from marketcast.types import Millis, Resolution, Symbol
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("marketcast.feeds.twelvedata")
 
@@ -232,37 +235,17 @@ class TwelveDataFeed:
         else:
             size = max(s.parts_per_bar() for s in series.values()) + 1
             params = time_series_params(target.symbol, source, outputsize=size)
-        target.due = self._monotonic() + self.min_poll
-        try:
-            rows = await self._request(params, source, 0.0)
-        except TwelveDataError as exc:
-            self._on_error(target, exc)
+        rows = await self._poll_once(target, self._request(params, source, 0.0))
+        if rows is None:
             return
-        except UpstreamError as exc:
-            self._pause(str(exc))
-            return
-        self._succeeded(target)
         for key, one in series.items():
             if key in target.keys:
                 for candle in one.apply(rows):
                     await self._emit(key, candle)
 
     async def _poll_quote(self, target: _Target) -> None:
-        target.due = self._monotonic() + self.min_poll
-        try:
-            body, _ = await self._call("/quote", quote_params(target.symbol), 0.0)
-            quote = parse_quote(body)
-        except TwelveDataFormatError as exc:
-            self._on_error(target, TwelveDataError(0, f"bad quote body: {exc}"))
-            return
-        except TwelveDataError as exc:
-            self._on_error(target, exc)
-            return
-        except UpstreamError as exc:
-            self._pause(str(exc))
-            return
-        self._succeeded(target)
-        if QuoteKey(target.symbol) in target.keys:
+        quote = await self._poll_once(target, self._quote_request(target.symbol))
+        if quote is not None and QuoteKey(target.symbol) in target.keys:
             await self._emit_quote(target.symbol, quote)
 
     def _succeeded(self, target: _Target) -> None:
@@ -301,6 +284,29 @@ class TwelveDataFeed:
         delay = max(self._backoff.next_delay(), self.budget.window / self.budget.limit)
         self._paused_until = self._monotonic() + delay
         log.warning("twelvedata: %s; pausing all polls for %.1f s", self._redact(reason), delay)
+
+    async def _poll_once(self, target: _Target, request: Awaitable[_T]) -> _T | None:
+        """One poll of ``target`` (bars or quote): schedules its next one, then counts the
+        answer for the target's backoff, or pauses every poll on an account-wide error."""
+        target.due = self._monotonic() + self.min_poll
+        try:
+            answer = await request
+        except TwelveDataError as exc:
+            self._on_error(target, exc)
+            return None
+        except UpstreamError as exc:
+            self._pause(str(exc))
+            return None
+        self._succeeded(target)
+        return answer
+
+    async def _quote_request(self, symbol: Symbol) -> Quote:
+        """One budgeted ``quote`` request -> the quote."""
+        body, _ = await self._call("/quote", quote_params(symbol), 0.0)
+        try:
+            return parse_quote(body)
+        except TwelveDataFormatError as exc:
+            raise TwelveDataError(0, f"bad quote body: {exc}") from None
 
     async def _request(
         self, params: dict[str, str], resolution: Resolution, max_wait: float

@@ -209,21 +209,29 @@ class FakeTwelveData:
             return 404, _error(404, f"endpoint {path} not found")
         return self._time_series(params)
 
-    def _quote(self, params: dict[str, str]) -> tuple[int, Any]:
-        """The documented ``/quote`` object: the running bar of ``interval`` (``1day`` by
-        default) as strings, ``previous_close`` and the change from it, ``timestamp`` (the
-        bar's open) and ``last_quote_at`` (the last trade), both unix seconds."""
-        symbol, interval = params.get("symbol", ""), params.get("interval", "1day")
+    def _refusal(self, symbol: str, interval: str) -> tuple[int, Any] | None:
+        """Twelve Data's answer to a missing or unknown symbol or interval, or None if both
+        are served (the checks ``/quote`` and ``/time_series`` share, in the same order)."""
         if not symbol:
             return 400, _error(400, "**symbol** parameter is missing or invalid.")
-        tape = self.market.tapes.get(symbol)
-        if tape is None:
+        if symbol not in self.market.tapes:
             return 404, _error(404, f"**symbol** {symbol} not found.")
         if interval not in INTERVALS:
             return 400, _error(
                 400,
                 f"**interval** {interval!r} is not supported. Supported: " + ", ".join(INTERVALS),
             )
+        return None
+
+    def _quote(self, params: dict[str, str]) -> tuple[int, Any]:
+        """The documented ``/quote`` object: the running bar of ``interval`` (``1day`` by
+        default) as strings, ``previous_close`` and the change from it, ``timestamp`` (the
+        bar's open) and ``last_quote_at`` (the last trade), both unix seconds."""
+        symbol, interval = params.get("symbol", ""), params.get("interval", "1day")
+        refused = self._refusal(symbol, interval)
+        if refused is not None:
+            return refused
+        tape = self.market.tapes[symbol]
         spec, now = INTERVALS[interval], self.market.clock.now_ms()
         start = floor_to(spec, now)
         bar = tape.aggregate(start, now + 1)
@@ -257,16 +265,10 @@ class FakeTwelveData:
 
     def _time_series(self, params: dict[str, str]) -> tuple[int, Any]:
         symbol, interval = params.get("symbol", ""), params.get("interval", "")
-        if not symbol:
-            return 400, _error(400, "**symbol** parameter is missing or invalid.")
-        tape = self.market.tapes.get(symbol)
-        if tape is None:
-            return 404, _error(404, f"**symbol** {symbol} not found.")
-        if interval not in INTERVALS:
-            return 400, _error(
-                400,
-                f"**interval** {interval!r} is not supported. Supported: " + ", ".join(INTERVALS),
-            )
+        refused = self._refusal(symbol, interval)
+        if refused is not None:
+            return refused
+        tape = self.market.tapes[symbol]
         if params.get("timezone", "UTC") not in ("UTC", "Exchange"):
             return 400, _error(400, "**timezone** must be UTC or Exchange on this fake.")
         try:
