@@ -17,6 +17,12 @@ from typing import Any
 from fastapi import FastAPI
 
 from marketcast import __version__
+from marketcast.delivery.hub import Hub
+from marketcast.delivery.lag import SlowConsumerLimits
+from marketcast.delivery.outbox import Outbox
+from marketcast.delivery.stats import FanoutStats
+from marketcast.delivery.sweep import SlowConsumerSweep
+from marketcast.delivery.transport import WebSocketEntry, WebSocketHandler
 from marketcast.demo_page import default_frontend_dir, mount_demo_page
 from marketcast.feeds.factory import build_feeds
 from marketcast.gcpolicy import GcFreezer
@@ -35,19 +41,13 @@ from marketcast.ws.adapter import FastWSAdapter
 from marketcast.ws.docs_page import default_assets_dir, mount_asyncapi_docs
 from marketcast.ws.generated.bars import build_router as build_bars_router
 from marketcast.ws.generated.quotes import build_router as build_quotes_router
-from marketcast.ws.hub import Hub
-from marketcast.ws.lag import SlowConsumerLimits
 from marketcast.ws.limits import ConnectionLimits
 from marketcast.ws.limits import describe as describe_limits
-from marketcast.ws.outbox import Outbox
 from marketcast.ws.raw_streams import raw_stream_channels, raw_stream_routes
 from marketcast.ws.routes import message_specs
 from marketcast.ws.security import TokenVerifier, TopicAuthorizer, build_gate, topic_guard
 from marketcast.ws.spec import build_asyncapi
-from marketcast.ws.stats import FanoutStats
-from marketcast.ws.sweep import SlowConsumerSweep
 from marketcast.ws.system import build_system_router
-from marketcast.ws.transport import WebSocketEntry, WebSocketHandler
 
 log = logging.getLogger("marketcast")
 

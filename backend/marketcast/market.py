@@ -39,11 +39,26 @@ class Quote:
 
 
 @dataclass(frozen=True, slots=True)
-class BarKey:
-    """Identifies one candle series: a symbol at a resolution."""
+class StreamKey:
+    """What a feed is asked to watch: one stream of one channel family for one symbol.
+
+    Each family subclasses it (``BarKey``, ``QuoteKey``, ``channels.trades.TradeKey``); the
+    class says which family a key belongs to (``channels.Registry.of_key``), so nothing below
+    the registry branches on route names."""
 
     symbol: Symbol
+
+
+@dataclass(frozen=True, slots=True)
+class BarKey(StreamKey):
+    """Identifies one candle series: a symbol at a resolution."""
+
     resolution: Resolution
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteKey(StreamKey):
+    """Identifies one quote stream: a symbol."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +69,6 @@ class SymbolInfo:
     asset_class: str
     source: str
     resolutions: tuple[Resolution, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class QuoteKey:
-    """Identifies one quote stream: a symbol."""
-
-    symbol: Symbol
-
-
-#: What a feed is asked to watch: one candle series or one quote stream.
-StreamKey = BarKey | QuoteKey
+    #: The key classes the feed can watch for this symbol: a family whose key class is
+    #: missing (trades of a forex pair) is refused at subscribe with a typed error.
+    kinds: frozenset[type[StreamKey]] = frozenset({BarKey, QuoteKey})

@@ -39,9 +39,9 @@ from prometheus_client.core import (
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from marketcast.delivery.lag import LIMITS
+from marketcast.delivery.stats import FanoutStats
 from marketcast.feeds.status import feed_status
-from marketcast.ws.lag import LIMITS
-from marketcast.ws.stats import FanoutStats
 
 METRICS_PATH = "/metrics"
 #: Routes reported even when nobody subscribes to them, so their series always exist.

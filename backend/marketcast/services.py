@@ -26,6 +26,7 @@ from marketcast.bus.redis import RedisBus
 from marketcast.cluster.leases import RedisOwnership
 from marketcast.cluster.ownership import Ownership
 from marketcast.cluster.resync import StoreResync
+from marketcast.delivery.hub import Hub
 from marketcast.errors import ConfigurationError
 from marketcast.redis_health import RedisHealth, connect
 from marketcast.settings import Settings
@@ -33,7 +34,6 @@ from marketcast.store.base import CandleStore
 from marketcast.store.memory import MemoryCandleStore
 from marketcast.store.redis import RedisCandleStore
 from marketcast.streams import StreamManager
-from marketcast.ws.hub import Hub
 
 log = logging.getLogger("marketcast.cluster")
 

@@ -15,7 +15,7 @@ uvicorn's defaults: the frame size limit (1009), protocol pings (dead peers), th
 and the h11 protocol with request deadlines and the TCP connection cap
 (``marketcast.http_guard``), whose refusals are logged once per interval
 (``marketcast.refusals``), failed ``accept()`` calls included. The WebSocket write path the
-fan-out will take (``ws.direct``) is logged here too, once, before the first client.
+fan-out will take (``delivery.direct``) is logged here too, once, before the first client.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from fastapi import FastAPI
 from uvicorn.config import WS_PROTOCOLS
 from uvicorn.importer import ImportFromStringError, import_from_string
 
+from marketcast.delivery.direct import startup_write_path
 from marketcast.http_guard import HttpGuard, guarded_h11_protocol
 from marketcast.lifecycle import Lifecycle
 from marketcast.refusals import install_accept_failure_log
 from marketcast.settings import Settings
-from marketcast.ws.direct import startup_write_path
 from marketcast.ws.security import install_log_redaction
 
 log = logging.getLogger("marketcast.serving")

@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     #: Seconds behind (the oldest byte it has not taken, kernel send queue included) before a
     #: client is closed as a slow consumer (4008); checked once a second. 0 turns this bound
     #: off (the queue limits above, and more than ``outbox_max_bytes`` waiting in total at
-    #: two checks in a row, still apply). See ``marketcast.ws.lag``.
+    #: two checks in a row, still apply). See ``marketcast.delivery.lag``.
     slow_consumer_lag: float = Field(default=10.0, ge=0)
     #: Largest client frame accepted, in bytes; larger frames close the connection (1009).
     max_message_bytes: int = Field(default=65_536, ge=256)
@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     ws_ping_timeout: float = Field(default=20.0, gt=0)
     #: Offer permessage-deflate to clients. Off by default: it compresses every frame again
     #: for every connection (no serialize-once) and rules out the direct transport writes of
-    #: the fan-out (``ws.direct``); market updates are small and gain little from it.
+    #: the fan-out (``delivery.direct``); market updates are small and gain little from it.
     ws_per_message_deflate: bool = False
     #: The event loop ``marketcast serve`` runs on. ``auto``: uvloop where it is installed
     #: (a dependency on Linux and macOS), asyncio's own otherwise. uvloop's transports write

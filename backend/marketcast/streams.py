@@ -5,7 +5,7 @@ and the last one leaving stops it, but a client that unsubscribes and re-subscri
 switching back and forth) should not make the upstream churn, so stopping waits
 ``grace_period`` seconds and is cancelled by a new subscriber.
 
-Why the store is written before the bus: snapshot de-duplication (``ws.connection``) relies on
+Why the store is written before the bus: snapshot de-duplication (``delivery.connection``) relies on
 "stored, then published" for every candle. The bus does both (``Bus.publish_stored``), so that
 on Redis they are one round trip.
 
@@ -370,6 +370,10 @@ class StreamManager:
             return
         self._staleness.tracker.touch(key, self._staleness.clock())
         await self._bus.publish(quote_update(self.topic(key), symbol, quote))
+
+    async def on_event(self, key: StreamKey, event: object) -> None:
+        if isinstance(key, QuoteKey) and isinstance(event, Quote):
+            await self.on_quote(key.symbol, event)
 
     # -- staleness ------------------------------------------------------------------------------
 

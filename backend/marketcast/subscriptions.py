@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from marketcast.delivery.hub import Hub, Subscriber
 from marketcast.errors import ErrorCode, ProtocolError
 from marketcast.market import BarKey, Candle, QuoteKey, StreamKey
 from marketcast.protocol import MAX_SNAPSHOT
@@ -19,11 +20,10 @@ from marketcast.recovery import FetchTally
 from marketcast.streams import StreamManager
 from marketcast.timeframes import next_bucket
 from marketcast.types import Millis, Route, Symbol, Topic
-from marketcast.ws.hub import Hub, Subscriber
 
 
 class SubscriberConnection(Subscriber, Protocol):
-    """What a subscription needs from a connection (``ws.connection.Connection``)."""
+    """What a subscription needs from a connection (``delivery.connection.Connection``)."""
 
     subscriptions: dict[Topic, StreamKey]
     #: Bars the request being handled returned or had fetched: what the rate limiter

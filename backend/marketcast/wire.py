@@ -8,7 +8,7 @@ two cannot drift.
 Why frames carry their WebSocket bytes: a server's frames are unmasked (RFC 6455 5.1), so the
 complete frame — header and UTF-8 payload — is the same for every client. ``Frame.wire()``
 builds it once, on first use, and every subscriber's socket gets the same ``bytes``
-(``ws.direct``); ``tests/unit/test_wire_framing.py`` checks it against the ``websockets``
+(``delivery.direct``); ``tests/unit/test_wire_framing.py`` checks it against the ``websockets``
 library's own framing.
 """
 
@@ -40,7 +40,7 @@ class Frame:
     #: A closed bar is final: never conflated away, never dropped.
     closed: bool = False
     #: ``perf_counter()`` when the frame was built: the start of its fan-out latency, which
-    #: writers sample (``ws.stats``). Not part of equality: two frames with the same text are
+    #: writers sample (``delivery.stats``). Not part of equality: two frames with the same text are
     #: the same message.
     created: float = field(default_factory=perf_counter, compare=False)
     #: The complete WebSocket frame, built by the first ``wire()`` call and shared by every

@@ -1,4 +1,4 @@
-"""Which write path the fan-out takes under uvicorn (``ws.direct``), pinned on a real server.
+"""Which write path the fan-out takes under uvicorn (``delivery.direct``), pinned on a real server.
 
 The direct path relies on uvicorn internals (its ``websockets-sansio`` protocol object behind
 the ASGI ``send``), so this test is the alarm for an uvicorn upgrade that moves them: with
@@ -20,9 +20,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 from marketcast.app import create_app
+from marketcast.delivery.stats import FanoutStats
 from marketcast.serving import build_server
 from marketcast.settings import Settings
-from marketcast.ws.stats import FanoutStats
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """The write path the fan-out takes is named once at startup and counted per path in /metrics.
 
-Why both: the direct path (``ws.direct``) relies on uvicorn internals, and its fallback is
+Why both: the direct path (``delivery.direct``) relies on uvicorn internals, and its fallback is
 correct but slower, so an uvicorn upgrade that moved them would otherwise go unnoticed. The
 startup line is the forecast, the ``path`` counters what the frames actually took.
 """

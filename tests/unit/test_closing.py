@@ -1,4 +1,4 @@
-"""A close that waits while the client keeps reading (``ws.closing``), over a fake uvicorn
+"""A close that waits while the client keeps reading (``delivery.closing``), over a fake uvicorn
 protocol whose "client" takes bytes each time the server looks — no socket, no wall-clock
 assertions (only the outcome of each scenario)."""
 
@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from starlette.websockets import WebSocketState
 
+from marketcast.delivery.closing import _Progress
+from marketcast.delivery.connection import Connection
+from marketcast.delivery.outbox import Outbox
+from marketcast.delivery.transport import RAW_SEND_KEY
 from marketcast.wire import Frame
-from marketcast.ws.closing import _Progress
-from marketcast.ws.connection import Connection
-from marketcast.ws.outbox import Outbox
-from marketcast.ws.transport import RAW_SEND_KEY
 
 
 class ReadingTransport:

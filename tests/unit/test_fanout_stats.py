@@ -1,4 +1,4 @@
-"""Plain-integer fan-out counters (``ws.stats``), the optional feed ``status()``
+"""Plain-integer fan-out counters (``delivery.stats``), the optional feed ``status()``
 (``feeds.status``, the simulator's) and the metrics collector over them — no server."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from marketcast.delivery.hub import Hub
+from marketcast.delivery.stats import PEER_CLOSED, FanoutStats, LatencyHistogram
 from marketcast.feeds.status import FeedStatus, feed_status
 from marketcast.market import BarKey
 from marketcast.metrics import MetricsSources, build_registry
-from marketcast.ws.hub import Hub
-from marketcast.ws.stats import PEER_CLOSED, FanoutStats, LatencyHistogram
 from tests.unit.test_simulator import FakeTime, Recorder, make_feed
 
 
@@ -46,7 +46,7 @@ class FakeConnection:
     frames_sent: int = 0
     close_code: int | None = None
     outbox: FakeOutbox = field(default_factory=FakeOutbox)
-    #: What the WebSocket layer sent on its own (``ws.direct.layer_close_code``).
+    #: What the WebSocket layer sent on its own (``delivery.direct.layer_close_code``).
     layer_code: int | None = None
 
     def layer_close_code(self) -> int | None:

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from marketcast.delivery.hub import Hub
 from marketcast.gcpolicy import GcFreezer
 from marketcast.wire import Frame
-from marketcast.ws.hub import Hub
 
 
 @pytest.fixture(autouse=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from marketcast.delivery.hub import Hub
 from marketcast.wire import Frame
-from marketcast.ws.hub import Hub
 
 
 class Recorder:

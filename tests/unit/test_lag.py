@@ -1,10 +1,10 @@
-"""How far behind a client is, from marks of bytes written (``ws.lag``) — no socket, no clock."""
+"""How far behind a client is, from marks of bytes written (``delivery.lag``) — no socket, no clock."""
 
 from __future__ import annotations
 
 import pytest
 
-from marketcast.ws.lag import (
+from marketcast.delivery.lag import (
     MAX_MARKS,
     Backlog,
     LagTracker,

@@ -1,6 +1,6 @@
 """``Connection`` starts a writer task only while something is queued, and keeps order.
 
-Driven with a fake uvicorn protocol (the attributes ``ws.direct`` reads) and a transport that
+Driven with a fake uvicorn protocol (the attributes ``delivery.direct`` reads) and a transport that
 records what is written; the event loop is advanced with ``sleep(0)``, never a clock.
 """
 
@@ -11,10 +11,10 @@ from typing import Any
 
 from starlette.websockets import WebSocketState
 
+from marketcast.delivery.connection import Connection
+from marketcast.delivery.outbox import Outbox
+from marketcast.delivery.transport import RAW_SEND_KEY
 from marketcast.wire import Frame
-from marketcast.ws.connection import Connection
-from marketcast.ws.outbox import Outbox
-from marketcast.ws.transport import RAW_SEND_KEY
 
 
 class FakeTransport:
@@ -34,7 +34,7 @@ class FakeTransport:
         return self.buffered
 
     def get_extra_info(self, name: str) -> Any:
-        return None  # no socket: ``ws.direct.kernel_unsent`` counts 0
+        return None  # no socket: ``delivery.direct.kernel_unsent`` counts 0
 
     def abort(self) -> None:
         self.aborted = True

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from marketcast.delivery.outbox import Outbox
 from marketcast.wire import Frame
-from marketcast.ws.outbox import Outbox
 
 TOPIC = 'bars:{"resolution":"1","symbol":"BTCUSDT"}'
 OTHER = 'bars:{"resolution":"1","symbol":"ETHUSDT"}'

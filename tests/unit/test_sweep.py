@@ -1,4 +1,4 @@
-"""The slow-consumer sweep (``ws.sweep``) over fake connections, and a real ``Connection``'s
+"""The slow-consumer sweep (``delivery.sweep``) over fake connections, and a real ``Connection``'s
 byte counting and registration — driven by explicit times, no socket."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from marketcast.delivery.lag import Backlog, SlowConsumerLimits
+from marketcast.delivery.stats import FanoutStats
+from marketcast.delivery.sweep import SlowConsumerSweep
 from marketcast.wire import Frame
-from marketcast.ws.lag import Backlog, SlowConsumerLimits
-from marketcast.ws.stats import FanoutStats
-from marketcast.ws.sweep import SlowConsumerSweep
 from tests.unit.test_lazy_writer import connection
 
 LIMITS = SlowConsumerLimits(max_lag=10.0, max_bytes=1_000_000)

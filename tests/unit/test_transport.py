@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
-from marketcast.ws.transport import RAW_SEND_KEY, WebSocketEntry, abort_transport
+from marketcast.delivery.transport import RAW_SEND_KEY, WebSocketEntry, abort_transport
 
 
 class Transport:

@@ -1,4 +1,4 @@
-"""The startup forecast of the write path (``ws.direct.startup_write_path``), read from a
+"""The startup forecast of the write path (``delivery.direct.startup_write_path``), read from a
 protocol class's code: the attributes ``open_direct`` needs, assigned or not."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from marketcast.ws.direct import startup_write_path
+from marketcast.delivery.direct import startup_write_path
 
 
 class Moved:

@@ -28,6 +28,12 @@ class FeedSink(Protocol):
 
     async def on_quote(self, symbol: Symbol, quote: Quote) -> None: ...
 
+    async def on_event(self, key: StreamKey, event: object) -> None:
+        """One upstream event of a key of a family without history rules of its own (a
+        trade): the key's channel declaration turns it into its update. Events of one key
+        arrive in upstream order; the sink drops repeats the family can recognise."""
+        ...
+
 
 class Feed(Protocol):
     """One upstream provider (or the simulator)."""

@@ -27,17 +27,17 @@ from fastws import FastWS, Operation
 from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from marketcast.delivery.connection import Connection
+from marketcast.delivery.hub import Hub
+from marketcast.delivery.outbox import Outbox
+from marketcast.delivery.stats import FanoutStats
 from marketcast.errors import CloseCode, ErrorCode, ProtocolError, ServiceUnavailable
 from marketcast.lifecycle import Lifecycle
 from marketcast.protocol import MAX_ID, MAX_ID_LENGTH, integral
 from marketcast.subscriptions import Subscriptions
 from marketcast.wire import Frame, envelope
-from marketcast.ws.connection import Connection
-from marketcast.ws.hub import Hub
 from marketcast.ws.limits import ConnectionLimits, Verdict
-from marketcast.ws.outbox import Outbox
 from marketcast.ws.security import HandshakeGate, Refusal
-from marketcast.ws.stats import FanoutStats
 from marketcast.ws.validation import ECHO_LIMIT, clip, describe_validation_error
 
 log = logging.getLogger("marketcast.ws")

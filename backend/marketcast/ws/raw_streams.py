@@ -37,6 +37,8 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Final
 
+from marketcast.delivery.connection import Connection
+from marketcast.delivery.transport import WebSocketHandler, WebSocketRoutes
 from marketcast.errors import CloseCode, ErrorCode, ProtocolError
 from marketcast.protocol import SYMBOL_PATTERN
 from marketcast.subscriptions import Subscriptions
@@ -44,9 +46,7 @@ from marketcast.timeframes import RESOLUTION_ALIASES, RESOLUTIONS, normalize_res
 from marketcast.types import Route
 from marketcast.wire import envelope
 from marketcast.ws.adapter import FastWSAdapter
-from marketcast.ws.connection import Connection
 from marketcast.ws.spec import CONTENT_TYPE, message_name
-from marketcast.ws.transport import WebSocketHandler, WebSocketRoutes
 
 log = logging.getLogger("marketcast.ws")
 
@@ -105,7 +105,7 @@ def stream_opener(
 def raw_stream_routes(
     adapter: FastWSAdapter, subscriptions: Subscriptions, *, ws_path: str
 ) -> WebSocketRoutes:
-    """The raw streams below ``ws_path``, as routes of the WebSocket entry (``ws.transport``).
+    """The raw streams below ``ws_path``, as routes of the WebSocket entry (``delivery.transport``).
 
     ``{base}/stream/bars/{symbol}/{resolution}``: the resolution is the last segment and the
     symbol everything between (it may hold a decoded slash); ``{base}/stream/quotes/{symbol}``:

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from marketcast.delivery.principal import ANONYMOUS, Principal
 from marketcast.errors import ConfigurationError
 from marketcast.redaction import Redactor, redact_patterns, redact_record
 from marketcast.types import Topic
@@ -46,17 +47,6 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 log = logging.getLogger("marketcast.ws")
 
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is on the other end of a connection, as far as authorization cares."""
-
-    #: A non-secret name: ``anonymous``, ``token#2`` (the second configured token), or
-    #: whatever a custom verifier returns.
-    subject: str
-
-
-ANONYMOUS: Final = Principal("anonymous")
 
 #: Checks a presented token; returns who it belongs to, or None to refuse the handshake.
 TokenVerifier = Callable[[str], Principal | Awaitable[Principal | None] | None]

@@ -8,6 +8,7 @@ from typing import Final
 
 from fastws import OperationRouter
 
+from marketcast.delivery.connection import Connection
 from marketcast.protocol import (
     Bar,
     BarsSubscribePayload,
@@ -18,7 +19,6 @@ from marketcast.protocol import (
 )
 from marketcast.wire import candle_dict
 from marketcast.ws.adapter import FastWSAdapter
-from marketcast.ws.connection import Connection
 
 ROUTE: Final = "bars"
 

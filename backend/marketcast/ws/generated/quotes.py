@@ -8,6 +8,7 @@ from typing import Final
 
 from fastws import OperationRouter
 
+from marketcast.delivery.connection import Connection
 from marketcast.protocol import (
     QuotesSubscribePayload,
     QuotesSubscribeResponsePayload,
@@ -16,7 +17,6 @@ from marketcast.protocol import (
     QuotesUpdatePayload,
 )
 from marketcast.ws.adapter import FastWSAdapter
-from marketcast.ws.connection import Connection
 
 ROUTE: Final = "quotes"
 

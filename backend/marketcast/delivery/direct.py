@@ -20,14 +20,14 @@ must then be compressed per connection), and the connection falls back to ASGI `
 ``tests/integration/test_direct_writes.py`` pins which path is taken.
 
 Why the path is named at startup (``startup_write_path``) and counted per path in ``/metrics``
-(``ws.stats``): a fallback is correct but several times slower, and nothing else would show
+(``delivery.stats``): a fallback is correct but several times slower, and nothing else would show
 that an uvicorn upgrade moved what this module relies on. The startup line is a forecast read
 from uvicorn's protocol class before any client connects; the counters say what each frame
 actually took, and a connection that falls back says why at debug level.
 
 Why the sink also tells what waits (``unsent``): a client that reads slowly keeps the outbox
 empty while megabytes wait in the transport's buffer and the kernel's send queue
-(``ws.lag``). The transport reports its own buffer; the kernel's queue is read with the
+(``delivery.lag``). The transport reports its own buffer; the kernel's queue is read with the
 ``SIOCOUTQ`` ioctl (Linux: bytes not yet acknowledged by the peer). Elsewhere, or when the
 socket cannot be reached, that part counts as 0 and only what waits in the process is seen.
 """
@@ -44,13 +44,13 @@ from typing import Any, Final
 
 from starlette.websockets import WebSocket
 
-from marketcast.ws.transport import RAW_SEND_KEY
+from marketcast.delivery.transport import RAW_SEND_KEY
 
 if sys.platform == "linux":
     import fcntl
     import termios
 
-log = logging.getLogger("marketcast.ws.direct")
+log = logging.getLogger("marketcast.delivery.direct")
 
 #: The attributes of uvicorn's protocol object that ``open_direct`` reads.
 _PROTOCOL_ATTRIBUTES: Final = ("transport", "writable", "conn", "close_sent", "disconnected")

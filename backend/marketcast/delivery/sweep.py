@@ -7,7 +7,7 @@ up straight from ``Connection.deliver``, and must stay at an integer add per del
 changes nothing. So one timer per app (built by ``create_app``, started and stopped with the
 app's lifespan) visits, once a second, only the connections that wrote since the previous
 sweep — each registers itself in ``FanoutStats.wrote`` with its first write of a period — or
-that still have bytes not known to be taken (``ws.lag.LagTracker``). Idle connections, the
+that still have bytes not known to be taken (``delivery.lag.LagTracker``). Idle connections, the
 vast majority, cost nothing.
 
 Why the sweep keeps the trackers rather than the connections: a tracker exists only while a
@@ -20,40 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sized
+from collections.abc import Callable
 from time import perf_counter
-from typing import Final, Protocol
+from typing import Final
 
+from marketcast.delivery.lag import LagTracker, SlowConsumerLimits, Swept
+from marketcast.delivery.stats import FanoutStats
 from marketcast.errors import CloseCode
-from marketcast.ws.lag import Backlog, LagTracker, SlowConsumerLimits
-from marketcast.ws.stats import FanoutStats
 
 log = logging.getLogger("marketcast.ws")
 
 #: Seconds between two sweeps: the resolution of the lag bound.
 SWEEP_INTERVAL: Final = 1.0
-
-
-class Swept(Protocol):
-    """What the sweep reads from a connection (``ws.connection.Connection``)."""
-
-    uid: str
-
-    @property
-    def stopped(self) -> bool:
-        """Closing or closed: nothing more will be written."""
-        ...
-
-    @property
-    def outbox(self) -> Sized: ...
-
-    def take_written(self) -> int:
-        """Bytes handed to the transport since the previous call."""
-        ...
-
-    def backlog(self) -> Backlog: ...
-
-    def terminate(self, code: int, reason: str) -> None: ...
 
 
 class SlowConsumerSweep:

@@ -29,8 +29,8 @@ from typing import Final
 
 from starlette.websockets import WebSocket
 
-from marketcast.ws.direct import DirectSink
-from marketcast.ws.lag import format_size
+from marketcast.delivery.direct import DirectSink
+from marketcast.delivery.lag import format_size
 
 log = logging.getLogger("marketcast.ws")
 

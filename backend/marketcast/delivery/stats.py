@@ -23,8 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
-    from marketcast.ws.lag import Limit
-    from marketcast.ws.sweep import Swept
+    from marketcast.delivery.lag import Limit, Swept
 
 #: Upper bounds (seconds) of the latency buckets: 100 µs (an idle server) to 5 s (a client
 #: about to be closed as a slow consumer).
@@ -86,7 +85,7 @@ class OutboxCounters(Protocol):
 
 
 class CountedConnection(Protocol):
-    """What ``FanoutStats`` reads from a connection (``ws.connection.Connection``)."""
+    """What ``FanoutStats`` reads from a connection (``delivery.connection.Connection``)."""
 
     frames_sent: int
     close_code: int | None
@@ -95,7 +94,7 @@ class CountedConnection(Protocol):
     def outbox(self) -> OutboxCounters: ...
 
     def layer_close_code(self) -> int | None:
-        """The close code the WebSocket layer sent on its own (``ws.direct``), if any."""
+        """The close code the WebSocket layer sent on its own (``delivery.direct``), if any."""
         ...
 
 
@@ -117,17 +116,17 @@ class FanoutStats:
         #: Frames still queued when a connection closed, by reason: ``slow_consumer`` (closed
         #: because its queue overflowed) or ``disconnected`` (any other close).
         self.unsent: dict[str, int] = {}
-        #: Frames by write path, all connections (``ws.connection``): written straight to the
+        #: Frames by write path, all connections (``delivery.connection``): written straight to the
         #: transport from ``deliver``; written by a writer task in one joined transport write;
         #: sent through ASGI ``send_text`` (no transport reachable, or permessage-deflate).
         #: Counted here, not per connection, so a test or a debugger sees which path runs.
         self.direct_frames = 0
         self.batched_frames = 0
         self.asgi_frames = 0
-        #: Slow consumers closed (4008), by the bound they crossed (``ws.lag.Limit``): the
+        #: Slow consumers closed (4008), by the bound they crossed (``delivery.lag.Limit``): the
         #: outbox overflowed, too far behind, too much waiting in total.
         self.slow_consumers: dict[str, int] = {}
-        #: Connections that wrote since the last slow-consumer sweep (``ws.sweep``): each adds
+        #: Connections that wrote since the last slow-consumer sweep (``delivery.sweep``): each adds
         #: itself with its first write of a sweep period, and the sweep takes the set whole.
         #: Kept here because this is the one per-app object every connection is handed; None
         #: while no sweep runs, so nothing accumulates.

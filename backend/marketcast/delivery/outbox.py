@@ -2,7 +2,7 @@
 
 Why a queue per client at all: the publisher must never await a client's socket, or one
 stalled reader delays everybody. Each update is appended here (O(1)) and the client's writer
-task drains it (``ws.connection`` starts one only while something is queued).
+task drains it (``delivery.connection`` starts one only while something is queued).
 
 Why a plain list and no event: an idle connection's outbox is empty, and there are thousands
 of them; an empty ``deque`` costs ~600 bytes and an ``asyncio.Event`` another ~700 (its waiter

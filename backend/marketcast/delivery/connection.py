@@ -12,7 +12,7 @@ lifetime) is a promise that nothing queued is lost, so ``close_after_flush`` sto
 updates, waits (up to a deadline) until the writer has sent everything queued, and only then
 sends the close frame. A close because of abuse or a slow consumer does not wait.
 
-Why two write paths: under uvicorn the transport is reachable (``ws.direct``), and a frame to
+Why two write paths: under uvicorn the transport is reachable (``delivery.direct``), and a frame to
 a client that is keeping up is written from ``deliver`` itself, synchronously, as the
 pre-encoded bytes every subscriber shares — no task wake-up, no ASGI layers. Only when
 something is queued, the writer is mid-batch, or the transport is over its high-water mark
@@ -44,11 +44,11 @@ timer hands the queue to a writer instead. The outbox rules apply unchanged (a s
 bar's updates within the delay conflate). Without a direct path the delay does not apply.
 
 Why every write path counts its bytes (``_unswept``): a slow reader can keep its outbox empty
-while megabytes wait in the kernel; the per-app sweep (``ws.sweep``, ``ws.lag``) turns bytes
-written and bytes unsent into how far behind it is. The write paths add to one integer; the
+while megabytes wait in the kernel; the per-app sweep (``delivery.sweep``, ``delivery.lag``)
+turns bytes written and bytes unsent into how far behind it is. The write paths add to one integer; the
 first write of a sweep period registers the connection (``FanoutStats.wrote``).
 
-Why a close drops the outbox but then waits while the client reads: see ``ws.closing``. A
+Why a close drops the outbox but then waits while the client reads: see ``delivery.closing``. A
 planned close already spent its patience flushing, and keeps the plain ``close_timeout``.
 """
 
@@ -64,17 +64,17 @@ from time import perf_counter
 from fastws import Client
 from starlette.websockets import WebSocket, WebSocketState
 
+from marketcast.delivery.closing import close_patiently
+from marketcast.delivery.direct import DirectSink, layer_close_code, open_direct
+from marketcast.delivery.lag import Backlog, format_size
+from marketcast.delivery.outbox import Outbox
+from marketcast.delivery.principal import ANONYMOUS, Principal
+from marketcast.delivery.stats import FanoutStats
+from marketcast.delivery.transport import abort_transport
 from marketcast.errors import CloseCode
 from marketcast.market import Candle, StreamKey
 from marketcast.types import Millis, Topic
 from marketcast.wire import Frame
-from marketcast.ws.closing import close_patiently
-from marketcast.ws.direct import DirectSink, layer_close_code, open_direct
-from marketcast.ws.lag import Backlog, format_size
-from marketcast.ws.outbox import Outbox
-from marketcast.ws.security import ANONYMOUS, Principal
-from marketcast.ws.stats import FanoutStats
-from marketcast.ws.transport import abort_transport
 
 log = logging.getLogger("marketcast.ws")
 
@@ -140,7 +140,7 @@ class Connection(Client):
         self.outbox = outbox
         #: Who the handshake said this is; the topic authorization hook sees it.
         self.principal = principal
-        #: Frames handed to the socket, and where sampled latencies go (``ws.stats``): plain
+        #: Frames handed to the socket, and where sampled latencies go (``delivery.stats``): plain
         #: counters that ``/metrics`` reads at scrape time, nothing on the hot path.
         self.frames_sent = 0
         self.stats = stats if stats is not None else FanoutStats()
@@ -156,7 +156,7 @@ class Connection(Client):
         #: reading to take its close frame (``MARKETCAST_DRAIN_TIMEOUT``); see ``_close``.
         self._close_patience = close_patience
         #: Bytes handed to the transport since the slow-consumer sweep last took the count;
-        #: 0 also means "not registered with the sweep for this period" (``ws.sweep``).
+        #: 0 also means "not registered with the sweep for this period" (``delivery.sweep``).
         self._unswept = 0
         #: The task draining the outbox; exists only while something is queued or in flight.
         self._writer: asyncio.Task[None] | None = None
@@ -170,7 +170,7 @@ class Connection(Client):
         self._write_delay = write_delay
         #: Armed by the first frame collected under a write delay; None otherwise.
         self._flush_timer: asyncio.TimerHandle | None = None
-        #: The transport path, or None when frames must go through ASGI (``ws.direct``).
+        #: The transport path, or None when frames must go through ASGI (``delivery.direct``).
         self._direct: DirectSink | None = open_direct(ws)
         #: No writer exists and none was stopped, so nothing is queued or in flight. Read for
         #: every delivery: a direct write is allowed only while it is True, so nothing can
@@ -289,7 +289,7 @@ class Connection(Client):
         self._unswept = unswept + nbytes
 
     def _record_sent(self, frames: Sequence[Frame]) -> None:
-        """Count frames handed to the socket; time one in ``sample_every`` (``ws.stats``).
+        """Count frames handed to the socket; time one in ``sample_every`` (``delivery.stats``).
 
         (``deliver`` does the same inline for its single direct frame: it runs per frame per
         client, where a call more shows.)
@@ -355,7 +355,7 @@ class Connection(Client):
         """Close this client from a synchronous context (e.g. inside ``deliver``).
 
         ``patient``: wait (up to ``close_patience``) while a slowly reading client makes its
-        way to the close frame (``ws.closing``); planned closes pass False.
+        way to the close frame (``delivery.closing``); planned closes pass False.
         """
         if self.close_code is not None:
             return
@@ -440,7 +440,7 @@ class Connection(Client):
         if self._terminating is not None:
             await self._terminating
 
-    # -- what the slow-consumer sweep reads (``ws.sweep``) ----------------------------------
+    # -- what the slow-consumer sweep reads (``delivery.sweep``) ----------------------------------
 
     @property
     def stopped(self) -> bool:
@@ -465,7 +465,7 @@ class Connection(Client):
 
     def layer_close_code(self) -> int | None:
         """The close code the WebSocket layer sent on its own (e.g. 1011 on a keepalive
-        timeout), for the closed-connections counter (``ws.stats``)."""
+        timeout), for the closed-connections counter (``delivery.stats``)."""
         return layer_close_code(self.ws)
 
     async def stop_writer(self) -> None:

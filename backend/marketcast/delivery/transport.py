@@ -3,7 +3,7 @@ WebSocket path served without the app's routing layers.
 
 The kept ``send`` reaches the TCP connection under a WebSocket, to abort it when even a close
 cannot go out (``abort_transport``), and gives the fan-out its direct write path
-(``ws.direct``).
+(``delivery.direct``).
 
 Why: a peer that reads nothing fills its socket buffers, after which no frame — not even the
 close frame — can be written; ``await websocket.close()`` then waits forever and the server

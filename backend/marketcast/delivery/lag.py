@@ -10,7 +10,7 @@ question that matters is how old the oldest of those bytes is.
 Why marks: the server knows how many bytes it handed to the transport (``written``, counted
 on every write path) and, when it looks, how many of them still wait (transport buffer plus
 kernel send queue, ``Backlog.unsent``); the difference is what the client has taken. To turn
-"byte N not taken yet" into seconds, the sweep (``ws.sweep``) records a mark
+"byte N not taken yet" into seconds, the sweep (``delivery.sweep``) records a mark
 ``(bytes written so far, now)`` each time it finds more bytes written. Byte N was written no
 later than the time of the first mark whose total reaches past N, so ``now`` minus that time
 is a lower bound of how long it has waited: the client is *at least* that far behind (never
@@ -32,15 +32,16 @@ being drained in time.
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 #: Marks kept per connection at most (see the module docstring).
 MAX_MARKS: Final = 64
 #: Seconds between measurements of a connection that keeps up, when the lag bound is off.
 IDLE_RECHECK: Final = 5.0
 
-#: Which bound a slow consumer crossed: its outbox overflowed (``queue``, ``ws.connection``),
+#: Which bound a slow consumer crossed: its outbox overflowed (``queue``, ``delivery.connection``),
 #: its oldest waiting byte is too old (``lag``), or too much waits in total (``waiting``).
 Limit = Literal["queue", "lag", "waiting"]
 LIMITS: Final[tuple[Limit, ...]] = ("queue", "lag", "waiting")
@@ -163,3 +164,25 @@ def format_size(nbytes: int) -> str:
     if nbytes >= 1_000:
         return f"{nbytes / 1_000:.0f} KB"
     return f"{nbytes} B"
+
+
+class Swept(Protocol):
+    """What the sweep reads from a connection (``delivery.connection.Connection``)."""
+
+    uid: str
+
+    @property
+    def stopped(self) -> bool:
+        """Closing or closed: nothing more will be written."""
+        ...
+
+    @property
+    def outbox(self) -> Sized: ...
+
+    def take_written(self) -> int:
+        """Bytes handed to the transport since the previous call."""
+        ...
+
+    def backlog(self) -> Backlog: ...
+
+    def terminate(self, code: int, reason: str) -> None: ...

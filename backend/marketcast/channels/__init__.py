@@ -1,0 +1,1 @@
+"""Channel families: one module per family declares everything that differs between them."""
