@@ -1,80 +1,71 @@
 """Render the generic WebSocket router template into one concrete router per route.
 
-Usage: ``python scripts/generate_ws_routers.py``. The spec list below is the only place where
-routes differ from each other; ``scripts/check_generated.py`` compares the output with git.
+Usage: ``python scripts/generate_ws_routers.py [--channels module:function] [--output DIR]``.
+Every router comes from a family's declaration in the channel registry (``marketcast.channels``),
+the only place where routes differ from each other; ``scripts/check_generated.py`` compares the
+output with git. ``--channels`` renders another registry (a test's throwaway family) elsewhere.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
+
+from marketcast.channels.base import Family, Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "backend" / "marketcast" / "ws" / "generic.py.j2"
 OUTPUT_DIR = ROOT / "backend" / "marketcast" / "ws" / "generated"
 
 
-@dataclass(frozen=True)
-class RouterSpec:
-    route: str
-    description: str
-    subscribe_payload: str
-    subscribe_response: str
-    unsubscribe_payload: str
-    unsubscribe_response: str
-    update_payload: str
-    subscribe_summary: str
-    subscribe_description: str
-    update_noun: str
-    update_summary: str
-    update_description: str
-    #: Whether subscribe can return bars (``snapshot`` / ``since``).
-    has_history: bool
+#: Where the registry comes from unless ``--channels`` says otherwise.
+DEFAULT_CHANNELS = "marketcast.channels.registry:default_registry"
 
 
-SPECS = [
-    RouterSpec(
-        route="bars",
-        description="live candles per symbol and resolution, with snapshots.",
-        subscribe_payload="BarsSubscribePayload",
-        subscribe_response="BarsSubscribeResponsePayload",
-        unsubscribe_payload="BarsUnsubscribePayload",
-        unsubscribe_response="BarsUnsubscribeResponsePayload",
-        update_payload="BarsUpdatePayload",
-        subscribe_summary="Receive a symbol's candles at one resolution, after a snapshot.",
-        subscribe_description="Subscribe to the topic of (symbol, resolution); with "
-        "``snapshot`` or ``since`` the reply carries bars, continuous with the stream.",
-        update_noun="candles",
-        update_summary="A candle changed or closed.",
-        update_description="Sent for every change of the open bar and once more, with "
-        "``closed`` true, when the bar is final.",
-        has_history=True,
-    ),
-    RouterSpec(
-        route="quotes",
-        description="live quotes (bid, ask, last) per symbol.",
-        subscribe_payload="QuotesSubscribePayload",
-        subscribe_response="QuotesSubscribeResponsePayload",
-        unsubscribe_payload="QuotesUnsubscribePayload",
-        unsubscribe_response="QuotesUnsubscribeResponsePayload",
-        update_payload="QuotesUpdatePayload",
-        subscribe_summary="Receive a symbol's quotes.",
-        subscribe_description="Subscribe to the topic of a symbol's quotes.",
-        update_noun="quotes",
-        update_summary="A new quote.",
-        update_description="Sent on every quote change of the symbol.",
-        has_history=False,
-    ),
-]
+def load_registry(reference: str = DEFAULT_CHANNELS) -> Registry:
+    """The registry a ``module:function`` reference builds (a test passes its own)."""
+    module_name, _, function = reference.partition(":")
+    factory = getattr(importlib.import_module(module_name), function)
+    registry = factory()
+    if not isinstance(registry, Registry):
+        raise TypeError(f"{reference} returned {type(registry).__name__}, expected a Registry")
+    return registry
 
 
-def render_all() -> dict[Path, str]:
+def family_values(family: Family) -> dict[str, Any]:
+    """What the template reads of one family: its declaration, flattened to names and text."""
+    models, docs = family.models, family.docs
+    return {
+        "route": family.route,
+        "description": docs.description,
+        "models_module": family.models_module or type(family).__module__,
+        "subscribe": models.subscribe.__name__,
+        "subscribe_response": models.subscribe_response.__name__,
+        "unsubscribe": models.unsubscribe.__name__,
+        "unsubscribe_response": models.unsubscribe_response.__name__,
+        "update_payload": models.update.__name__,
+        "item": models.item.__name__ if models.item is not None else None,
+        "item_module": models.item.__module__ if models.item is not None else None,
+        "snapshot_field": family.snapshot_field,
+        "snapshot": "snapshot" in models.subscribe.model_fields,
+        "since": "since" in models.subscribe.model_fields,
+        "subscribe_summary": docs.subscribe_summary,
+        "subscribe_description": docs.subscribe_description,
+        "update_noun": docs.update_noun,
+        "update_summary": docs.update_summary,
+        "update_description": docs.update_description,
+    }
+
+
+def render_all(registry: Registry | None = None, output: Path = OUTPUT_DIR) -> dict[Path, str]:
     """Every generated file and its exact contents, formatted as committed."""
+    registry = registry if registry is not None else load_registry()
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE.parent),
         undefined=jinja2.StrictUndefined,
@@ -83,9 +74,10 @@ def render_all() -> dict[Path, str]:
     )
     template = environment.get_template(TEMPLATE.name)
     outputs = {
-        OUTPUT_DIR / f"{spec.route}.py": template.render(spec=asdict(spec)) for spec in SPECS
+        output / f"{family.route}.py": template.render(f=family_values(family))
+        for family in registry
     }
-    outputs[OUTPUT_DIR / "__init__.py"] = (
+    outputs[output / "__init__.py"] = (
         '"""Routers rendered from ``ws/generic.py.j2`` — generated, do not edit."""\n'
     )
     return {path: _ruff_format(text, path) for path, text in outputs.items()}
@@ -106,13 +98,16 @@ def _ruff_format(text: str, path: Path) -> str:
 
 
 def main() -> int:
-    argparse.ArgumentParser(description=__doc__).parse_args()
-    for path, text in render_all().items():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--channels", default=DEFAULT_CHANNELS, help="module:function")
+    parser.add_argument("--output", type=Path, default=OUTPUT_DIR)
+    args = parser.parse_args()
+    for path, text in render_all(load_registry(args.channels), args.output).items():
         if path.exists() and path.read_text() == text:
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-        print(f"wrote {path.relative_to(ROOT)}")
+        print(f"wrote {path}")
     return 0
 
 

@@ -8,6 +8,7 @@ read and tested without the whole server.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -15,8 +16,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastws import OperationRouter
 
 from marketcast import __version__
+from marketcast.channels.base import Family, Registry
+from marketcast.channels.registry import default_registry
 from marketcast.delivery.hub import Hub
 from marketcast.delivery.lag import SlowConsumerLimits
 from marketcast.delivery.outbox import Outbox
@@ -39,8 +43,7 @@ from marketcast.streams import StreamManager
 from marketcast.subscriptions import Subscriptions
 from marketcast.ws.adapter import FastWSAdapter
 from marketcast.ws.docs_page import default_assets_dir, mount_asyncapi_docs
-from marketcast.ws.generated.bars import build_router as build_bars_router
-from marketcast.ws.generated.quotes import build_router as build_quotes_router
+from marketcast.ws.examples import examples
 from marketcast.ws.limits import ConnectionLimits
 from marketcast.ws.limits import describe as describe_limits
 from marketcast.ws.raw_streams import raw_stream_channels, raw_stream_routes
@@ -54,36 +57,62 @@ log = logging.getLogger("marketcast")
 WS_PATH = "/api/v1/ws"
 ASYNCAPI_PATH = "/api/v1/ws/asyncapi"
 
-DESCRIPTION = (
-    "Real-time market data over one WebSocket. Send `bars.subscribe` or `quotes.subscribe` "
-    "with a symbol (and a resolution for bars) and receive `*.update` messages for the topic "
-    'in the reply, e.g. `bars:{"resolution":"1","symbol":"BTCUSDT"}`. Every request may '
-    "carry an `id`, echoed in its reply or error. Refused frames get an `error` message and "
-    "the connection stays open. Quick consumers may instead open a raw stream, which pushes "
-    "one topic's updates with no subscribe message: `/api/v1/ws/stream/bars/{symbol}/"
-    "{resolution}` or `/api/v1/ws/stream/quotes/{symbol}` (channels `stream/...` below)."
-)
 
-CHANNEL_DESCRIPTIONS = {
-    "bars": "Candles per symbol and resolution; snapshots and recovery with `since`.",
-    "quotes": "Quotes (bid, ask, last) per symbol.",
-    "system": "Application-level ping/pong and errors.",
-}
+def describe_api(channels: Registry) -> str:
+    """The document's introduction, naming the families this app serves."""
+    first = next(iter(channels))
+    subscribes = ", ".join(f"`{f.route}.subscribe`" for f in channels)
+    streams = ", ".join(
+        f"`{WS_PATH}/stream/{f.route}/"
+        + "/".join(f"{{{n}}}" for n in ("symbol", *f.param_names))
+        + "`"
+        for f in channels
+    )
+    example = first.topic(first.make_key("BTCUSDT", _example_params(first)))
+    return (
+        f"Real-time market data over one WebSocket. Send {subscribes} with a symbol (and the "
+        "family's params) and receive `*.update` messages for the topic in the reply, e.g. "
+        f"`{example}`. Every request may carry an `id`, echoed in its reply or error. Refused "
+        "frames get an `error` message and the connection stays open. Quick consumers may "
+        "instead open a raw stream, which pushes one topic's updates with no subscribe "
+        f"message: {streams} (channels `stream/...` below)."
+    )
 
 
-def build_spec(adapter: FastWSAdapter, settings: Settings) -> dict[str, Any]:
+def _example_params(family: Family) -> dict[str, Any]:
+    """The params of the family's subscribe example (its declaration's)."""
+    example = family.docs.examples.get(f"{family.route}.subscribe", {})
+    params = example.get("payload", {}).get("params", {})
+    return dict(params) if isinstance(params, dict) else {}
+
+
+def channel_descriptions(channels: Registry) -> dict[str, str]:
+    """Each family's channel description, its rule for slow clients included."""
+    described = {f.route: f"{f.docs.channel} {f.docs.slow_client}" for f in channels}
+    described["system"] = "Application-level ping/pong and errors."
+    return described
+
+
+def build_spec(adapter: FastWSAdapter, settings: Settings, channels: Registry) -> dict[str, Any]:
     """The AsyncAPI document of ``adapter``'s routes."""
     server = settings.public_ws_url or f"{settings.host}:{settings.port}"
     return build_asyncapi(
-        message_specs(adapter.operations()),
+        message_specs(adapter.operations(), examples(channels)),
         title="marketcast WebSocket API",
         version=__version__,
-        description=DESCRIPTION + "\n\n" + describe_limits(settings),
+        description=describe_api(channels) + "\n\n" + describe_limits(settings),
         server_url=server,
         ws_path=WS_PATH,
-        channel_descriptions=CHANNEL_DESCRIPTIONS,
-        extra_channels=raw_stream_channels(WS_PATH),
+        channel_descriptions=channel_descriptions(channels),
+        extra_channels=raw_stream_channels(WS_PATH, channels),
     )
+
+
+def load_router(family: Family) -> OperationRouter:
+    """The family's generated router (``make generate-ws-routers``), freshly built."""
+    module = family.router_module or f"marketcast.ws.generated.{family.route}"
+    router: OperationRouter = importlib.import_module(module).build_router()
+    return router
 
 
 def create_app(
@@ -91,12 +120,15 @@ def create_app(
     *,
     authorize_topic: TopicAuthorizer | None = None,
     token_verifier: TokenVerifier | None = None,
+    channels: Registry | None = None,
 ) -> FastAPI:
     """Build the whole server; nothing is shared between two apps.
 
     ``authorize_topic(principal, route, topic)`` may refuse a subscription (default: allow
-    all); ``token_verifier(token)`` replaces the configured ``MARKETCAST_AUTH_TOKENS``.
+    all); ``token_verifier(token)`` replaces the configured ``MARKETCAST_AUTH_TOKENS``;
+    ``channels`` the families served (default: every shipped one).
     """
+    channels = channels or default_registry()
     settings = settings or Settings()
     gate = build_gate(settings.allowed_origins, settings.auth_tokens, token_verifier)
     lifecycle = Lifecycle()
@@ -115,6 +147,8 @@ def create_app(
             intervals=settings.stale_after_intervals, max_seconds=settings.stale_max_seconds
         ),
         max_concurrent_history=settings.max_concurrent_history,
+        channels=channels,
+        recent=services.recent,
     )
     # Full GC collections off the fan-out: freeze after start-up and after new histories.
     gc_freezer = GcFreezer(enabled=settings.gc_freeze)
@@ -136,7 +170,7 @@ def create_app(
         subscriptions=subscriptions,
         outbox_factory=lambda: Outbox(settings.outbox_max_messages, settings.outbox_max_bytes),
         max_message_bytes=settings.max_message_bytes,
-        spec_builder=lambda a: build_spec(a, settings),
+        spec_builder=lambda a: build_spec(a, settings, channels),
         gate=gate,
         lifecycle=lifecycle,
         limits=ConnectionLimits.from_settings(settings),
@@ -144,8 +178,8 @@ def create_app(
         title="marketcast WebSocket API",
         version=__version__,
     )
-    adapter.include_router(build_bars_router())
-    adapter.include_router(build_quotes_router())
+    for family in channels:
+        adapter.include_router(load_router(family))
     adapter.include_router(build_system_router())
     lifecycle.add_drainer(adapter.drain)
 
@@ -189,7 +223,7 @@ def create_app(
         redoc_url=None,
     )
     # Raw streams: one topic per connection, no subscribe message; same gate, limits, hub.
-    raw_stream = raw_stream_routes(adapter, subscriptions, ws_path=WS_PATH)
+    raw_stream = raw_stream_routes(adapter, subscriptions, ws_path=WS_PATH, channels=channels)
 
     def websocket_route(path: str) -> WebSocketHandler | None:
         return adapter.endpoint if path == WS_PATH else raw_stream(path)
@@ -235,6 +269,7 @@ def create_app(
             redis_healthy=services.healthy if uses_redis else None,
             bus=bus,
             version=__version__,
+            routes=channels.routes,
         )
         mount_metrics(app, build_registry(sources))
     app.state.adapter = adapter

@@ -35,6 +35,8 @@ class ErrorCode(StrEnum):
     INVALID_SYMBOL = "invalid_symbol"
     UNKNOWN_SYMBOL = "unknown_symbol"
     UNSUPPORTED_RESOLUTION = "unsupported_resolution"
+    #: The symbol's source does not offer this channel family (trades of a forex pair).
+    UNSUPPORTED_CHANNEL = "unsupported_channel"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
     #: The connection sent faster than its token bucket allows; the frame was not processed.
     RATE_LIMITED = "rate_limited"

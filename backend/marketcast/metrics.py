@@ -44,8 +44,6 @@ from marketcast.delivery.stats import FanoutStats
 from marketcast.feeds.status import feed_status
 
 METRICS_PATH = "/metrics"
-#: Routes reported even when nobody subscribes to them, so their series always exist.
-ROUTES = ("bars", "quotes")
 
 
 class MeteredOutbox(Protocol):
@@ -119,6 +117,9 @@ class MetricsSources:
     #: The bus, for an optional ``connected`` attribute (the Redis bus has one).
     bus: object | None = None
     version: str = ""
+    #: Routes reported even when nobody subscribes to them, so their series always exist
+    #: (the channel registry's).
+    routes: Sequence[str] = ()
 
 
 class _Monotonic:
@@ -238,8 +239,8 @@ class MarketcastCollector(Collector):
 
     def _topics(self) -> Iterable[Metric]:
         hub = self._sources.hub
-        subscriptions = dict.fromkeys(ROUTES, 0)
-        topics = dict.fromkeys(ROUTES, 0)
+        subscriptions = dict.fromkeys(self._sources.routes, 0)
+        topics = dict.fromkeys(self._sources.routes, 0)
         for topic in hub.topics():
             route = topic.split(":", 1)[0]
             subscriptions[route] = subscriptions.get(route, 0) + hub.subscriber_count(topic)

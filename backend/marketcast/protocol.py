@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from marketcast.errors import ErrorCode
 from marketcast.timeframes import RESOLUTION_ALIASES, RESOLUTIONS
@@ -79,62 +79,7 @@ class ServerModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# ---- parameters -------------------------------------------------------------------------
-
-
-class BarsParams(ClientModel):
-    """Topic parameters of the ``bars`` route."""
-
-    resolution: ResolutionField
-
-    @field_validator("resolution", mode="before")
-    @classmethod
-    def _canonical_resolution(cls, value: Any) -> Any:
-        return RESOLUTION_ALIASES.get(value, value) if isinstance(value, str) else value
-
-
-class QuotesParams(ClientModel):
-    """Topic parameters of the ``quotes`` route (none today; the object is kept for symmetry)."""
-
-
 # ---- client -> server -------------------------------------------------------------------
-
-
-class BarsSubscribePayload(ClientModel):
-    """Subscribe to a symbol's candles at one resolution, optionally with history first."""
-
-    symbol: SymbolField
-    params: BarsParams
-    snapshot: Annotated[int, Field(ge=0, le=MAX_SNAPSHOT), Integral] = Field(
-        default=0,
-        description="Return the last N bars in the response, then stream from there.",
-    )
-    since: Annotated[int, Field(ge=0, le=MAX_TIME_MS), Integral] | None = Field(
-        default=None,
-        description="Return every bar whose open time is >= since (ms UTC) in the response; "
-        "at most the open time of the bar after the newest one.",
-    )
-
-
-class BarsUnsubscribePayload(ClientModel):
-    """Stop receiving a symbol's candles at one resolution."""
-
-    symbol: SymbolField
-    params: BarsParams
-
-
-class QuotesSubscribePayload(ClientModel):
-    """Subscribe to a symbol's quotes."""
-
-    symbol: SymbolField
-    params: QuotesParams = Field(default_factory=QuotesParams)
-
-
-class QuotesUnsubscribePayload(ClientModel):
-    """Stop receiving a symbol's quotes."""
-
-    symbol: SymbolField
-    params: QuotesParams = Field(default_factory=QuotesParams)
 
 
 class PingPayload(ClientModel):
@@ -157,81 +102,6 @@ class Bar(ServerModel):
 
 
 Status = Literal["ok", "error"]
-
-
-class BarsSubscribeResponsePayload(ServerModel):
-    """Reply to ``bars.subscribe``; ``bars`` holds the snapshot or the bars since ``since``."""
-
-    status: Status
-    symbol: str
-    message: str
-    topic: str
-    bars: list[Bar] | None = None
-    recovered: bool | None = Field(
-        default=None,
-        description="Only with `since`: true when `bars` holds every bar since `since` (from "
-        "the store, filled from the upstream where the store has a hole); false when history "
-        "does not reach back that far and bars are missing before the first one returned.",
-    )
-
-
-class BarsUnsubscribeResponsePayload(ServerModel):
-    """Reply to ``bars.unsubscribe``."""
-
-    status: Status
-    symbol: str
-    message: str
-    topic: str
-
-
-class QuotesSubscribeResponsePayload(ServerModel):
-    """Reply to ``quotes.subscribe``."""
-
-    status: Status
-    symbol: str
-    message: str
-    topic: str
-
-
-class QuotesUnsubscribeResponsePayload(ServerModel):
-    """Reply to ``quotes.unsubscribe``."""
-
-    status: Status
-    symbol: str
-    message: str
-    topic: str
-
-
-class BarsUpdatePayload(Bar):
-    """A live candle: the open bar changed, or a bar closed (``closed`` = final).
-
-    It is a ``Bar`` (the same fields as snapshots and history, so clients handle both with one
-    type) plus what routes it: its topic, symbol and resolution.
-    """
-
-    topic: str
-    symbol: str
-    resolution: Resolution
-    stale: bool = Field(
-        default=False,
-        description="Present (true) only on a repeat of the newest bar, sent once when the "
-        "upstream has been silent for several intervals; it carries no new data (a closed bar "
-        "it repeats is not a second close). The next update without it means data flows again.",
-    )
-
-
-class QuotesUpdatePayload(ServerModel):
-    """A live quote."""
-
-    topic: str
-    symbol: str
-    time: int
-    bid: float
-    ask: float
-    last: float
-    volume: float | None = None
-    change: float | None = None
-    change_percent: float | None = None
 
 
 class PongPayload(ServerModel):

@@ -32,7 +32,9 @@ from marketcast.redis_health import RedisHealth, connect
 from marketcast.settings import Settings
 from marketcast.store.base import CandleStore
 from marketcast.store.memory import MemoryCandleStore
+from marketcast.store.recent import MemoryRecentStore, RecentStore
 from marketcast.store.redis import RedisCandleStore
+from marketcast.store.redis_recent import RedisRecentStore
 from marketcast.streams import StreamManager
 
 log = logging.getLogger("marketcast.cluster")
@@ -72,6 +74,8 @@ class Services:
     #: None: the stream manager's default, ``LocalOwnership``.
     ownership: Ownership | None = None
     worker_id: str = ""
+    #: The newest events of ``History.RECENT`` families (trades): Redis with a Redis store.
+    recent: RecentStore = field(default_factory=MemoryRecentStore)
     _healths: list[RedisHealth] = field(default_factory=list)
     _clients: list[Redis] = field(default_factory=list)
 
@@ -145,6 +149,9 @@ def open_services(settings: Settings) -> Services:
             settings.store_capacity,
             prefix=settings.redis_prefix,
             health=health_for(settings.store_url, client),
+        )
+        services.recent = RedisRecentStore(
+            client, prefix=settings.redis_prefix, health=health_for(settings.store_url, client)
         )
     if bus_kind == "redis":
         if settings.sim_speed != 1 and settings.sim_anchor is None:

@@ -21,8 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from marketcast.market import BarKey, StreamKey
-from marketcast.timeframes import nominal_ms
+from marketcast.market import StreamKey
 
 log = logging.getLogger("marketcast.staleness")
 
@@ -30,7 +29,13 @@ log = logging.getLogger("marketcast.staleness")
 class StalenessTracker:
     """Last-data times of watched keys, and which of them are stale."""
 
-    def __init__(self, *, intervals: float, max_seconds: float) -> None:
+    def __init__(
+        self,
+        *,
+        intervals: float,
+        max_seconds: float,
+        interval_of: Callable[[StreamKey], float | None] = lambda key: None,
+    ) -> None:
         if intervals <= 0 or max_seconds <= 0:
             raise ValueError(
                 f"staleness needs positive intervals and max_seconds, got {intervals}, "
@@ -38,15 +43,19 @@ class StalenessTracker:
             )
         self.intervals = intervals
         self.max_seconds = max_seconds
+        #: A key's nominal seconds between updates, from its channel family
+        #: (``Family.stale_after``: a bar's period); None: only ``max_seconds`` applies.
+        self.interval_of = interval_of
         #: Watched key -> time of its last data (or of the start of watching).
         self._seen: dict[StreamKey, float] = {}
         self._stale: set[StreamKey] = set()
 
     def threshold(self, key: StreamKey) -> float:
         """Seconds without data after which ``key`` is stale."""
-        if isinstance(key, BarKey):
-            return min(self.intervals * nominal_ms(key.resolution) / 1000, self.max_seconds)
-        return self.max_seconds
+        interval = self.interval_of(key)
+        if interval is None:
+            return self.max_seconds
+        return min(self.intervals * interval, self.max_seconds)
 
     def watching(self, key: StreamKey, now: float) -> None:
         self._seen[key] = now

@@ -23,25 +23,20 @@ from collections.abc import Sequence
 from contextlib import suppress
 
 from marketcast.bus.base import Bus
+from marketcast.channels.bars import bar_update
+from marketcast.channels.base import History, Registry
+from marketcast.channels.registry import default_registry
 from marketcast.cluster.ownership import LocalOwnership, Ownership
-from marketcast.errors import ConfigurationError, FeedError
+from marketcast.errors import ConfigurationError, FeedError, ProtocolError
 from marketcast.feeds.base import Feed
 from marketcast.market import BarKey, Candle, Quote, QuoteKey, StreamKey, SymbolInfo
 from marketcast.recovery import FetchTally, recover_bars
 from marketcast.staleness import StalenessMonitor, StalenessTracker
 from marketcast.store.base import CandleStore
-from marketcast.topics import build_topic
+from marketcast.store.recent import MemoryRecentStore, RecentRecord, RecentStore
 from marketcast.types import Millis, Symbol, Topic
-from marketcast.wire import bar_update, quote_update
 
 log = logging.getLogger("marketcast.streams")
-
-
-def topic_of(key: StreamKey) -> Topic:
-    """The topic clients subscribe to for ``key``."""
-    if isinstance(key, BarKey):
-        return build_topic("bars", {"symbol": key.symbol, "resolution": key.resolution})
-    return build_topic("quotes", {"symbol": key.symbol})
 
 
 class StreamManager:
@@ -58,16 +53,23 @@ class StreamManager:
         ownership: Ownership | None = None,
         staleness: StalenessTracker | None = None,
         max_concurrent_history: int = 8,
+        channels: Registry | None = None,
+        recent: RecentStore | None = None,
     ) -> None:
+        #: The channel families: each key's topic, update frame and history rule.
+        self.channels = channels or default_registry()
         self._store = store
+        #: The newest events of ``History.RECENT`` families (trades), for their snapshots.
+        self._recent: RecentStore = recent or MemoryRecentStore()
         #: History reads (snapshots, recoveries, REST history) running at once; the others
         #: wait here without blocking the loop. Bounds what a burst of costly requests from
         #: many clients makes the store and the upstreams do together.
         self._history_slots = asyncio.Semaphore(max_concurrent_history)
         #: Which watched keys went silent upstream (``staleness``); flags them to clients.
-        self._staleness = StalenessMonitor(
-            staleness or StalenessTracker(intervals=3, max_seconds=300), self._publish_stale
-        )
+        tracker = staleness or StalenessTracker(intervals=3, max_seconds=300)
+        # Each family says how often its keys update (a bar's period); the tracker scales it.
+        tracker.interval_of = lambda key: self.channels.of_key(key).stale_after(key)
+        self._staleness = StalenessMonitor(tracker, self._publish_stale)
         #: Decides when this worker runs a wanted key upstream. The default owns every key at
         #: once (one worker: unchanged behaviour); in a cluster only a key's lease holder
         #: watches it and the others receive it through the bus (``cluster.leases``).
@@ -95,10 +97,10 @@ class StreamManager:
         #: Topic strings are computed once per key: they are on the publish path.
         self._topics: dict[StreamKey, Topic] = {}
         self._background: set[asyncio.Task[None]] = set()
-        #: The newest closed bar published per key. A feed may repeat bars (gap-fill after a
-        #: reconnect, a second upstream owner taking over); clients must see each closed bar
-        #: once, so anything at or before this time is not published again.
-        self._last_closed: dict[BarKey, Millis] = {}
+        #: The newest final update published per key: a closed bar's open time, a trade's id.
+        #: A feed may repeat them (gap-fill after a reconnect, a second upstream owner taking
+        #: over); clients must see each once, so anything at or before it is not published.
+        self._last_final: dict[StreamKey, int] = {}
         self.repeats_dropped = 0
 
     # -- catalog ------------------------------------------------------------------------------
@@ -113,7 +115,7 @@ class StreamManager:
     def topic(self, key: StreamKey) -> Topic:
         topic = self._topics.get(key)
         if topic is None:
-            topic = self._topics[key] = topic_of(key)
+            topic = self._topics[key] = self.channels.of_key(key).topic(key)
         return topic
 
     def active_keys(self) -> list[StreamKey]:
@@ -183,7 +185,8 @@ class StreamManager:
 
     async def _start_key(self, key: StreamKey) -> None:
         self._feed_for(key.symbol)  # KeyError for a symbol no feed serves, before any I/O
-        if isinstance(key, BarKey):
+        if self.channels.of_key(key).history is History.SERIES:
+            assert isinstance(key, BarKey)
             await self.ensure_history(key)
         await self._ownership.want(key)  # watches the key upstream if this worker owns it
         log.info("stream started: %s", self.topic(key))
@@ -208,17 +211,39 @@ class StreamManager:
         self._staleness.tracker.forget(key)
         await self._feed_for(key.symbol).unwatch(key)
 
-    async def catch_up(self, key: BarKey) -> None:
+    def serves(self, key: StreamKey) -> bool:
+        info = self.symbol_info(key.symbol)
+        if info is None:
+            return False
+        try:
+            self.channels.resolve(
+                self.channels.of_key(key).route, info, self.channels.of_key(key).params_of(key)
+            )
+        except ProtocolError:
+            return False
+        return True
+
+    def key_id(self, key: StreamKey) -> str:
+        return self.channels.key_id(key)
+
+    def parse_key_id(self, text: str) -> StreamKey | None:
+        return self.channels.parse_key_id(text)
+
+    async def catch_up(self, key: StreamKey) -> bool:
         """Before this worker (re)takes ``key`` in a cluster: store what its feed has since
         the newest stored bar — everything, when the store lost the key (a Redis restart).
+        Only candle series are caught up; other families start from the live stream.
 
         The store is written directly rather than through ``on_candle``: this worker's
         closed-bar filter only knows what *it* published, while the gap belongs to another
         owner or to an outage. Each worker then resyncs its clients from the store through its
         own closed-bar guard (``bus.guard``), so nobody gets a gap or a repeat."""
+        if not isinstance(key, BarKey):
+            return False
         candles = await self._feed_for(key.symbol).fetch_history(key, None, self._history_size)
         await self._store.upsert_many(key, await self._beyond_store(key, candles))
         self._bootstrapped.add(key)
+        return True
 
     async def _beyond_store(self, key: BarKey, candles: Sequence[Candle]) -> list[Candle]:
         """The ``candles`` the store lacks at its newest end: those newer than its newest bar,
@@ -338,14 +363,14 @@ class StreamManager:
     async def on_candle(self, key: BarKey, candle: Candle) -> None:
         if not self._ownership.ingests(key):
             return
-        last_closed = self._last_closed.get(key)
+        last_closed = self._last_final.get(key)
         if last_closed is not None and candle.time <= last_closed:
             self.repeats_dropped += 1
             return
         if candle.closed:
-            self._last_closed[key] = candle.time
+            self._last_final[key] = candle.time
         self._staleness.tracker.touch(key, self._staleness.clock())
-        frame = bar_update(self.topic(key), key, candle)
+        frame = self.channels.of_key(key).update(self.topic(key), key, candle)
         await self._bus.publish_stored(self._store, key, candle, frame)
 
     async def on_backfill(self, key: BarKey, candles: Sequence[Candle]) -> None:
@@ -361,19 +386,39 @@ class StreamManager:
         closed = [c.time for c in candles if c.closed]
         if closed:
             newest = max(closed)
-            self._last_closed[key] = max(newest, self._last_closed.get(key, newest))
+            self._last_final[key] = max(newest, self._last_final.get(key, newest))
         await self._store.upsert_many(key, await self._beyond_store(key, candles))
 
     async def on_quote(self, symbol: Symbol, quote: Quote) -> None:
-        key = QuoteKey(symbol)
-        if not self._ownership.ingests(key):
-            return
-        self._staleness.tracker.touch(key, self._staleness.clock())
-        await self._bus.publish(quote_update(self.topic(key), symbol, quote))
+        await self.on_event(QuoteKey(symbol), quote)
 
     async def on_event(self, key: StreamKey, event: object) -> None:
-        if isinstance(key, QuoteKey) and isinstance(event, Quote):
-            await self.on_quote(key.symbol, event)
+        """An event of any family without a candle series: its family builds the update; a
+        final one (a trade) at or before the newest published is a repeat and is dropped; a
+        ``RECENT`` family's event is kept for snapshots before it is published."""
+        if not self._ownership.ingests(key):
+            return
+        family = self.channels.of_key(key)
+        frame = family.update(self.topic(key), key, event)
+        order = frame.order
+        if frame.final and order is not None:
+            last = self._last_final.get(key)
+            if last is not None and order <= last:
+                self.repeats_dropped += 1
+                return
+            self._last_final[key] = order
+        self._staleness.tracker.touch(key, self._staleness.clock())
+        if family.history is History.RECENT and order is not None:
+            record = RecentRecord(order, family.record(event))
+            await self._recent.append(self.channels.key_id(key), record, family.snapshot_max)
+        await self._bus.publish(frame)
+
+    async def recent(self, key: StreamKey, count: int) -> list[RecentRecord]:
+        """The newest ``count`` kept events of a ``RECENT`` family's key, oldest first."""
+        if count <= 0:
+            return []
+        async with self._history_slots:
+            return await self._recent.last(self.channels.key_id(key), count)
 
     # -- staleness ------------------------------------------------------------------------------
 

@@ -1,40 +1,61 @@
-"""What subscribe and unsubscribe requests do, for every route.
+"""What subscribe and unsubscribe requests do, for every channel family.
 
 The generated routers stay thin: they validate the typed payload and call in here. This is the
-one place that maps (route, symbol, params) to a stream key and a topic, checks that the
-symbol and resolution are served, keeps per-connection subscriptions idempotent and bounded,
-and does the hold/snapshot/arm dance that makes snapshots continuous with the live stream.
+one place that maps (route, symbol, params) to a stream key and a topic (through the channel
+registry), checks that the symbol and the family are served, keeps per-connection
+subscriptions idempotent and bounded, and does the hold/snapshot/arm dance that makes
+snapshots continuous with the live stream, for every family that keeps history.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from marketcast.channels.base import Family, History, Registry
 from marketcast.delivery.hub import Hub, Subscriber
 from marketcast.errors import ErrorCode, ProtocolError
-from marketcast.market import BarKey, Candle, QuoteKey, StreamKey
-from marketcast.protocol import MAX_SNAPSHOT
+from marketcast.market import BarKey, StreamKey
 from marketcast.recovery import FetchTally
 from marketcast.streams import StreamManager
 from marketcast.timeframes import next_bucket
-from marketcast.types import Millis, Route, Symbol, Topic
+from marketcast.types import Millis, Symbol, Topic
+from marketcast.wire import candle_dict
+
+
+class Hold(Protocol):
+    """A snapshot hold (``delivery.connection.SnapshotHold``), owned by the subscribe call."""
+
+    def arm(self, last_order: int | None, last_final: bool) -> None: ...
+
+    def abandon(self) -> None: ...
 
 
 class SubscriberConnection(Subscriber, Protocol):
     """What a subscription needs from a connection (``delivery.connection.Connection``)."""
 
     subscriptions: dict[Topic, StreamKey]
-    #: Bars the request being handled returned or had fetched: what the rate limiter
-    #: charges it (``ws.limits``). Snapshots and recoveries add to it.
+    #: Bars (or trades) the request being handled returned or had fetched: what the rate
+    #: limiter charges it (``ws.limits``). Snapshots and recoveries add to it.
     work: int
 
-    def hold(self, topic: Topic) -> None: ...
-
-    def arm(self, topic: Topic, snapshot: list[Candle] | None) -> None: ...
+    def hold(self, topic: Topic, on_abandon: Callable[[], None]) -> Hold: ...
 
     def cancel_hold(self, topic: Topic) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a subscribe reply carries of a family's history."""
+
+    #: The elements, oldest first, as the family's snapshot item (``Bar``, ``TradeRecord``).
+    records: list[dict[str, Any]]
+    #: With ``since`` only: whether ``records`` holds every bar since then.
+    recovered: bool | None
+    #: The newest element's order and finality, for the hold's de-duplication.
+    last_order: int | None
+    last_final: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +63,14 @@ class SubscribeResult:
     topic: Topic
     message: str
     #: The snapshot (or bars since ``since``), or None when none was asked for.
-    bars: list[Candle] | None
-    #: With ``since`` only: whether ``bars`` holds every bar since then.
+    snapshot: list[dict[str, Any]] | None
+    #: With ``since`` only: whether ``snapshot`` holds every bar since then.
     recovered: bool | None = None
 
 
 #: May this connection subscribe to this topic of this route? (The per-topic authorization
 #: seam; ``ws.security`` builds one from ``create_app(authorize_topic=...)``.)
-TopicGuard = Callable[[SubscriberConnection, Route, Topic], Awaitable[bool]]
+TopicGuard = Callable[[SubscriberConnection, str, Topic], Awaitable[bool]]
 
 
 class Subscriptions:
@@ -64,12 +85,13 @@ class Subscriptions:
         guard: TopicGuard | None = None,
     ) -> None:
         self._streams = streams
+        self._channels: Registry = streams.channels
         self._hub = hub
         self._max_per_connection = max_per_connection
         #: None: every client may subscribe to every served topic.
         self._guard = guard
 
-    def resolve(self, route: Route, symbol: Symbol, params: dict[str, Any]) -> StreamKey:
+    def resolve(self, route: str, symbol: Symbol, params: Mapping[str, Any]) -> StreamKey:
         """The stream key behind a request, or a ProtocolError saying what is not served."""
         info = self._streams.symbol_info(symbol)
         if info is None:
@@ -78,37 +100,29 @@ class Subscriptions:
                 ErrorCode.UNKNOWN_SYMBOL,
                 f"unknown symbol {symbol!r}: this server serves {served}",
             )
-        if route == "quotes":
-            return QuoteKey(symbol)
-        resolution = params["resolution"]
-        if resolution not in info.resolutions:
-            raise ProtocolError(
-                ErrorCode.UNSUPPORTED_RESOLUTION,
-                f"resolution {resolution!r} is not served for {symbol}: expected one of "
-                + ", ".join(info.resolutions),
-            )
-        return BarKey(symbol, resolution)
+        return self._channels.resolve(route, info, params)
 
     async def subscribe(
         self,
         conn: SubscriberConnection,
-        route: Route,
+        route: str,
         symbol: Symbol,
-        params: dict[str, Any],
+        params: Mapping[str, Any],
         *,
         snapshot: int = 0,
         since: Millis | None = None,
     ) -> SubscribeResult:
         key = self.resolve(route, symbol, params)
+        family = self._channels.of_key(key)
         topic = self._streams.topic(key)
-        wants_bars = isinstance(key, BarKey) and (snapshot > 0 or since is not None)
+        wants_history = family.history is not History.NONE and (snapshot > 0 or since is not None)
         if topic in conn.subscriptions:
             # Idempotent: the live stream continues untouched; a requested snapshot is
             # answered from the store as it is now.
-            if not wants_bars:
+            if not wants_history:
                 return SubscribeResult(topic, "already subscribed", None)
-            bars, recovered = await self._snapshot(conn, key, snapshot, since)
-            return SubscribeResult(topic, "already subscribed", bars, recovered)
+            found = await self._snapshot(conn, family, key, snapshot, since)
+            return SubscribeResult(topic, "already subscribed", found.records, found.recovered)
         if self._guard is not None and not await self._guard(conn, route, topic):
             raise ProtocolError(ErrorCode.FORBIDDEN, f"not allowed to subscribe to {topic}")
         if len(conn.subscriptions) >= self._max_per_connection:
@@ -122,24 +136,27 @@ class Subscriptions:
         except BaseException:
             del conn.subscriptions[topic]
             raise
-        if not wants_bars:
+        if not wants_history:
             self._hub.add(topic, conn)
             return SubscribeResult(topic, "subscribed", None)
-        conn.hold(topic)
+
+        # Registered before the history is read, so no update slips between the two; the
+        # hold keeps them until the reply is queued, and undoes all this if the request fails.
+        def undo() -> None:
+            self._drop(conn, topic)
+
+        hold = conn.hold(topic, on_abandon=undo)
         self._hub.add(topic, conn)
         try:
-            bars, recovered = await self._snapshot(conn, key, snapshot, since)
+            found = await self._snapshot(conn, family, key, snapshot, since)
         except BaseException:
-            conn.cancel_hold(topic)
-            self._hub.remove(topic, conn)
-            del conn.subscriptions[topic]
-            self._streams.release(key)
+            hold.abandon()
             raise
-        conn.arm(topic, bars)
-        return SubscribeResult(topic, "subscribed", bars, recovered)
+        hold.arm(found.last_order, found.last_final)
+        return SubscribeResult(topic, "subscribed", found.records, found.recovered)
 
     async def unsubscribe(
-        self, conn: SubscriberConnection, route: Route, symbol: Symbol, params: dict[str, Any]
+        self, conn: SubscriberConnection, route: str, symbol: Symbol, params: Mapping[str, Any]
     ) -> SubscribeResult:
         key = self.resolve(route, symbol, params)
         topic = self._streams.topic(key)
@@ -162,20 +179,39 @@ class Subscriptions:
         return True
 
     async def _snapshot(
-        self, conn: SubscriberConnection, key: StreamKey, count: int, since: Millis | None
-    ) -> tuple[list[Candle], bool | None]:
-        """The bars a reply carries; their number, and what the feed fetched to find them,
-        are added to ``conn.work``."""
+        self,
+        conn: SubscriberConnection,
+        family: Family,
+        key: StreamKey,
+        count: int,
+        since: Millis | None,
+    ) -> Snapshot:
+        """The history a reply carries; its size, and what the feed fetched to find it, are
+        added to ``conn.work``."""
+        if family.history is History.RECENT:
+            kept = await self._streams.recent(key, count)
+            conn.work += len(kept)
+            last = kept[-1].order if kept else None
+            return Snapshot([dict(r.value) for r in kept], None, last, True)
         assert isinstance(key, BarKey)
         if since is None:
             bars = await self._streams.snapshot(key, count, None)
             conn.work += len(bars)
-            return bars, None
-        await self._check_since(key, since)
-        tally = FetchTally()
-        bars, recovered = await self._streams.recover(key, since, MAX_SNAPSHOT, tally=tally)
-        conn.work += len(bars) + tally.bars
-        return bars, recovered
+            recovered = None
+        else:
+            await self._check_since(key, since)
+            tally = FetchTally()
+            bars, recovered = await self._streams.recover(
+                key, since, family.snapshot_max, tally=tally
+            )
+            conn.work += len(bars) + tally.bars
+        newest = bars[-1] if bars else None
+        return Snapshot(
+            [candle_dict(c) for c in bars],
+            recovered,
+            newest.time if newest else None,
+            newest.closed if newest else False,
+        )
 
     async def _check_since(self, key: BarKey, since: Millis) -> None:
         """Refuse a ``since`` later than the open of the bar after the newest one.

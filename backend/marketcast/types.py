@@ -13,9 +13,6 @@ Symbol: TypeAlias = str
 #: A topic string, ``route + ":" + topic_params(...)`` (see ``marketcast.topics``).
 Topic: TypeAlias = str
 
-#: The routes a client can subscribe to; each one has a generated router.
-Route: TypeAlias = Literal["bars", "quotes"]
-
 #: TradingView resolution strings in their canonical form (aliases ``1D``/``1W``/``1M`` are
 #: normalised to ``D``/``W``/``M`` on input).
 Resolution: TypeAlias = Literal["1", "3", "5", "15", "30", "60", "120", "240", "D", "W", "M"]

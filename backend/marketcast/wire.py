@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
-from marketcast.market import BarKey, Candle, Quote
-from marketcast.types import Millis, RequestId, Topic
+from marketcast.market import Candle
+from marketcast.types import RequestId, Topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +35,13 @@ class Frame:
     text: str
     #: The topic this update belongs to; None for replies and errors.
     topic: Topic | None = None
-    #: The candle's open time, for snapshot de-duplication and conflation; None otherwise.
-    bar_time: Millis | None = None
-    #: A closed bar is final: never conflated away, never dropped.
-    closed: bool = False
+    #: The update's place in its topic, declared by its channel family: a candle's open time,
+    #: a trade's id. Snapshot de-duplication drops what a snapshot already holds by it, and
+    #: conflation replaces only an update of the same place (the same open bar); None for
+    #: updates with no order (quotes: any newer one replaces them).
+    order: int | None = None
+    #: Never conflated away, never dropped while the outbox has room: a closed bar, a trade.
+    final: bool = False
     #: ``perf_counter()`` when the frame was built: the start of its fan-out latency, which
     #: writers sample (``delivery.stats``). Not part of equality: two frames with the same text are
     #: the same message.
@@ -58,8 +61,8 @@ class Frame:
 
     @property
     def conflatable(self) -> bool:
-        """An update that a newer update of the same open bar may replace in a queue."""
-        return self.topic is not None and not self.closed
+        """An update that a newer update of the same place may replace in a queue."""
+        return self.topic is not None and not self.final
 
 
 _LEN16 = struct.Struct("!BBH")
@@ -82,35 +85,6 @@ def envelope(type_: str, payload: dict[str, Any], request_id: RequestId | None =
     if request_id is not None:
         message["id"] = request_id
     return orjson.dumps(message).decode()
-
-
-def bar_update(topic: Topic, key: BarKey, candle: Candle, *, stale: bool = False) -> Frame:
-    """A ``bars.update`` frame; ``stale`` repeats a bar to say the upstream went silent."""
-    payload: dict[str, Any] = {"topic": topic, "symbol": key.symbol, "resolution": key.resolution}
-    payload.update(candle_dict(candle))
-    if stale:
-        # A notice that repeats a bar, not a bar: no snapshot de-duplication, closed-bar
-        # guard or conflation by bar time may treat it as one (it would be dropped).
-        payload["stale"] = True
-        return Frame(envelope("bars.update", payload), topic)
-    return Frame(envelope("bars.update", payload), topic, candle.time, candle.closed)
-
-
-def quote_update(topic: Topic, symbol: str, quote: Quote) -> Frame:
-    """A ``quotes.update`` frame; optional fields are omitted when unknown."""
-    payload: dict[str, Any] = {
-        "topic": topic,
-        "symbol": symbol,
-        "time": quote.time,
-        "bid": quote.bid,
-        "ask": quote.ask,
-        "last": quote.last,
-    }
-    for name in ("volume", "change", "change_percent"):
-        value = getattr(quote, name)
-        if value is not None:
-            payload[name] = value
-    return Frame(envelope("quotes.update", payload), topic)
 
 
 def candle_dict(candle: Candle) -> dict[str, Any]:

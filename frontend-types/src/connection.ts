@@ -26,13 +26,7 @@ import {
   TimeoutError,
   UnauthorizedError,
 } from "./errors.js";
-import type {
-  BarsUpdateMessage,
-  NoticeMessage,
-  NoticePayload,
-  QuotesUpdateMessage,
-  ServerMessage,
-} from "./generated/messages.js";
+import type { NoticeMessage, NoticePayload, ServerMessage } from "./generated/messages.js";
 import {
   DEFAULT_TIMERS,
   resolveWebSocket,
@@ -58,7 +52,12 @@ import type { ClientMessageType, ReplyMessage, RequestPayload } from "./protocol
  */
 export type ConnectionState = "connecting" | "open" | "reconnecting" | "failed" | "closed";
 
-export type UpdateMessage = BarsUpdateMessage | QuotesUpdateMessage;
+/** Every `<route>.update` of the contract, whatever channel families it has. */
+export type UpdateMessage = Extract<ServerMessage, { type: `${string}.update` }>;
+
+function isUpdate(message: ServerMessage): message is UpdateMessage {
+  return message.type.endsWith(".update");
+}
 
 /** The subprotocol of this API; the token travels next to it as `token.<T>`. */
 export const SUBPROTOCOL = "marketcast.v1";
@@ -584,11 +583,11 @@ export class Connection {
       this.report(message);
       return;
     }
+    if (isUpdate(message)) {
+      this.#events.onUpdate(message);
+      return;
+    }
     switch (message.type) {
-      case "bars.update":
-      case "quotes.update":
-        this.#events.onUpdate(message);
-        return;
       case "notice":
         this.#noticed = true;
         this.call(this.#onNotice, message.payload);

@@ -39,6 +39,14 @@ export function describe(message: ServerMessage): string {
     case "quotes.subscribe.response":
     case "quotes.unsubscribe.response":
       return message.payload.message;
+    case "trades.subscribe.response":
+      return String(message.payload.trades?.length ?? 0);
+    case "trades.unsubscribe.response":
+      return message.payload.topic;
+    case "trades.update": {
+      const side: "buy" | "sell" = message.payload.side;
+      return `${message.payload.id} ${side}`;
+    }
     case "pong":
       return String(message.payload.time);
     case "notice":
@@ -61,6 +69,10 @@ export function clientTypes(message: ClientMessage): string {
       return message.payload.params.resolution;
     case "quotes.subscribe":
     case "quotes.unsubscribe":
+      return message.payload.symbol;
+    case "trades.subscribe":
+      return String(message.payload.snapshot ?? 0);
+    case "trades.unsubscribe":
       return message.payload.symbol;
     case "ping":
       return "ping";
@@ -100,9 +112,9 @@ export const minute: Resolution = "1";
 // @ts-expect-error "7" is no TradingView resolution the contract lists
 export const seven: Resolution = "7";
 
-export const routes: Route[] = ["bars", "quotes"];
+export const routes: Route[] = ["bars", "quotes", "trades"];
 // @ts-expect-error no such route
-export const trades: Route = "trades";
+export const ticks: Route = "ticks";
 
 export const barsKey: TopicKey<"bars"> = { symbol: "BTCUSDT", resolution: "D" };
 export const quotesKey: TopicKey<"quotes"> = { symbol: "EUR/USD" };
@@ -135,7 +147,7 @@ client.subscribe("bars", { symbol: "BTCUSDT", resolution: "1", depth: 5 }, () =>
 // @ts-expect-error wrong field: quotes take no resolution
 client.subscribe("quotes", { symbol: "BTCUSDT", resolution: "1" }, () => {});
 // @ts-expect-error unknown route
-client.subscribe("trades", { symbol: "BTCUSDT" }, () => {});
+client.subscribe("ticks", { symbol: "BTCUSDT" }, () => {});
 // @ts-expect-error snapshots exist for candles only
 client.subscribe("quotes", { symbol: "BTCUSDT" }, () => {}, { snapshot: 10 });
 // @ts-expect-error the callback gets quotes, which have no close
@@ -180,3 +192,22 @@ export async function requests(): Promise<void> {
     }
   }
 }
+
+// ---- trades ----------------------------------------------------------------------------------
+
+export const tradesSubscribe: ClientMessage = {
+  type: "trades.subscribe",
+  payload: { symbol: "BTCUSDT", params: {}, snapshot: 50 },
+};
+export const tradesFieldTypo: ClientMessage = {
+  type: "trades.subscribe",
+  // @ts-expect-error a typo in a trades message: "snapshots"
+  payload: { symbol: "BTCUSDT", params: {}, snapshots: 50 },
+};
+// @ts-expect-error a typo in a trades message type
+export const tradesTypeTypo: ClientMessage = { type: "trades.subscibe", payload: { symbol: "X" } };
+export const tradeSideTypo: ServerMessage = {
+  type: "trades.update",
+  // @ts-expect-error a trade's side is "buy" or "sell"
+  payload: { topic: "t", symbol: "X", id: 1, time: 1, price: 1, quantity: 1, side: "bid" },
+};

@@ -52,32 +52,32 @@ def test_the_generator_reproduces_the_committed_files_byte_for_byte(tmp_path: Pa
         )
 
 
-def _with_trades_family(document: dict[str, Any]) -> dict[str, Any]:
-    """The document plus a ``trades`` family shaped like ``quotes`` (renamed throughout)."""
+def _with_ticks_family(document: dict[str, Any]) -> dict[str, Any]:
+    """The document plus a ``ticks`` family shaped like ``quotes`` (renamed throughout)."""
     text = json.dumps(document["components"])
     document = copy.deepcopy(document)
-    renamed = json.loads(text.replace("Quotes", "Trades").replace("quotes", "trades"))
+    renamed = json.loads(text.replace("Quotes", "Ticks").replace("quotes", "ticks"))
     for section in ("schemas", "messages"):
         for name, value in renamed[section].items():
-            if name.startswith("Trades"):
+            if name.startswith("Ticks"):
                 document["components"][section][name] = value
     schemas = document["components"]["schemas"]
     for union in ("ClientMessage", "ServerMessage"):
         members = schemas[union]["oneOf"]
         quotes = [member["$ref"] for member in members if "/Quotes" in member["$ref"]]
-        members += [{"$ref": ref.replace("Quotes", "Trades")} for ref in quotes]
-    channel = json.loads(json.dumps(document["channels"]["quotes"]).replace("Quotes", "Trades"))
-    document["channels"]["trades"] = channel
+        members += [{"$ref": ref.replace("Quotes", "Ticks")} for ref in quotes]
+    channel = json.loads(json.dumps(document["channels"]["quotes"]).replace("Quotes", "Ticks"))
+    document["channels"]["ticks"] = channel
     return document
 
 
 def test_a_new_channel_family_gets_its_subscribe_method() -> None:
     generator = _generator()
     document = json.loads((ROOT / "docs" / "asyncapi.json").read_text(encoding="utf-8"))
-    channels = generator.render_channels(_with_trades_family(document))
-    assert "async def subscribe_trades(self, symbol: str) -> TradesSubscription:" in channels
-    assert 'update_type="trades.update"' in channels
-    assert '"trades": TRADES' in channels
-    models = generator.render_models(_with_trades_family(document))
-    assert "class TradesUpdatePayload(ServerModel):" in models
-    assert 'type: Literal["trades.subscribe"] = "trades.subscribe"' in models
+    channels = generator.render_channels(_with_ticks_family(document))
+    assert "async def subscribe_ticks(self, symbol: str) -> TicksSubscription:" in channels
+    assert 'update_type="ticks.update"' in channels
+    assert '"ticks": TICKS' in channels
+    models = generator.render_models(_with_ticks_family(document))
+    assert "class TicksUpdatePayload(ServerModel):" in models
+    assert 'type: Literal["ticks.subscribe"] = "ticks.subscribe"' in models

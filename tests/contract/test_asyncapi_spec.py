@@ -20,6 +20,8 @@ import jsonschema
 import pytest
 
 from marketcast import protocol as p
+from marketcast.channels import bars as b
+from marketcast.channels import quotes as q
 from marketcast.ws.spec import MessageSpec, build_asyncapi, message_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,36 +51,36 @@ def message_table() -> list[MessageSpec]:
     quotes = {"symbol": "BTCUSDT", "params": {}}
     m = MessageSpec
     return [
-        m("bars.subscribe", "client", p.BarsSubscribePayload, "bars", "Subscribe to candles",
+        m("bars.subscribe", "client", b.BarsSubscribePayload, "bars", "Subscribe to candles",
           example={"type": "bars.subscribe", "id": 1, "payload": {**bars, "snapshot": 2}}),
-        m("bars.subscribe.response", "server", p.BarsSubscribeResponsePayload, "bars",
+        m("bars.subscribe.response", "server", b.BarsSubscribeResponsePayload, "bars",
           "Subscription confirmed, with the snapshot", reply_to="bars.subscribe",
           example={"type": "bars.subscribe.response", "id": 1, "payload": _reply(
               BARS_TOPIC, "subscribed", bars=[BAR, {**BAR, "time": BAR["time"] + 60_000,
                                                    "closed": False}])}),
-        m("bars.unsubscribe", "client", p.BarsUnsubscribePayload, "bars",
+        m("bars.unsubscribe", "client", b.BarsUnsubscribePayload, "bars",
           "Stop receiving candles", example={"type": "bars.unsubscribe", "id": 2,
                                              "payload": bars}),
-        m("bars.unsubscribe.response", "server", p.BarsUnsubscribeResponsePayload, "bars",
+        m("bars.unsubscribe.response", "server", b.BarsUnsubscribeResponsePayload, "bars",
           "Unsubscription confirmed", reply_to="bars.unsubscribe",
           example={"type": "bars.unsubscribe.response", "id": 2,
                    "payload": _reply(BARS_TOPIC, "unsubscribed")}),
-        m("bars.update", "server", p.BarsUpdatePayload, "bars", "A live candle",
+        m("bars.update", "server", b.BarsUpdatePayload, "bars", "A live candle",
           example={"type": "bars.update", "payload": {
               "topic": BARS_TOPIC, "symbol": "BTCUSDT", "resolution": "1", **BAR}}),
-        m("quotes.subscribe", "client", p.QuotesSubscribePayload, "quotes",
+        m("quotes.subscribe", "client", q.QuotesSubscribePayload, "quotes",
           "Subscribe to quotes", example={"type": "quotes.subscribe", "payload": quotes}),
-        m("quotes.subscribe.response", "server", p.QuotesSubscribeResponsePayload, "quotes",
+        m("quotes.subscribe.response", "server", q.QuotesSubscribeResponsePayload, "quotes",
           "Subscription confirmed", reply_to="quotes.subscribe",
           example={"type": "quotes.subscribe.response",
                    "payload": _reply(QUOTES_TOPIC, "subscribed")}),
-        m("quotes.unsubscribe", "client", p.QuotesUnsubscribePayload, "quotes",
+        m("quotes.unsubscribe", "client", q.QuotesUnsubscribePayload, "quotes",
           "Stop receiving quotes", example={"type": "quotes.unsubscribe", "payload": quotes}),
-        m("quotes.unsubscribe.response", "server", p.QuotesUnsubscribeResponsePayload,
+        m("quotes.unsubscribe.response", "server", q.QuotesUnsubscribeResponsePayload,
           "quotes", "Unsubscription confirmed", reply_to="quotes.unsubscribe",
           example={"type": "quotes.unsubscribe.response",
                    "payload": _reply(QUOTES_TOPIC, "unsubscribed")}),
-        m("quotes.update", "server", p.QuotesUpdatePayload, "quotes", "A live quote",
+        m("quotes.update", "server", q.QuotesUpdatePayload, "quotes", "A live quote",
           example={"type": "quotes.update", "payload": {
               "topic": QUOTES_TOPIC, "symbol": "BTCUSDT", "time": 1_767_225_601_250,
               "bid": 87_999.9, "ask": 88_000.0, "last": 88_000.0}}),

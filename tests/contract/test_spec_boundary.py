@@ -26,9 +26,12 @@ import jsonschema
 import pytest
 from websockets.asyncio.client import connect
 
+from marketcast.channels.registry import default_registry
 from marketcast.protocol import MAX_ID, MAX_ID_LENGTH, MAX_SNAPSHOT, MAX_TIME_MS
-from marketcast.ws.raw_streams import BARS_CHANNEL
+from marketcast.ws.raw_streams import channel_name
 from tests.integration.harness import Client, Server, client, run_server
+
+BARS_CHANNEL = channel_name(default_registry().get("bars"))
 
 pytestmark = pytest.mark.integration
 

@@ -75,7 +75,7 @@ async def test_a_stream_not_served_is_explained_then_closed(
     assert closed.value.rcvd.reason == code
 
 
-@pytest.mark.parametrize("path", ["stream/bars/BTCUSDT", "stream/trades/BTCUSDT", "nope"])
+@pytest.mark.parametrize("path", ["stream/bars/BTCUSDT", "stream/ticks/BTCUSDT", "nope"])
 async def test_a_path_that_names_no_stream_is_refused_at_the_handshake(
     server: Server, path: str
 ) -> None:

@@ -9,13 +9,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from redis.asyncio import Redis
 
-from marketcast.cluster.leases import RedisOwnership, key_id, parse_key_id
+from marketcast.channels.registry import default_registry
+from marketcast.cluster.leases import RedisOwnership
 from marketcast.market import BarKey, QuoteKey, StreamKey, SymbolInfo
 from marketcast.redis_health import RedisHealth, cancel_and_wait
 from marketcast.types import Symbol, Topic
 
 KEY = BarKey("BTCUSDT", "1")
 TTL = 1.2  # renewals every 0.4 s: slack for a loaded machine, still quick
+CHANNELS = default_registry()
+key_id, parse_key_id = CHANNELS.key_id, CHANNELS.parse_key_id
 
 
 class FakeUpstream:
@@ -43,9 +46,24 @@ class FakeUpstream:
         self.events.append(("stop", key))
         self.running.discard(key)
 
-    async def catch_up(self, key: BarKey) -> None:
+    def serves(self, key: StreamKey) -> bool:
+        info = self.symbol_info(key.symbol)
+        return info is not None and (
+            not isinstance(key, BarKey) or key.resolution in info.resolutions
+        )
+
+    def key_id(self, key: StreamKey) -> str:
+        return key_id(key)
+
+    def parse_key_id(self, text: str) -> StreamKey | None:
+        return parse_key_id(text)
+
+    async def catch_up(self, key: StreamKey) -> bool:
+        if not isinstance(key, BarKey):
+            return False
         self.events.append(("catch_up", key))
         await asyncio.sleep(self.catch_up_delay)
+        return True
 
 
 class Worker:

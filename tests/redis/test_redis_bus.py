@@ -12,11 +12,12 @@ from redis.asyncio import Redis
 
 from marketcast.bus.base import Bus
 from marketcast.bus.redis import RedisBus
+from marketcast.channels.bars import bar_update
 from marketcast.market import BarKey, Candle
 from marketcast.redis_health import connect
 from marketcast.store.redis import RedisCandleStore
 from marketcast.types import Millis, Topic
-from marketcast.wire import Frame, bar_update
+from marketcast.wire import Frame
 from tests.integration.harness import free_port
 from tests.redis.redis_server import RedisServer
 from tests.unit.bus_contract import TOPIC, BusContract, BusFactory, frame
@@ -145,7 +146,7 @@ def candle(index: int, *, closed: bool = True) -> Candle:
 
 
 def closed_times(frames: list[Frame]) -> list[int]:
-    return [f.bar_time // MINUTE for f in frames if f.closed and f.bar_time is not None]
+    return [f.order // MINUTE for f in frames if f.final and f.order is not None]
 
 
 async def stored_and_published(
@@ -207,7 +208,7 @@ async def test_a_resync_request_fills_what_the_store_gained(
     await eventually(lambda: closed_times(got) == [0, 1, 2, 3, 4, 5])
     await asyncio.sleep(0.1)
     assert closed_times(got) == [0, 1, 2, 3, 4, 5]
-    times = [f.bar_time for f in got]
+    times = [f.order for f in got]
     assert times == sorted(times)  # never an older bar after a newer one
 
 

@@ -2,35 +2,46 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from pydantic import BaseModel
 
 from marketcast import protocol
-from marketcast.ws.examples import EXAMPLES
+from marketcast.channels.registry import default_registry
+from marketcast.ws.examples import examples
 
-MODELS = {
-    "bars.subscribe": protocol.BarsSubscribePayload,
-    "bars.subscribe.response": protocol.BarsSubscribeResponsePayload,
-    "bars.unsubscribe": protocol.BarsUnsubscribePayload,
-    "bars.unsubscribe.response": protocol.BarsUnsubscribeResponsePayload,
-    "bars.update": protocol.BarsUpdatePayload,
-    "quotes.subscribe": protocol.QuotesSubscribePayload,
-    "quotes.subscribe.response": protocol.QuotesSubscribeResponsePayload,
-    "quotes.unsubscribe": protocol.QuotesUnsubscribePayload,
-    "quotes.unsubscribe.response": protocol.QuotesUnsubscribeResponsePayload,
-    "quotes.update": protocol.QuotesUpdatePayload,
-    "ping": protocol.PingPayload,
-    "pong": protocol.PongPayload,
-    "error": protocol.ErrorPayload,
-    "notice": protocol.NoticePayload,
-}
+REGISTRY = default_registry()
+EXAMPLES = examples(REGISTRY)
+
+
+def _models() -> dict[str, type[BaseModel]]:
+    found: dict[str, type[BaseModel]] = {
+        "ping": protocol.PingPayload,
+        "pong": protocol.PongPayload,
+        "error": protocol.ErrorPayload,
+        "notice": protocol.NoticePayload,
+    }
+    for family in REGISTRY:
+        models, route = family.models, family.route
+        found[f"{route}.subscribe"] = models.subscribe
+        found[f"{route}.subscribe.response"] = models.subscribe_response
+        found[f"{route}.unsubscribe"] = models.unsubscribe
+        found[f"{route}.unsubscribe.response"] = models.unsubscribe_response
+        found[f"{route}.update"] = models.update
+    return found
+
+
+MODELS = _models()
 
 
 def test_every_message_type_has_an_example() -> None:
     assert set(EXAMPLES) == set(MODELS)
+    assert len(MODELS) == 4 + 5 * len(REGISTRY)
 
 
 @pytest.mark.parametrize("message_type", sorted(MODELS))
 def test_example_validates(message_type: str) -> None:
-    example = EXAMPLES[message_type]
+    example: dict[str, Any] = EXAMPLES[message_type]
     assert example["type"] == message_type
     MODELS[message_type].model_validate(example["payload"])

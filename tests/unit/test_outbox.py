@@ -41,7 +41,7 @@ def test_closed_bar_replaces_open_version_and_is_never_replaced() -> None:
     box.put(bar(120, 3.0))
     box.put(bar(120, 4.0))
     taken = box.take()
-    assert [(f.bar_time, f.closed, f.text) for f in taken] == [
+    assert [(f.order, f.final, f.text) for f in taken] == [
         (60, True, bar(60, 2.0, closed=True).text),
         (120, False, bar(120, 4.0).text),
     ]
@@ -51,7 +51,7 @@ def test_closed_bars_are_all_kept() -> None:
     box = Outbox(100, 100_000)
     for t in range(10):
         box.put(bar(t, float(t), closed=True))
-    assert [f.bar_time for f in box.take()] == list(range(10))
+    assert [f.order for f in box.take()] == list(range(10))
 
 
 def test_conflation_is_per_topic() -> None:

@@ -43,10 +43,10 @@ async def test_missed_bars_are_stored_and_only_the_current_bar_is_published() ->
     await streams.acquire(KEY)
     await fake.advance(0.5)
     assert frames, "the current bar is live"
-    current = frames[0].bar_time
+    current = frames[0].order
     assert current is not None
-    assert not frames[0].closed, "the first live update opens the current bar"
-    assert all(f.bar_time is not None and f.bar_time >= current for f in frames), "no backlog"
+    assert not frames[0].final, "the first live update opens the current bar"
+    assert all(f.order is not None and f.order >= current for f in frames), "no backlog"
     assert streams.repeats_dropped == 0, "the feed never tried to send the backlog live"
     missed = await store.range(KEY, last_seen.time, current, 1_000)
     assert [c.time for c in missed] == list(range(last_seen.time, current, MINUTE))

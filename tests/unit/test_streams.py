@@ -115,7 +115,7 @@ async def test_closed_bar_is_published_once_even_if_the_feed_repeats_it() -> Non
     await streams.on_candle(KEY, Candle(0, 1, 1, 1, 1, 1, closed=True))  # older than that
     await streams.on_candle(KEY, Candle(60_000, 1, 9, 1, 9, 9))  # re-opening a final bar
     await streams.on_candle(KEY, Candle(120_000, 2, 2, 2, 2, 1))
-    assert [(f.bar_time, f.closed) for f in frames] == [
+    assert [(f.order, f.final) for f in frames] == [
         (60_000, False),
         (60_000, True),
         (120_000, False),
@@ -129,10 +129,10 @@ async def test_backfilled_bars_are_stored_never_published() -> None:
     missed = [Candle(t * 60_000, 1, 2, 1, 2, 5, closed=True) for t in (1, 2, 3)]
     await streams.on_backfill(KEY, missed)
     assert await streams.snapshot(KEY, 10, None) == missed, "the open bar closed, then the rest"
-    assert [f.bar_time for f in frames] == [60_000], "nothing of the backfill went live"
+    assert [f.order for f in frames] == [60_000], "nothing of the backfill went live"
     await streams.on_candle(KEY, missed[-1])  # the feed repeating one: still never published
     await streams.on_candle(KEY, Candle(240_000, 2, 2, 2, 2, 1))
-    assert [(f.bar_time, f.closed) for f in frames] == [(60_000, False), (240_000, False)]
+    assert [(f.order, f.final) for f in frames] == [(60_000, False), (240_000, False)]
     assert streams.repeats_dropped == 1
 
 
@@ -148,4 +148,4 @@ async def test_backfill_leaves_newer_and_final_stored_bars_alone() -> None:
     await streams.on_candle(KEY, real_final)
     await streams.on_backfill(KEY, [Candle(3 * 60_000, 1, 1, 1, 1, 0, closed=True)])
     assert await streams.snapshot(KEY, 10, None) == [real_final], "a final bar stays"
-    assert [(f.bar_time, f.closed) for f in frames] == [(180_000, False), (180_000, True)]
+    assert [(f.order, f.final) for f in frames] == [(180_000, False), (180_000, True)]

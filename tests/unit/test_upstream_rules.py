@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from marketcast.channels.registry import default_registry
 from marketcast.feeds.binance_protocol import (
     BookTickerEvent,
     MiniTickerEvent,
@@ -261,7 +262,12 @@ def test_quote_needs_both_streams_and_computes_the_change() -> None:
 
 
 def test_staleness_threshold_is_intervals_capped() -> None:
-    tracker = StalenessTracker(intervals=3, max_seconds=300)
+    channels = default_registry()
+    tracker = StalenessTracker(
+        intervals=3,
+        max_seconds=300,
+        interval_of=lambda key: channels.of_key(key).stale_after(key),
+    )
     one, day, quote = BarKey("A", "1"), BarKey("A", "D"), QuoteKey("A")
     assert tracker.threshold(one) == 180
     assert tracker.threshold(day) == 300
@@ -284,13 +290,12 @@ def test_staleness_threshold_is_intervals_capped() -> None:
 def test_stale_repeat_is_a_notice_not_a_bar() -> None:
     import orjson
 
+    from marketcast.channels.bars import BarsUpdatePayload, bar_update
     from marketcast.market import Candle
-    from marketcast.protocol import BarsUpdatePayload
-    from marketcast.wire import bar_update
 
     key, candle = BarKey("BTCUSDT", "1"), Candle(60_000, 1, 2, 0.5, 1.5, 3, closed=True)
     frame = bar_update("t", key, candle, stale=True)
-    assert (frame.bar_time, frame.closed) == (None, False)  # no guard or dedupe drops it
+    assert (frame.order, frame.final) == (None, False)  # no guard or dedupe drops it
     payload = orjson.loads(frame.text)["payload"]
     assert payload["stale"] is True
     assert BarsUpdatePayload.model_validate(payload).closed is True

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from marketcast.channels.bars import BarsSubscribePayload
 from marketcast.errors import ErrorCode
-from marketcast.protocol import BarsSubscribePayload
 from marketcast.ws.validation import (
     ECHO_LIMIT,
     MAX_PROBLEMS,

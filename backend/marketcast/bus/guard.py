@@ -29,14 +29,14 @@ class ClosedBarGuard:
 
     def admit(self, frame: Frame) -> bool:
         """Whether ``frame`` may be delivered; raises the topic's floor if so."""
-        topic, time = frame.topic, frame.bar_time
+        topic, time = frame.topic, frame.order
         if topic is None or time is None:
             return True
         floor = self._floors.get(topic)
         if floor is not None and time < floor:
             self.dropped += 1
             return False
-        self._floors[topic] = time + 1 if frame.closed else time
+        self._floors[topic] = time + 1 if frame.final else time
         return True
 
     def floor(self, topic: Topic) -> Millis | None:

@@ -30,7 +30,7 @@ answers it the same way, in order with the live stream.
 
 Message format, encoded once per publish (the frame text is never re-encoded)::
 
-    kind \\n sender \\n topic \\n bar_time \\n closed \\n text
+    kind \\n sender \\n topic \\n order \\n final \\n text
 
 ``kind`` is ``F`` (a frame) or ``R`` (resync this topic from the store); unknown kinds are
 ignored, so a newer worker can add one during a rolling upgrade. Neither topics (compact JSON)
@@ -77,8 +77,8 @@ def encode(kind: bytes, sender: bytes, frame: Frame) -> bytes:
             kind,
             sender,
             (frame.topic or "").encode(),
-            b"" if frame.bar_time is None else str(frame.bar_time).encode(),
-            b"1" if frame.closed else b"0",
+            b"" if frame.order is None else str(frame.order).encode(),
+            b"1" if frame.final else b"0",
             frame.text.encode(),
         )
     )
@@ -86,11 +86,11 @@ def encode(kind: bytes, sender: bytes, frame: Frame) -> bytes:
 
 def decode(data: bytes) -> tuple[bytes, bytes, Frame]:
     """(kind, sender, frame) of a bus message; ValueError if it is malformed."""
-    kind, sender, topic, bar_time, closed, text = data.split(b"\n", 5)
+    kind, sender, topic, order, closed, text = data.split(b"\n", 5)
     frame = Frame(
         text.decode(),
         topic.decode() or None,
-        int(bar_time) if bar_time else None,
+        int(order) if order else None,
         closed == b"1",
     )
     return kind, sender, frame

@@ -55,9 +55,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from marketcast.cluster.ownership import Upstream
-from marketcast.market import BarKey, QuoteKey, StreamKey
+from marketcast.market import StreamKey
 from marketcast.redis_health import CONNECTION_ERRORS, RedisHealth, cancel_and_wait
-from marketcast.timeframes import normalize_resolution
 from marketcast.types import Topic
 
 log = logging.getLogger("marketcast.cluster")
@@ -96,24 +95,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-def key_id(key: StreamKey) -> str:
-    """A key's name in Redis: ``bars|BTCUSDT|1`` or ``quotes|EUR/USD``."""
-    if isinstance(key, BarKey):
-        return f"bars|{key.symbol}|{key.resolution}"
-    return f"quotes|{key.symbol}"
-
-
-def parse_key_id(text: str) -> StreamKey | None:
-    """The key named ``text``, or None if it is not one this version understands."""
-    parts = text.split("|")
-    if len(parts) == 3 and parts[0] == "bars":
-        resolution = normalize_resolution(parts[2])
-        return BarKey(parts[1], resolution) if resolution is not None else None
-    if len(parts) == 2 and parts[0] == "quotes":
-        return QuoteKey(parts[1])
-    return None
 
 
 @dataclass
@@ -195,7 +176,7 @@ class RedisOwnership:
         return all(health.reachable for health in self._healths)
 
     def lease_key(self, key: StreamKey) -> str:
-        return f"{self._prefix}:lease:{key_id(key)}"
+        return f"{self._prefix}:lease:{self._key_id(key)}"
 
     # -- Ownership ----------------------------------------------------------------------------
 
@@ -248,7 +229,7 @@ class RedisOwnership:
             self._health.report_failure(exc)
 
     def owned(self) -> list[StreamKey]:
-        return sorted(self._owned, key=key_id)
+        return sorted(self._owned, key=self._key_id)
 
     def ingests(self, key: StreamKey) -> bool:
         return key in self._owned
@@ -302,7 +283,7 @@ class RedisOwnership:
             return
         try:
             wanted = await self._refresh_demand()
-            for key in sorted(self._owned - wanted, key=key_id):
+            for key in sorted(self._owned - wanted, key=self._key_id):
                 if key not in self._wanted:
                     self._give_up(key, release=True, why="released")
             await self._take_free(wanted)
@@ -324,7 +305,7 @@ class RedisOwnership:
         wanted: set[StreamKey] = set()
         for member in members:
             text = member.decode() if isinstance(member, bytes) else str(member)
-            key = parse_key_id(text.rsplit("#", 1)[0])
+            key = self._bound().parse_key_id(text.rsplit("#", 1)[0])
             if key is not None and self._serves(key):
                 wanted.add(key)
         return wanted
@@ -333,7 +314,7 @@ class RedisOwnership:
         """Start a takeover of every wanted key without a lease (or with this worker's)."""
         candidates = sorted(
             wanted - self._owned - self._taking.keys(),
-            key=lambda k: (k not in self._wanted, key_id(k)),
+            key=lambda k: (k not in self._wanted, self._key_id(k)),
         )
         if not candidates:
             return
@@ -383,7 +364,7 @@ class RedisOwnership:
             elif key in self._owned:
                 self._give_up(key, release=False, why="lease lost")
             else:
-                log.warning("lease lost during the takeover of %s", key_id(key))
+                log.warning("lease lost during the takeover of %s", self._key_id(key))
                 self._forget(key)
 
     def _hold(self, key: StreamKey, sent: float) -> None:
@@ -416,7 +397,7 @@ class RedisOwnership:
 
     def _begin_takeover(self, key: StreamKey) -> _Takeover:
         leased: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(self._take(key, leased), name=f"take-{key_id(key)}")
+        task = asyncio.create_task(self._take(key, leased), name=f"take-{self._key_id(key)}")
         takeover = self._taking[key] = _Takeover(task, leased)
         return takeover
 
@@ -435,23 +416,24 @@ class RedisOwnership:
             if not taken:
                 return
             self._hold(key, sent)
-            if isinstance(key, BarKey):
-                await upstream.catch_up(key)
+            if await upstream.catch_up(key):
                 await self._request_resync(upstream.topic(key))
             # The catch-up may have outlived the lease (a stalled worker, a slow Redis):
             # ingest only if the key stayed held throughout and is confirmed held now.
             sent = loop.time()
             if key not in self._held or not (await self._renew([key]))[0] or key not in self._held:
-                log.warning("lease of %s lost during its catch-up: not taking it", key_id(key))
+                log.warning(
+                    "lease of %s lost during its catch-up: not taking it", self._key_id(key)
+                )
                 self._forget(key)
                 return
             self._hold(key, sent)
             self._owned.add(key)
             self.takeovers += 1
-            log.info("upstream on: %s (lease held by %s)", key_id(key), self.worker_id)
+            log.info("upstream on: %s (lease held by %s)", self._key_id(key), self.worker_id)
             await upstream.start_upstream(key)
         except Exception as exc:
-            log.warning("could not take %s: %r", key_id(key), exc)
+            log.warning("could not take %s: %r", self._key_id(key), exc)
             if isinstance(exc, CONNECTION_ERRORS):
                 self._health.report_failure(exc)
             if key in self._owned:
@@ -472,9 +454,11 @@ class RedisOwnership:
         in the background, release its lease if asked and stop it at its feed."""
         self._owned.discard(key)
         self._forget(key)
-        log.info("upstream off: %s (%s)", key_id(key), why)
+        log.info("upstream off: %s (%s)", self._key_id(key), why)
         previous = self._stopping.get(key)
-        task = asyncio.create_task(self._stop(key, release, previous), name=f"stop-{key_id(key)}")
+        task = asyncio.create_task(
+            self._stop(key, release, previous), name=f"stop-{self._key_id(key)}"
+        )
         self._stopping[key] = task
         task.add_done_callback(lambda done: self._stopped(key, done))
 
@@ -489,7 +473,7 @@ class RedisOwnership:
         try:
             await self._bound().stop_upstream(key)
         except Exception:
-            log.exception("stopping %s upstream failed", key_id(key))
+            log.exception("stopping %s upstream failed", self._key_id(key))
 
     def _stopped(self, key: StreamKey, task: asyncio.Task[None]) -> None:
         if self._stopping.get(key) is task:
@@ -519,13 +503,13 @@ class RedisOwnership:
         return seconds * 1000 + micros // 1000
 
     def _member(self, key: StreamKey) -> str:
-        return f"{key_id(key)}#{self.worker_id}"
+        return f"{self._key_id(key)}#{self.worker_id}"
 
     def _serves(self, key: StreamKey) -> bool:
-        info = self._bound().symbol_info(key.symbol)
-        return info is not None and (
-            not isinstance(key, BarKey) or key.resolution in info.resolutions
-        )
+        return self._bound().serves(key)
+
+    def _key_id(self, key: StreamKey) -> str:
+        return self._bound().key_id(key)
 
     def _bound(self) -> Upstream:
         if self._upstream is None:

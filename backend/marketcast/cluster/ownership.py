@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from marketcast.market import BarKey, StreamKey, SymbolInfo
+from marketcast.market import StreamKey, SymbolInfo
 from marketcast.types import Symbol, Topic
 
 
@@ -32,8 +32,22 @@ class Upstream(Protocol):
         """Stop watching ``key``."""
         ...
 
-    async def catch_up(self, key: BarKey) -> None:
-        """Store what the feed has since the newest stored bar (before ``start_upstream``)."""
+    def serves(self, key: StreamKey) -> bool:
+        """Whether a feed serves ``key`` (its symbol, its family, its params)."""
+        ...
+
+    def key_id(self, key: StreamKey) -> str:
+        """The key's name in Redis (``channels.Registry.key_id``)."""
+        ...
+
+    def parse_key_id(self, text: str) -> StreamKey | None:
+        """The key a name stands for; None if this version does not know it."""
+        ...
+
+    async def catch_up(self, key: StreamKey) -> bool:
+        """Before ``start_upstream``: store what the feed has since the newest stored element,
+        if the key's family keeps a history the feed can fill; whether it did (then the
+        workers resync the key's clients from the store)."""
         ...
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
+from marketcast.channels.bars import bar_update
 from marketcast.delivery.hub import Hub
 from marketcast.market import BarKey
 from marketcast.store.base import CandleStore
 from marketcast.streams import StreamManager
 from marketcast.types import Millis, Topic
-from marketcast.wire import Frame, bar_update
+from marketcast.wire import Frame
 
 
 class StoreResync:

@@ -2,10 +2,11 @@
 
 Why snapshots need a hold: a ``subscribe`` with ``snapshot``/``since`` registers the client
 on the topic *before* reading the store, so no update can slip between the two; updates that
-arrive meanwhile are held back, and once the reply is queued they are released minus the ones
-the snapshot already contains. The rule relies on every candle being written to the store
-before it is published (``StreamManager.on_candle``): a held update older than the snapshot's
-last bar, or equal to it when that bar is already closed, is a duplicate and is dropped.
+arrive meanwhile are held back (``SnapshotHold``), and once the reply is queued they are
+released minus the ones the snapshot already contains. The rule relies on every update of a
+family with history being stored before it is published (``StreamManager``): a held update
+older than the snapshot's newest element, or equal to it when that element is final (a closed
+bar, a trade), is a duplicate and is dropped.
 
 Why a planned close flushes first: a close announced by a ``notice`` (shutdown, maximum
 lifetime) is a promise that nothing queued is lost, so ``close_after_flush`` stops taking new
@@ -45,8 +46,8 @@ bar's updates within the delay conflate). Without a direct path the delay does n
 
 Why every write path counts its bytes (``_unswept``): a slow reader can keep its outbox empty
 while megabytes wait in the kernel; the per-app sweep (``delivery.sweep``, ``delivery.lag``)
-turns bytes written and bytes unsent into how far behind it is. The write paths add to one integer; the
-first write of a sweep period registers the connection (``FanoutStats.wrote``).
+turns bytes written and bytes unsent into how far behind it is. The write paths add to one
+integer; the first write of a sweep period registers the connection (``FanoutStats.wrote``).
 
 Why a close drops the outbox but then waits while the client reads: see ``delivery.closing``. A
 planned close already spent its patience flushing, and keeps the plain ``close_timeout``.
@@ -57,8 +58,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from time import perf_counter
 
 from fastws import Client
@@ -72,29 +72,72 @@ from marketcast.delivery.principal import ANONYMOUS, Principal
 from marketcast.delivery.stats import FanoutStats
 from marketcast.delivery.transport import abort_transport
 from marketcast.errors import CloseCode
-from marketcast.market import Candle, StreamKey
-from marketcast.types import Millis, Topic
+from marketcast.market import StreamKey
+from marketcast.types import Topic
 from marketcast.wire import Frame
 
 log = logging.getLogger("marketcast.ws")
 
 
-@dataclass(slots=True)
-class _Hold:
-    """Updates of one topic held back while its snapshot is read."""
+class SnapshotHold:
+    """Updates of one topic held back while its snapshot is read: the token of the subscribe
+    call that made it (``Connection.hold``).
 
-    frames: list[Frame]
-    #: Set once the snapshot is known; the hold is released with the next reply.
-    armed: bool = False
-    last_time: Millis | None = None
-    last_closed: bool = False
+    Why a token: the held updates may go out only after the reply that carries the snapshot,
+    and only if that reply is a success. The adapter settles every hold the request made once
+    its reply is queued (``Connection.settle``): a success releases them, minus what the
+    snapshot already holds; a failure anywhere after the hold was made (the snapshot read, the
+    reply's encoding) abandons them, and ``on_abandon`` undoes the subscription, so an error
+    reply never leaves the client subscribed.
+    """
+
+    __slots__ = ("_conn", "frames", "last_final", "last_order", "on_abandon", "topic")
+
+    def __init__(self, conn: Connection, topic: Topic, on_abandon: Callable[[], None]) -> None:
+        self._conn = conn
+        self.topic = topic
+        self.frames: list[Frame] = []
+        #: The snapshot's newest element (a bar's open time, a trade's id) and whether it is
+        #: final; None until ``arm`` (or when the snapshot was empty): nothing is a duplicate.
+        self.last_order: int | None = None
+        self.last_final = False
+        self.on_abandon = on_abandon
+
+    def arm(self, last_order: int | None, last_final: bool) -> None:
+        """The snapshot is read; its newest element is (``last_order``, ``last_final``)."""
+        self.last_order = last_order
+        self.last_final = last_final
 
     def keeps(self, frame: Frame) -> bool:
-        if frame.bar_time is None or self.last_time is None:
+        """Whether a held update is newer than the snapshot (the store is written before the
+        bus, so anything at or before the snapshot's newest final element is in it)."""
+        if frame.order is None or self.last_order is None:
             return True
-        if frame.bar_time < self.last_time:
+        if frame.order < self.last_order:
             return False
-        return not (frame.bar_time == self.last_time and self.last_closed)
+        return not (frame.order == self.last_order and self.last_final)
+
+    def release(self) -> None:
+        """Deliver what the snapshot lacks, then deliver the topic's updates directly."""
+        if self._conn._holds.get(self.topic) is not self:
+            return
+        del self._conn._holds[self.topic]
+        for frame in self.frames:
+            if self.keeps(frame):
+                self._conn.deliver(frame)
+        self.frames = []
+
+    def cancel(self) -> None:
+        """Drop the held updates (the subscription is going away); idempotent."""
+        if self._conn._holds.get(self.topic) is self:
+            del self._conn._holds[self.topic]
+        self.frames = []
+
+    def abandon(self) -> None:
+        """The request failed: drop the held updates and undo the subscription."""
+        if self._conn._holds.get(self.topic) is self:
+            self.cancel()
+            self.on_abandon()
 
 
 class Connection(Client):
@@ -112,6 +155,7 @@ class Connection(Client):
         "_sealed",
         "_stopped",
         "_terminating",
+        "_unsettled",
         "_unswept",
         "_write_delay",
         "_writer",
@@ -150,7 +194,10 @@ class Connection(Client):
         #: before each frame and charges the rate limiter by it afterwards (``ws.limits``);
         #: the generated routers have no other channel through which to report their cost.
         self.work = 0
-        self._holds: dict[Topic, _Hold] = {}
+        #: Topics whose updates wait for their snapshot's reply (``SnapshotHold``).
+        self._holds: dict[Topic, SnapshotHold] = {}
+        #: The holds the request being handled made: the adapter settles them with its reply.
+        self._unsettled: list[SnapshotHold] = []
         self._close_timeout = close_timeout
         #: Seconds a close (other than a planned one) may wait for a client that is still
         #: reading to take its close frame (``MARKETCAST_DRAIN_TIMEOUT``); see ``_close``.
@@ -224,30 +271,32 @@ class Connection(Client):
     # -- replies and snapshot holds -----------------------------------------------------------
 
     def reply(self, text: str) -> None:
-        """Queue a reply or error, then release the holds armed by the request it answers."""
+        """Queue a reply or error."""
         self.deliver(Frame(text))
-        if self._holds:
-            for topic in [t for t, hold in self._holds.items() if hold.armed]:
-                hold = self._holds.pop(topic)
-                for frame in hold.frames:
-                    if hold.keeps(frame):
-                        self.deliver(frame)
 
-    def hold(self, topic: Topic) -> None:
-        self._holds[topic] = _Hold(frames=[])
+    def hold(self, topic: Topic, on_abandon: Callable[[], None]) -> SnapshotHold:
+        """Hold ``topic``'s updates back until the request being handled is settled."""
+        hold = SnapshotHold(self, topic, on_abandon)
+        self._holds[topic] = hold
+        self._unsettled.append(hold)
+        return hold
 
-    def arm(self, topic: Topic, snapshot: list[Candle] | None) -> None:
-        """The snapshot for ``topic`` is read: release its hold after the next reply."""
-        hold = self._holds.get(topic)
-        if hold is None:
+    def settle(self, ok: bool) -> None:
+        """The request being handled is answered: release its holds after a success (the
+        reply is queued first), abandon them after a failure (before its error is queued)."""
+        if not self._unsettled:
             return
-        hold.armed = True
-        if snapshot:
-            hold.last_time = snapshot[-1].time
-            hold.last_closed = snapshot[-1].closed
+        holds, self._unsettled = self._unsettled, []
+        for hold in holds:
+            if ok:
+                hold.release()
+            else:
+                hold.abandon()
 
     def cancel_hold(self, topic: Topic) -> None:
-        self._holds.pop(topic, None)
+        hold = self._holds.get(topic)
+        if hold is not None:
+            hold.cancel()
 
     # -- writing ------------------------------------------------------------------------------
 

@@ -73,11 +73,11 @@ class Outbox:
         topic = frame.topic
         if self.conflate and topic is not None:
             slot = self._replaceable.get(topic)
-            if slot is not None and slot.frame.bar_time == frame.bar_time:
+            if slot is not None and slot.frame.order == frame.order:
                 self._bytes += len(frame.text) - len(slot.frame.text)
                 slot.frame = frame
                 self.conflated += 1
-                if frame.closed:
+                if frame.final:
                     del self._replaceable[topic]
                 return True
         if self._queue and (

@@ -334,21 +334,29 @@ class FastWSAdapter(FastWS):
             result = route.handler(**_arguments(route, payload, conn, self))
             if inspect.isawaitable(result):
                 result = await result
+            reply_type = route.reply_operation
+            assert reply_type is not None, f"route {request_type} has no reply"
+            payload_out = result.model_dump(mode="json", exclude_none=True) if result else {}
+            reply = envelope(reply_type, payload_out, request_id)
         except ProtocolError as exc:
-            conn.reply(_error(exc.code, exc.message, exc.request_type or request_type, request_id))
-            return
+            error = _error(exc.code, exc.message, exc.request_type or request_type, request_id)
         except ServiceUnavailable as exc:
             log.debug("request %s failed: %r", clip(str(request_type)), exc.__cause__ or exc)
-            conn.reply(_error(ErrorCode.UNAVAILABLE, str(exc), request_type, request_id))
-            return
+            error = _error(ErrorCode.UNAVAILABLE, str(exc), request_type, request_id)
         except Exception:
             log.exception("request %s failed", clip(repr(request_type)))
-            conn.reply(_error(ErrorCode.INTERNAL_ERROR, "internal error", request_type, request_id))
+            error = _error(ErrorCode.INTERNAL_ERROR, "internal error", request_type, request_id)
+        except BaseException:
+            conn.settle(ok=False)  # cancelled (the connection is closing): undo, reply nothing
+            raise
+        else:
+            conn.reply(reply)
+            conn.settle(ok=True)  # after the reply: held updates follow their snapshot
             return
-        reply_type = route.reply_operation
-        assert reply_type is not None, f"route {request_type} has no reply"
-        payload_out = result.model_dump(mode="json", exclude_none=True) if result else {}
-        conn.reply(envelope(reply_type, payload_out, request_id))
+        # Whatever the request set up before failing is undone first (a snapshot's hold
+        # and its subscription), so an error reply never leaves the client subscribed.
+        conn.settle(ok=False)
+        conn.reply(error)
 
     def _route(self, request_type: str, accepts: frozenset[str] | None = None) -> Operation:
         routes = [
@@ -377,7 +385,7 @@ def _parse(text: str) -> dict[str, Any]:
             raise ProtocolError(
                 ErrorCode.VALIDATION_ERROR,
                 f"frame is nested more than {MAX_JSON_DEPTH} arrays/objects deep: expected an "
-                'object like {"type": "bars.subscribe", "payload": {...}}',
+                'object like {"type": "<route>.subscribe", "payload": {...}}',
             ) from None
         raise ProtocolError(
             ErrorCode.INVALID_JSON, f"frame is not valid JSON: {clip(str(exc), 2 * ECHO_LIMIT)}"
@@ -437,7 +445,7 @@ def _request_type(data: dict[str, Any]) -> str:
         got = "nothing" if request_type is None else type(request_type).__name__
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE,
-            f"expected a string 'type' such as 'bars.subscribe', got {got}",
+            f"expected a string 'type' such as '<route>.subscribe', got {got}",
         )
     extra = set(data) - _ENVELOPE_KEYS
     if extra:

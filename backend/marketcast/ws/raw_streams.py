@@ -33,17 +33,16 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any, Final
 
+from marketcast.channels.base import Family, Registry
 from marketcast.delivery.connection import Connection
 from marketcast.delivery.transport import WebSocketHandler, WebSocketRoutes
 from marketcast.errors import CloseCode, ErrorCode, ProtocolError
 from marketcast.protocol import SYMBOL_PATTERN
 from marketcast.subscriptions import Subscriptions
-from marketcast.timeframes import RESOLUTION_ALIASES, RESOLUTIONS, normalize_resolution
-from marketcast.types import Route
 from marketcast.wire import envelope
 from marketcast.ws.adapter import FastWSAdapter
 from marketcast.ws.spec import CONTENT_TYPE, message_name
@@ -52,14 +51,10 @@ log = logging.getLogger("marketcast.ws")
 
 #: Below the main endpoint's path; the AsyncAPI channel names are relative to it.
 STREAM_SEGMENT: Final = "stream"
-BARS_CHANNEL: Final = f"{STREAM_SEGMENT}/bars/{{symbol}}/{{resolution}}"
-QUOTES_CHANNEL: Final = f"{STREAM_SEGMENT}/quotes/{{symbol}}"
 #: The client operations a raw stream answers (``FastWSAdapter.serve_socket``'s ``accepts``).
 RAW_STREAM_REQUESTS: Final = frozenset({"ping"})
 _SYMBOL = re.compile(SYMBOL_PATTERN)
 _SUMMARIES: Final = {
-    "bars.update": "A candle of this stream's topic, open or closed.",
-    "quotes.update": "A quote of this stream's symbol.",
     "notice": "The server will close this connection soon; reconnect to resume.",
     "error": "The stream cannot be served (sent once, before close code 4404), or a client "
     "frame was refused (the connection stays open).",
@@ -70,30 +65,31 @@ _SUMMARIES: Final = {
 Opener = Callable[[Connection], Awaitable[None]]
 
 
+def channel_name(family: Family) -> str:
+    """A family's raw stream below the main endpoint: ``stream/<route>/{symbol}/{param}...``."""
+    names = ("symbol", *family.param_names)
+    return "/".join([STREAM_SEGMENT, family.route, *(f"{{{n}}}" for n in names)])
+
+
 def stream_opener(
-    subscriptions: Subscriptions, close_timeout: float, route: Route, symbol: str, resolution: str
+    subscriptions: Subscriptions,
+    close_timeout: float,
+    family: Family,
+    symbol: str,
+    values: Mapping[str, str],
 ) -> Opener:
     """What a raw stream does once its connection is open: subscribe, or explain and close."""
 
     async def open_stream(conn: Connection) -> None:
         try:
-            params: dict[str, Any] = {}
             if not _SYMBOL.match(symbol):
                 raise ProtocolError(
                     ErrorCode.INVALID_SYMBOL,
                     f"invalid symbol {symbol[:40]!r}: expected upper-case letters and digits, "
                     "optionally BASE/QUOTE (percent-encoded in the path: EUR%2FUSD)",
                 )
-            if route == "bars":
-                canonical = normalize_resolution(resolution)
-                if canonical is None:
-                    raise ProtocolError(
-                        ErrorCode.UNSUPPORTED_RESOLUTION,
-                        f"unsupported resolution {resolution[:20]!r}: expected one of "
-                        + ", ".join(RESOLUTIONS),
-                    )
-                params["resolution"] = canonical
-            await subscriptions.subscribe(conn, route, symbol, params)
+            params = family.parse_params(values)
+            await subscriptions.subscribe(conn, family.route, symbol, params)
         except ProtocolError as exc:
             conn.reply(envelope("error", {"code": exc.code.value, "message": exc.message}))
             log.info("raw stream of %s refused: %s", conn.uid, exc.message)
@@ -103,96 +99,107 @@ def stream_opener(
 
 
 def raw_stream_routes(
-    adapter: FastWSAdapter, subscriptions: Subscriptions, *, ws_path: str
+    adapter: FastWSAdapter, subscriptions: Subscriptions, *, ws_path: str, channels: Registry
 ) -> WebSocketRoutes:
     """The raw streams below ``ws_path``, as routes of the WebSocket entry (``delivery.transport``).
 
-    ``{base}/stream/bars/{symbol}/{resolution}``: the resolution is the last segment and the
-    symbol everything between (it may hold a decoded slash); ``{base}/stream/quotes/{symbol}``:
-    the symbol is the rest. Any other path is not a raw stream (None).
+    ``{base}/stream/{route}/{symbol}/{param}...``: the family's params are the last segments,
+    in its declaration's order, and the symbol everything between (it may hold a decoded
+    slash). Any other path is not a raw stream (None).
     """
-    base = ws_path.rstrip("/")
-    bars_prefix = f"{base}/{STREAM_SEGMENT}/bars/"
-    quotes_prefix = f"{base}/{STREAM_SEGMENT}/quotes/"
+    prefix = f"{ws_path.rstrip('/')}/{STREAM_SEGMENT}/"
     close_timeout = adapter.limits.close_timeout
 
     def route(path: str) -> WebSocketHandler | None:
-        if path.startswith(bars_prefix):
-            symbol, slash, resolution = path[len(bars_prefix) :].rpartition("/")
-            if not slash or not resolution:
-                return None
-            opener = stream_opener(subscriptions, close_timeout, "bars", symbol, resolution)
-        elif path.startswith(quotes_prefix):
-            symbol = path[len(quotes_prefix) :]
-            opener = stream_opener(subscriptions, close_timeout, "quotes", symbol, "")
-        else:
+        if not path.startswith(prefix):
             return None
+        name, slash, rest = path[len(prefix) :].partition("/")
+        family = channels.find(name)
+        if family is None or not slash:
+            return None
+        values: list[str] = []
+        for _ in family.param_names:
+            rest, slash, value = rest.rpartition("/")
+            if not slash or not value:
+                return None
+            values.insert(0, value)
+        if not rest:
+            return None
+        opener = stream_opener(
+            subscriptions,
+            close_timeout,
+            family,
+            rest,
+            dict(zip(family.param_names, values, strict=True)),
+        )
         return partial(adapter.serve_socket, on_open=opener, accepts=RAW_STREAM_REQUESTS)
 
     return route
 
 
-def raw_stream_channels(ws_path: str) -> dict[str, Any]:
+def raw_stream_channels(ws_path: str, channels: Registry) -> dict[str, Any]:
     """The raw streams as AsyncAPI 2.6 channels (names relative to the server URL)."""
     symbol = {
         "description": "A served symbol (`GET /api/v1/market-data/symbols`), one path segment: "
         "percent-encode a slash, `EUR/USD` is `EUR%2FUSD`.",
         "schema": {"type": "string", "pattern": SYMBOL_PATTERN, "examples": ["BTCUSDT", "EUR/USD"]},
     }
-    resolution = {
-        "description": "A TradingView resolution the symbol is served at; "
-        + ", ".join(f"`{alias}`" for alias in RESOLUTION_ALIASES)
-        + " are accepted for "
-        + ", ".join(f"`{canonical}`" for canonical in RESOLUTION_ALIASES.values())
-        + ".",
-        "schema": {"type": "string", "enum": [*RESOLUTIONS, *RESOLUTION_ALIASES]},
-    }
     common = (
         "No subscribe message: the stream starts when the connection opens. The limits, "
         "notices and close codes of the main endpoint apply (4008 for a slow consumer, 1001 "
         "after a `notice`). A stream that cannot be served gets one `error` message "
-        "(`invalid_symbol`, `unknown_symbol`, `unsupported_resolution`, `forbidden`), then "
-        "close code 4404. Nothing needs to be sent; the one request answered is `ping` "
-        "(with `pong`). Any other client frame is refused with one `error` (a request of "
-        "another type: `unknown_type`) and the connection stays open."
+        "(`invalid_symbol`, `unknown_symbol`, `unsupported_resolution`, "
+        "`unsupported_channel`, `forbidden`), then close code 4404. Nothing needs to be "
+        "sent; the one request answered is `ping` (with `pong`). Any other client frame is "
+        "refused with one `error` (a request of another type: `unknown_type`) and the "
+        "connection stays open."
     )
     base = ws_path.rstrip("/")
-
-    def channel(route: str, name: str, parameters: dict[str, Any], summary: str) -> Any:
-        # ``summary``: plain text, as AsyncAPI renders summaries verbatim (no code marks).
-        path = f"{base}/{name}".replace("{symbol}", "BTCUSDT").replace("{resolution}", "1")
-        return {
-            "description": f"Raw stream of one {route} topic, at `{base}/{name}` "
+    found: dict[str, Any] = {}
+    for family in channels:
+        name = channel_name(family)
+        example_params = family.docs.examples.get(f"{family.route}.subscribe", {})
+        params = dict(example_params.get("payload", {}).get("params", {}))
+        path = f"{base}/{name}".replace("{symbol}", "BTCUSDT")
+        for param, value in params.items():
+            path = path.replace(f"{{{param}}}", str(value))
+        parameters: dict[str, Any] = {"symbol": symbol}
+        for param in family.param_names:
+            parameters[param] = _path_parameter(family, param)
+        summaries = {**_SUMMARIES, f"{family.route}.update": family.docs.raw_summary}
+        found[name] = {
+            "description": f"Raw stream of one {family.route} topic, at `{base}/{name}` "
             f"(e.g. `{path}`). {common}",
             "parameters": parameters,
             "publish": {
-                "operationId": f"sendRaw{route.capitalize()}",
+                "operationId": f"sendRaw{family.route.capitalize()}",
                 "summary": "ping; any other request is refused (unknown_type).",
-                "message": {"oneOf": [_message(t) for t in sorted(RAW_STREAM_REQUESTS)]},
+                "message": {"oneOf": [_message(t, summaries) for t in sorted(RAW_STREAM_REQUESTS)]},
             },
             "subscribe": {
-                "operationId": f"receiveRaw{route.capitalize()}",
-                "summary": summary,
+                "operationId": f"receiveRaw{family.route.capitalize()}",
+                "summary": family.docs.raw_summary,
                 "message": {
-                    "oneOf": [_message(t) for t in (f"{route}.update", "pong", "notice", "error")]
+                    "oneOf": [
+                        _message(t, summaries)
+                        for t in (f"{family.route}.update", "pong", "notice", "error")
+                    ]
                 },
             },
         }
-
-    return {
-        BARS_CHANNEL: channel(
-            "bars",
-            BARS_CHANNEL,
-            {"symbol": symbol, "resolution": resolution},
-            "bars.update for this symbol and resolution, open and closed bars.",
-        ),
-        QUOTES_CHANNEL: channel(
-            "quotes", QUOTES_CHANNEL, {"symbol": symbol}, "quotes.update for this symbol."
-        ),
-    }
+    return found
 
 
-def _message(message_type: str) -> dict[str, Any]:
+def _path_parameter(family: Family, name: str) -> dict[str, Any]:
+    """A path parameter as the family's params model describes it (its JSON schema)."""
+    schema = family.models.params.model_json_schema()
+    field = dict(schema.get("properties", {}).get(name, {}))
+    description = field.pop("description", f"The `{name}` param of the {family.route} family.")
+    field.pop("title", None)
+    return {"description": description, "schema": field}
+
+
+def _message(message_type: str, summaries: Mapping[str, str]) -> dict[str, Any]:
     """A message of a raw channel: the same envelope as on the main endpoint.
 
     Inline, pointing at the envelope's schema, rather than a ``$ref`` to the component
@@ -201,7 +208,7 @@ def _message(message_type: str) -> dict[str, Any]:
     """
     return {
         "title": message_type,
-        "summary": _SUMMARIES[message_type],
+        "summary": summaries[message_type],
         "contentType": CONTENT_TYPE,
         "payload": {"$ref": f"#/components/schemas/{message_name(message_type)}"},
     }

@@ -7,35 +7,44 @@ from the other keeps the document generated from the code that actually routes f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastws import Operation
 from pydantic import BaseModel
 
 from marketcast.protocol import ErrorPayload, NoticePayload
-from marketcast.ws.examples import example_for
 from marketcast.ws.spec import MessageSpec
 
 
-def message_specs(operations: Sequence[Operation]) -> list[MessageSpec]:
+def message_specs(
+    operations: Sequence[Operation], examples: Mapping[str, dict[str, Any]]
+) -> list[MessageSpec]:
     """One MessageSpec per client message, reply and server update, plus ``error`` and
-    ``notice`` (sent outside any route)."""
+    ``notice`` (sent outside any route); ``examples``: an envelope per message type."""
     specs: list[MessageSpec] = []
     for op in operations:
         channel = op.operation.split(".")[0] if "." in op.operation else "system"
         if op.method == "SEND":
             payload_model = _model(op.parameters["payload"].annotation)
-            specs.append(_spec(op.operation, "client", payload_model, channel, op))
+            specs.append(_spec(op.operation, "client", payload_model, channel, op, examples))
             reply = op.reply_operation
             assert reply is not None, f"{op.operation} has no reply operation"
             specs.append(
                 _spec(
-                    reply, "server", _model(op.response_model), channel, op, reply_to=op.operation
+                    reply,
+                    "server",
+                    _model(op.response_model),
+                    channel,
+                    op,
+                    examples,
+                    reply_to=op.operation,
                 )
             )
         else:
-            specs.append(_spec(op.operation, "server", _model(op.response_model), channel, op))
+            specs.append(
+                _spec(op.operation, "server", _model(op.response_model), channel, op, examples)
+            )
     specs.append(
         MessageSpec(
             type="error",
@@ -50,7 +59,7 @@ def message_specs(operations: Sequence[Operation]) -> list[MessageSpec]:
                 "the rate limit (`rate_limited`, not processed, no `id`). Carries the "
                 "request's `id` when it could be read."
             ),
-            example=example_for("error"),
+            example=examples.get("error"),
         )
     )
     specs.append(
@@ -67,7 +76,7 @@ def message_specs(operations: Sequence[Operation]) -> list[MessageSpec]:
                 "everything queued before the close is delivered. Open the next connection "
                 "now and resubscribe bars with `since` = the last closed bar's time + 1."
             ),
-            example=example_for("notice"),
+            example=examples.get("notice"),
         )
     )
     return specs
@@ -79,6 +88,7 @@ def _spec(
     payload: type[BaseModel],
     channel: str,
     op: Operation,
+    examples: Mapping[str, dict[str, Any]],
     reply_to: str | None = None,
 ) -> MessageSpec:
     return MessageSpec(
@@ -89,7 +99,7 @@ def _spec(
         summary=(op.summary if reply_to is None else f"Reply to {reply_to}.") or type_,
         description=op.description if reply_to is None else "",
         reply_to=reply_to,
-        example=example_for(type_),
+        example=examples.get(type_),
     )
 
 

@@ -76,6 +76,7 @@ export const ERROR_CODE_RETRY: Readonly<Record<ErrorCode, "never" | "later">> =
     invalid_symbol: "never",
     unknown_symbol: "never",
     unsupported_resolution: "never",
+    unsupported_channel: "never",
     too_many_subscriptions: "never",
     rate_limited: "later",
     forbidden: "never",

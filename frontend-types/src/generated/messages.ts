@@ -19,7 +19,10 @@ export type ServerMessage =
   | PongMessage
   | QuotesSubscribeResponseMessage
   | QuotesUnsubscribeResponseMessage
-  | QuotesUpdateMessage;
+  | QuotesUpdateMessage
+  | TradesSubscribeResponseMessage
+  | TradesUnsubscribeResponseMessage
+  | TradesUpdateMessage;
 /**
  * The ``code`` of an ``error`` message. Clients switch on these, so they are stable.
  */
@@ -32,6 +35,7 @@ export type ErrorCode =
   | "invalid_symbol"
   | "unknown_symbol"
   | "unsupported_resolution"
+  | "unsupported_channel"
   | "too_many_subscriptions"
   | "rate_limited"
   | "forbidden"
@@ -45,7 +49,9 @@ export type ClientMessage =
   | BarsUnsubscribeMessage
   | PingMessage
   | QuotesSubscribeMessage
-  | QuotesUnsubscribeMessage;
+  | QuotesUnsubscribeMessage
+  | TradesSubscribeMessage
+  | TradesUnsubscribeMessage;
 /**
  * An application-level ping; browsers cannot see protocol pings, so clients use this.
  */
@@ -54,6 +60,10 @@ export type PingPayload = Record<string, never>;
  * Topic parameters of the ``quotes`` route (none today; the object is kept for symmetry).
  */
 export type QuotesParams = Record<string, never>;
+/**
+ * Topic parameters of the ``trades`` route (none: a symbol's trades are one stream).
+ */
+export type TradesParams = Record<string, never>;
 
 /**
  * Reply to bars.subscribe.
@@ -267,6 +277,77 @@ export interface QuotesUpdatePayload {
   change_percent?: number | null;
 }
 /**
+ * Reply to trades.subscribe.
+ */
+export interface TradesSubscribeResponseMessage {
+  type: "trades.subscribe.response";
+  payload: TradesSubscribeResponsePayload;
+  /**
+   * The `id` of the `trades.subscribe` request this answers, if it had one.
+   */
+  id?: string | number;
+}
+/**
+ * Reply to ``trades.subscribe``; ``trades`` holds the snapshot, oldest first.
+ */
+export interface TradesSubscribeResponsePayload {
+  status: "ok" | "error";
+  symbol: string;
+  message: string;
+  topic: string;
+  trades?: TradeRecord[] | null;
+}
+/**
+ * One trade: ``id`` is the upstream's (strictly increasing per symbol), ``time`` ms UTC,
+ * ``side`` the aggressor's (``buy``: the buyer took the offer).
+ */
+export interface TradeRecord {
+  id: number;
+  time: number;
+  price: number;
+  quantity: number;
+  side: "buy" | "sell";
+}
+/**
+ * Reply to trades.unsubscribe.
+ */
+export interface TradesUnsubscribeResponseMessage {
+  type: "trades.unsubscribe.response";
+  payload: TradesUnsubscribeResponsePayload;
+  /**
+   * The `id` of the `trades.unsubscribe` request this answers, if it had one.
+   */
+  id?: string | number;
+}
+/**
+ * Reply to ``trades.unsubscribe``.
+ */
+export interface TradesUnsubscribeResponsePayload {
+  status: "ok" | "error";
+  symbol: string;
+  message: string;
+  topic: string;
+}
+/**
+ * A trade.
+ */
+export interface TradesUpdateMessage {
+  type: "trades.update";
+  payload: TradesUpdatePayload;
+}
+/**
+ * A live trade: a ``TradeRecord`` plus what routes it.
+ */
+export interface TradesUpdatePayload {
+  id: number;
+  time: number;
+  price: number;
+  quantity: number;
+  side: "buy" | "sell";
+  topic: string;
+  symbol: string;
+}
+/**
  * Receive a symbol's candles at one resolution, after a snapshot.
  */
 export interface BarsSubscribeMessage {
@@ -379,6 +460,52 @@ export interface QuotesUnsubscribePayload {
   symbol: string;
   params?: QuotesParams;
 }
+/**
+ * Receive a symbol's trades, after a snapshot of the newest ones.
+ */
+export interface TradesSubscribeMessage {
+  type: "trades.subscribe";
+  payload: TradesSubscribePayload;
+  /**
+   * Optional request id; the reply and any `error` for this request echo it.
+   */
+  id?: string | number;
+}
+/**
+ * Subscribe to a symbol's trades, optionally with the newest ones first.
+ */
+export interface TradesSubscribePayload {
+  /**
+   * Upper-case symbol, e.g. `BTCUSDT`, `EUR/USD`, `AAPL`.
+   */
+  symbol: string;
+  params?: TradesParams;
+  /**
+   * Return the newest N trades (at most 500) in the response, oldest first, then stream from the next one.
+   */
+  snapshot?: number;
+}
+/**
+ * Stop receiving trades for a symbol (idempotent).
+ */
+export interface TradesUnsubscribeMessage {
+  type: "trades.unsubscribe";
+  payload: TradesUnsubscribePayload;
+  /**
+   * Optional request id; the reply and any `error` for this request echo it.
+   */
+  id?: string | number;
+}
+/**
+ * Stop receiving a symbol's trades.
+ */
+export interface TradesUnsubscribePayload {
+  /**
+   * Upper-case symbol, e.g. `BTCUSDT`, `EUR/USD`, `AAPL`.
+   */
+  symbol: string;
+  params?: TradesParams;
+}
 
 /**
  * For each request `type`, the `type` of the reply that answers it (from `x-reply-to`).
@@ -389,4 +516,6 @@ export interface ReplyTypes {
   "ping": "pong";
   "quotes.subscribe": "quotes.subscribe.response";
   "quotes.unsubscribe": "quotes.unsubscribe.response";
+  "trades.subscribe": "trades.subscribe.response";
+  "trades.unsubscribe": "trades.unsubscribe.response";
 }

@@ -26,6 +26,13 @@ from .models import (
     QuotesUnsubscribeMessage,
     QuotesUnsubscribePayload,
     QuotesUpdatePayload,
+    TradesParams,
+    TradesSubscribeMessage,
+    TradesSubscribePayload,
+    TradesSubscribeResponsePayload,
+    TradesUnsubscribeMessage,
+    TradesUnsubscribePayload,
+    TradesUpdatePayload,
 )
 
 #: Updates of a ``bars`` subscription are ``BarsUpdatePayload``.
@@ -56,8 +63,22 @@ QUOTES: Final = Family(
 )
 
 
+#: Updates of a ``trades`` subscription are ``TradesUpdatePayload``.
+TradesSubscription: TypeAlias = Subscription[TradesSubscribeResponsePayload, TradesUpdatePayload]
+TRADES: Final = Family(
+    name="trades",
+    subscribe=TradesSubscribeMessage,
+    reply=TradesSubscribeResponsePayload,
+    unsubscribe=TradesUnsubscribeMessage,
+    unsubscribe_payload=TradesUnsubscribePayload,
+    update_type="trades.update",
+    update=TradesUpdatePayload,
+    replay_field=None,
+)
+
+
 #: Every family, by name: how the core routes ``<family>.update`` frames.
-FAMILIES: Final[Mapping[str, Family[Any, Any]]] = {"bars": BARS, "quotes": QUOTES}
+FAMILIES: Final[Mapping[str, Family[Any, Any]]] = {"bars": BARS, "quotes": QUOTES, "trades": TRADES}
 
 
 class GeneratedChannels(ClientCore):
@@ -108,3 +129,18 @@ class GeneratedChannels(ClientCore):
         """
         payload = QuotesSubscribePayload(symbol=symbol, params=QuotesParams())
         return await self._subscribe(QUOTES, payload)
+
+    async def subscribe_trades(self, symbol: str, *, snapshot: int = 0) -> TradesSubscription:
+        """
+        Receive a symbol's trades, after a snapshot of the newest ones.
+
+        Subscribe to the topic of a symbol's trades; with ``snapshot`` the reply carries the
+        newest trades, continuous with the stream by id.
+
+        Answered by `trades.subscribe.response`.
+
+        Returns once the server confirmed; iterate the subscription for ``TradesUpdatePayload``.
+        Raises a ``ServerError`` subclass when the server refuses the subscription.
+        """
+        payload = TradesSubscribePayload(symbol=symbol, params=TradesParams(), snapshot=snapshot)
+        return await self._subscribe(TRADES, payload)

@@ -64,6 +64,7 @@ ERROR_FAMILIES: Final[Mapping[str, type[ServerError]]] = {
     "invalid_symbol": SubscriptionRefused,
     "unknown_symbol": SubscriptionRefused,
     "unsupported_resolution": SubscriptionRefused,
+    "unsupported_channel": SubscriptionRefused,
     "too_many_subscriptions": SubscriptionRefused,
     "forbidden": SubscriptionRefused,
     "rate_limited": RetryLater,

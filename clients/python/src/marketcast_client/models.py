@@ -262,13 +262,68 @@ class QuotesUnsubscribeMessage(ClientModel):
     ) = None
 
 
+class TradesParams(ClientModel):
+    """Topic parameters of the ``trades`` route (none: a symbol's trades are one stream)."""
+
+
+class TradesSubscribePayload(ClientModel):
+    """Subscribe to a symbol's trades, optionally with the newest ones first."""
+
+    #: Upper-case symbol, e.g. `BTCUSDT`, `EUR/USD`, `AAPL`.
+    symbol: Annotated[
+        str, Field(pattern=r"^[A-Z0-9][A-Z0-9.\-]{0,19}(/[A-Z0-9][A-Z0-9.\-]{0,19})?$")
+    ]
+    params: TradesParams | None = None
+    #: Return the newest N trades (at most 500) in the response, oldest first, then stream from the
+    #: next one.
+    snapshot: Annotated[int, Field(ge=0, le=500)] = 0
+
+
+class TradesSubscribeMessage(ClientModel):
+    """Receive a symbol's trades, after a snapshot of the newest ones."""
+
+    type: Literal["trades.subscribe"] = "trades.subscribe"
+    payload: TradesSubscribePayload
+    #: Optional request id; the reply and any `error` for this request echo it.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+class TradesUnsubscribePayload(ClientModel):
+    """Stop receiving a symbol's trades."""
+
+    #: Upper-case symbol, e.g. `BTCUSDT`, `EUR/USD`, `AAPL`.
+    symbol: Annotated[
+        str, Field(pattern=r"^[A-Z0-9][A-Z0-9.\-]{0,19}(/[A-Z0-9][A-Z0-9.\-]{0,19})?$")
+    ]
+    params: TradesParams | None = None
+
+
+class TradesUnsubscribeMessage(ClientModel):
+    """Stop receiving trades for a symbol (idempotent)."""
+
+    type: Literal["trades.unsubscribe"] = "trades.unsubscribe"
+    payload: TradesUnsubscribePayload
+    #: Optional request id; the reply and any `error` for this request echo it.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
 #: Any message the client sends; `type` tells them apart.
 ClientMessage: TypeAlias = Annotated[
     BarsSubscribeMessage
     | BarsUnsubscribeMessage
     | PingMessage
     | QuotesSubscribeMessage
-    | QuotesUnsubscribeMessage,
+    | QuotesUnsubscribeMessage
+    | TradesSubscribeMessage
+    | TradesUnsubscribeMessage,
     Field(discriminator="type"),
 ]
 
@@ -283,6 +338,7 @@ ErrorCode: TypeAlias = Literal[
     "invalid_symbol",
     "unknown_symbol",
     "unsupported_resolution",
+    "unsupported_channel",
     "too_many_subscriptions",
     "rate_limited",
     "forbidden",
@@ -417,6 +473,83 @@ class QuotesUpdateMessage(ServerModel):
     payload: QuotesUpdatePayload
 
 
+class TradeRecord(ServerModel):
+    """
+    One trade: ``id`` is the upstream's (strictly increasing per symbol), ``time`` ms UTC,
+    ``side`` the aggressor's (``buy``: the buyer took the offer).
+    """
+
+    id: int
+    time: int
+    price: float
+    quantity: float
+    side: Literal["buy", "sell"]
+
+
+class TradesSubscribeResponsePayload(ServerModel):
+    """Reply to ``trades.subscribe``; ``trades`` holds the snapshot, oldest first."""
+
+    status: Literal["ok", "error"]
+    symbol: str
+    message: str
+    topic: str
+    trades: list[TradeRecord] | None = None
+
+
+class TradesSubscribeResponseMessage(ServerModel):
+    """Reply to trades.subscribe."""
+
+    type: Literal["trades.subscribe.response"] = "trades.subscribe.response"
+    payload: TradesSubscribeResponsePayload
+    #: The `id` of the `trades.subscribe` request this answers, if it had one.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+class TradesUnsubscribeResponsePayload(ServerModel):
+    """Reply to ``trades.unsubscribe``."""
+
+    status: Literal["ok", "error"]
+    symbol: str
+    message: str
+    topic: str
+
+
+class TradesUnsubscribeResponseMessage(ServerModel):
+    """Reply to trades.unsubscribe."""
+
+    type: Literal["trades.unsubscribe.response"] = "trades.unsubscribe.response"
+    payload: TradesUnsubscribeResponsePayload
+    #: The `id` of the `trades.unsubscribe` request this answers, if it had one.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+class TradesUpdatePayload(ServerModel):
+    """A live trade: a ``TradeRecord`` plus what routes it."""
+
+    id: int
+    time: int
+    price: float
+    quantity: float
+    side: Literal["buy", "sell"]
+    topic: str
+    symbol: str
+
+
+class TradesUpdateMessage(ServerModel):
+    """A trade."""
+
+    type: Literal["trades.update"] = "trades.update"
+    payload: TradesUpdatePayload
+
+
 #: Any message the server sends; `type` tells them apart.
 ServerMessage: TypeAlias = Annotated[
     BarsSubscribeResponseMessage
@@ -427,7 +560,10 @@ ServerMessage: TypeAlias = Annotated[
     | PongMessage
     | QuotesSubscribeResponseMessage
     | QuotesUnsubscribeResponseMessage
-    | QuotesUpdateMessage,
+    | QuotesUpdateMessage
+    | TradesSubscribeResponseMessage
+    | TradesUnsubscribeResponseMessage
+    | TradesUpdateMessage,
     Field(discriminator="type"),
 ]
 
@@ -475,6 +611,7 @@ ERROR_CODE_RETRY: Final[Mapping[str, ErrorRetry]] = MappingProxyType(
         "invalid_symbol": "never",
         "unknown_symbol": "never",
         "unsupported_resolution": "never",
+        "unsupported_channel": "never",
         "too_many_subscriptions": "never",
         "rate_limited": "later",
         "forbidden": "never",
