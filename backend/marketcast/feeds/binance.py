@@ -1,4 +1,4 @@
-"""``BinanceFeed``: crypto bars and quotes from Binance's combined WebSocket streams.
+"""``BinanceFeed``: crypto bars, quotes and trades from Binance's combined WebSocket streams.
 
 Shape of the I/O (the rules themselves are pure, in ``binance_protocol`` and ``gapfill``):
 
@@ -27,6 +27,11 @@ Shape of the I/O (the rules themselves are pure, in ``binance_protocol`` and ``g
   times ``E`` of its frames, or ``serverTime``), never this machine's. Deliveries of one key
   go through that key's lock, so the sink sees each key's candles in order while keys do not
   wait for each other (one key's slow sink call or gap-fill holds only that key).
+- Trades (``TradeKey``) are the ``<symbol>@aggTrade`` stream, on the same links and through
+  the same control-message budget as every other stream. Their gaps are found by id, not by
+  time, and filled from ``GET /api/v3/aggTrades?fromId=`` before the next live trade
+  (``binance_trades``): each trade id reaches the sink once, in increasing order, or a
+  bounded fill gives up and logs the ids it leaves out.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from marketcast.channels.trades import Trade, TradeKey
 from marketcast.errors import ConfigurationError
 from marketcast.feeds.base import FeedSink
 from marketcast.feeds.binance_link import Link
@@ -44,6 +50,7 @@ from marketcast.feeds.binance_protocol import (
     CONNECTION_ATTEMPT_WINDOW,
     MAX_CONNECTION_ATTEMPTS,
     MAX_STREAMS_PER_CONNECTION,
+    AggTradeEvent,
     BookTickerEvent,
     KlineEvent,
     MiniTickerEvent,
@@ -51,6 +58,7 @@ from marketcast.feeds.binance_protocol import (
 )
 from marketcast.feeds.binance_rest import BinanceRest
 from marketcast.feeds.binance_rules import QuoteAssembler
+from marketcast.feeds.binance_trades import TradeFills
 from marketcast.feeds.gapfill import SeriesSync
 from marketcast.feeds.pacing import Backoff, SlidingWindow, UpstreamError
 from marketcast.feeds.status import FeedStatus
@@ -113,6 +121,14 @@ class BinanceFeed:
         self._syncs: dict[BarKey, SeriesSync] = {}
         self._sync_tasks: dict[BarKey, asyncio.Task[None]] = {}
         self._quotes: dict[Symbol, QuoteAssembler] = {}
+        #: Trade keys: their order, held live trades and gap fills.
+        self.trades = TradeFills(
+            emit=self._emit_trade,
+            fetch=self._fetch_trades,
+            sleep=self._sleep,
+            retry=self.reconnect,
+            rng=self.rng,
+        )
         #: One delivery at a time per key: a gap-fill and the live stream never interleave.
         self._locks: dict[BarKey, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -124,7 +140,8 @@ class BinanceFeed:
         self.gap_fills = 0
 
     def symbols(self) -> Sequence[SymbolInfo]:
-        return [SymbolInfo(s, "crypto", self.name, RESOLUTIONS) for s in self._symbols]
+        kinds = frozenset({BarKey, QuoteKey, TradeKey})
+        return [SymbolInfo(s, "crypto", self.name, RESOLUTIONS, kinds) for s in self._symbols]
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -140,6 +157,7 @@ class BinanceFeed:
         self._spawn(self._probe(), "binance-probe")
 
     async def close(self) -> None:
+        await self.trades.close()
         tasks = [*self._tasks, *self._sync_tasks.values()]
         tasks += [link.task for link in self._links if link.task is not None]
         for task in tasks:
@@ -157,6 +175,8 @@ class BinanceFeed:
         if key.symbol not in self._symbols:
             raise ValueError(f"binance feed does not serve {key.symbol!r}: {self._symbols}")
         self._watched.add(key)
+        if isinstance(key, TradeKey):
+            self.trades.watch(key)
         for stream in streams_for(key):
             link = next((ln for ln in self._links if ln.size() < self.max_streams), None)
             if link is None:
@@ -170,6 +190,8 @@ class BinanceFeed:
         task = self._sync_tasks.pop(key, None) if isinstance(key, BarKey) else None
         if task is not None:
             task.cancel()
+        if isinstance(key, TradeKey):
+            self.trades.unwatch(key)
         for stream in streams_for(key):
             link = self._link_of.pop(stream, None)
             if link is None:
@@ -208,7 +230,14 @@ class BinanceFeed:
 
     # -- events from links ----------------------------------------------------------------------
 
-    async def on_event(self, event: KlineEvent | BookTickerEvent | MiniTickerEvent) -> None:
+    async def on_event(
+        self, event: KlineEvent | AggTradeEvent | BookTickerEvent | MiniTickerEvent
+    ) -> None:
+        if isinstance(event, AggTradeEvent):
+            if event.key in self._watched:
+                self._observe(event.event_time)
+                await self.trades.on_live(event.key, event.trade)
+            return
         if isinstance(event, KlineEvent):
             key = event.key
             if key not in self._watched:
@@ -286,6 +315,24 @@ class BinanceFeed:
             await self._sink.on_candle(key, candle)
         except Exception:
             log.exception("sink failed to take a candle of %s", key)
+
+    async def _emit_trade(self, key: TradeKey, trade: Trade) -> None:
+        assert self._sink is not None, "BinanceFeed.start was not called"
+        try:
+            await self._sink.on_event(key, trade)
+        except Exception:
+            log.exception("sink failed to take a trade of %s", key)
+
+    async def _fetch_trades(self, symbol: Symbol, from_id: int, limit: int) -> list[Trade]:
+        """A page of a trade gap. Waits for the REST gate at most ``timeout``: a fill holds
+        the key's live trades, so a long pause (429/418) counts as a failed attempt."""
+        return await self._client().agg_trades(
+            symbol, from_id=from_id, limit=limit, max_wait=self.timeout
+        )
+
+    async def _sleep(self, seconds: float) -> None:
+        """``sleep`` looked up at call time, so a test may replace it after construction."""
+        await self.sleep(seconds)
 
     async def _emit_quote(self, symbol: Symbol, quote: Quote) -> None:
         assert self._sink is not None, "BinanceFeed.start was not called"

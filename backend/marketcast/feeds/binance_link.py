@@ -6,7 +6,7 @@ as batched ``SUBSCRIBE``/``UNSUBSCRIBE`` within its share of the control-message
 at once when the end was planned (age limit, ``serverShutdown``), after full-jitter backoff
 otherwise, escalating only while connections fail before delivering data
 (``Backoff.after_connection``), and never beyond the feed's connection-attempt window. Gaps
-across reconnects are the feed's business (``SeriesSync``).
+across reconnects are the feed's business (``SeriesSync`` for bars, ``TradeSync`` for trades).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from marketcast.feeds.binance_protocol import (
+    AggTradeEvent,
     BookTickerEvent,
     ControlFailure,
     ControlReply,
@@ -67,7 +68,9 @@ class LinkFeed(Protocol):
     connections_opened: int
     malformed_frames: int
 
-    async def on_event(self, event: KlineEvent | BookTickerEvent | MiniTickerEvent) -> None: ...
+    async def on_event(
+        self, event: KlineEvent | AggTradeEvent | BookTickerEvent | MiniTickerEvent
+    ) -> None: ...
 
 
 class Link:
@@ -201,7 +204,7 @@ class Link:
                     event.code,
                     event.message,
                 )
-            elif isinstance(event, KlineEvent | BookTickerEvent | MiniTickerEvent):
+            elif isinstance(event, KlineEvent | AggTradeEvent | BookTickerEvent | MiniTickerEvent):
                 self.delivered = True  # the upstream works: a drop now is not an outage
                 self.last_frame = feed.monotonic()
                 await feed.on_event(event)

@@ -5,11 +5,13 @@ against the captured frames in ``tests/fixtures/upstreams/binance`` and with pla
 
 - stream names and the resolution <-> interval mapping (every marketcast resolution is native
   on Binance, so nothing is aggregated for it);
-- ``parse_frame``: one combined-stream text frame -> a typed event (kline, book ticker, mini
-  ticker, ``serverShutdown``, a control reply or a control error);
+- ``parse_frame``: one combined-stream text frame -> a typed event (kline, aggregate trade,
+  book ticker, mini ticker, ``serverShutdown``, a control reply or a control error);
 - ``parse_klines``: the rows of ``GET /api/v3/klines``, final only on the upstream's word (a
   newer row, or a close time before the upstream's own clock, never this machine's: the two
   clocks differ, and a bar declared final early is published with values that change after);
+- ``parse_agg_trades``: the rows of ``GET /api/v3/aggTrades`` (see its docstring for the
+  documented facts relied on);
 - ``parse_server_time``: ``GET /api/v3/time``;
 - (the pacing rules and quote assembly are in ``binance_rules``).
 
@@ -25,6 +27,7 @@ from typing import Any, Final
 
 import orjson
 
+from marketcast.channels.trades import Trade, TradeKey
 from marketcast.market import BarKey, Candle, QuoteKey, StreamKey
 from marketcast.types import Millis, Resolution, Symbol
 
@@ -47,6 +50,8 @@ RESOLUTION_OF: Final[dict[str, Resolution]] = {v: k for k, v in INTERVALS.items(
 MAX_STREAMS_PER_CONNECTION: Final = 1024
 MAX_CONTROL_MESSAGES_PER_SECOND: Final = 5
 MAX_KLINES_PER_REQUEST: Final = 1000
+#: ``GET /api/v3/aggTrades``: ``limit`` defaults to 500 and may be at most 1000.
+MAX_AGG_TRADES_PER_REQUEST: Final = 1000
 #: Connection attempts Binance accepts per IP: 300 per 5 minutes.
 MAX_CONNECTION_ATTEMPTS: Final = 300
 CONNECTION_ATTEMPT_WINDOW: Final = 300.0
@@ -63,10 +68,16 @@ def kline_stream(symbol: Symbol, resolution: Resolution) -> str:
     return f"{symbol.lower()}@kline_{INTERVALS[resolution]}"
 
 
+def agg_trade_stream(symbol: Symbol) -> str:
+    return f"{symbol.lower()}@aggTrade"
+
+
 def streams_for(key: StreamKey) -> tuple[str, ...]:
     """The upstream streams that carry ``key``; a quote needs two (see ``QuoteAssembler``)."""
     if isinstance(key, BarKey):
         return (kline_stream(key.symbol, key.resolution),)
+    if isinstance(key, TradeKey):
+        return (agg_trade_stream(key.symbol),)
     lower = key.symbol.lower()
     return (f"{lower}@bookTicker", f"{lower}@miniTicker")
 
@@ -79,6 +90,8 @@ def key_of_stream(stream: str) -> StreamKey | None:
         return BarKey(name.upper(), resolution) if resolution is not None else None
     if kind in ("bookTicker", "miniTicker"):
         return QuoteKey(name.upper())
+    if kind == "aggTrade":
+        return TradeKey(name.upper())
     return None
 
 
@@ -97,6 +110,16 @@ class KlineEvent:
     key: BarKey
     event_time: Millis
     candle: Candle
+
+
+@dataclass(frozen=True, slots=True)
+class AggTradeEvent:
+    """One ``<symbol>@aggTrade`` event: a trade, and the upstream's clock when it was sent."""
+
+    stream: str
+    key: TradeKey
+    event_time: Millis
+    trade: Trade
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +168,7 @@ class OtherEvent:
 
 Event = (
     KlineEvent
+    | AggTradeEvent
     | BookTickerEvent
     | MiniTickerEvent
     | ServerShutdown
@@ -190,6 +214,8 @@ def parse_payload(stream: str, data: dict[str, Any]) -> Event:
         return ServerShutdown(_int(data, "E"))
     if kind == "kline":
         return parse_kline(stream, data)
+    if kind == "aggTrade":
+        return parse_agg_trade(stream, data)
     if kind == "24hrMiniTicker":
         return MiniTickerEvent(
             _str(data, "s"),
@@ -231,6 +257,63 @@ def parse_kline(stream: str, data: dict[str, Any]) -> KlineEvent:
     )
     key = BarKey(_str(k, "s"), resolution)
     return KlineEvent(stream or kline_stream(key.symbol, resolution), key, _int(data, "E"), candle)
+
+
+def parse_agg_trade(stream: str, data: dict[str, Any]) -> AggTradeEvent:
+    """A ``<symbol>@aggTrade`` event (raw, or the ``data`` of a combined-stream frame).
+
+    Relied on, from Binance's spot WebSocket Streams documentation: ``e`` is ``"aggTrade"``,
+    ``E`` the event time (ms), ``s`` the symbol, ``a`` the aggregate trade id, ``p``/``q``
+    price and quantity as decimal strings, ``f``/``l`` the first/last raw trade ids it
+    aggregates, ``T`` the trade time (ms), ``m`` "is the buyer the market maker?" and ``M``
+    documented as "Ignore". Only ``a``, ``p``, ``q``, ``T``, ``m`` (and ``s``, ``E``) are read,
+    so an event without ``f``/``l``/``M`` is accepted."""
+    symbol = _str(data, "s")
+    return AggTradeEvent(
+        stream or agg_trade_stream(symbol), TradeKey(symbol), _int(data, "E"), _trade(data)
+    )
+
+
+def parse_agg_trades(body: Any) -> list[Trade]:
+    """Rows of ``GET /api/v3/aggTrades``, ascending by id.
+
+    Relied on, from Binance's spot REST documentation ("Compressed/Aggregate trades list"):
+    the body is a JSON array of objects with ``a`` (aggregate trade id), ``p``, ``q`` (decimal
+    strings), ``f``, ``l`` (first/last raw trade id), ``T`` (ms), ``m`` (was the buyer the
+    maker?) and ``M`` (best price match), oldest first. The request side (``fromId``, ``limit``
+    up to 1000, weight 4) is in ``binance_rest.BinanceRest.agg_trades``. Ids that do not
+    strictly ascend are refused: gap-filling relies on them as a cursor."""
+    if not isinstance(body, list):
+        raise UpstreamFormatError(f"expected a JSON array of aggTrades rows, got {_excerpt(body)}")
+    trades: list[Trade] = []
+    for index, row in enumerate(body):
+        if not isinstance(row, dict):
+            raise UpstreamFormatError(
+                f"aggTrades row {index}: expected an object, got {_excerpt(row)}"
+            )
+        try:
+            trades.append(_trade(row))
+        except UpstreamFormatError as exc:
+            raise UpstreamFormatError(f"aggTrades row {index}: {exc}") from None
+    ids = [t.id for t in trades]
+    if ids != sorted(set(ids)):
+        raise UpstreamFormatError("aggTrades rows are not in strictly ascending id order")
+    return trades
+
+
+def _trade(obj: Mapping[str, Any]) -> Trade:
+    """The trade of an aggTrade event or row: ``a`` is its id; ``m`` (the buyer was the maker)
+    makes the seller the taker, so the side is ``sell``."""
+    maker = obj.get("m")
+    if not isinstance(maker, bool):
+        raise UpstreamFormatError(f"field 'm' must be a boolean, got {maker!r}")
+    return Trade(
+        _int(obj, "a"),
+        _int(obj, "T"),
+        _decimal(obj, "p"),
+        _decimal(obj, "q"),
+        "sell" if maker else "buy",
+    )
 
 
 def parse_klines(body: Any, server_time: Millis | None) -> list[Candle]:

@@ -1,12 +1,14 @@
-"""Binance's REST klines: bootstrap history, older pages, and the rows of a gap.
+"""Binance's REST klines (bootstrap history, older pages, the rows of a gap) and aggregate
+trades (the trades of a gap).
 
-A thin I/O adapter around ``binance_protocol``: it sends ``GET /api/v3/klines``, feeds the
-answer's status and ``X-MBX-USED-WEIGHT-1M`` to a ``RestGate`` (which then holds every later
-request back after 429/418 or near the weight limit), and turns failures into ``UpstreamError``
-with a one-line message naming the setting to check. It never retries by itself: callers know
+A thin I/O adapter around ``binance_protocol``: it sends ``GET /api/v3/klines`` or
+``GET /api/v3/aggTrades``, feeds the answer's status and ``X-MBX-USED-WEIGHT-1M`` to a
+``RestGate`` (which then holds every later request back after 429/418 or near the weight
+limit), and turns failures into ``UpstreamError`` with a one-line message naming the setting
+to check. It never retries by itself: callers know
 whether they can wait (a background gap-fill) or not (a client's history request).
 
-Whether the newest row of an answer is final is decided on the upstream's clock as known
+Whether the newest kline row of an answer is final is decided on the upstream's clock as known
 before the request went out (``upstream``: fed by the stream's event times, refreshed with
 ``GET /api/v3/time`` when stale), because a row fetched before its close carries values that
 still change, whatever this machine's clock says.
@@ -23,10 +25,13 @@ from typing import Final
 import httpx
 import orjson
 
+from marketcast.channels.trades import Trade
 from marketcast.feeds.binance_protocol import (
     INTERVALS,
+    MAX_AGG_TRADES_PER_REQUEST,
     MAX_KLINES_PER_REQUEST,
     UpstreamFormatError,
+    parse_agg_trades,
     parse_klines,
     parse_rest_error,
     parse_server_time,
@@ -35,7 +40,7 @@ from marketcast.feeds.binance_rules import RestGate, UpstreamClock
 from marketcast.feeds.pacing import UpstreamError
 from marketcast.market import BarKey, Candle
 from marketcast.timeframes import nominal_ms
-from marketcast.types import Millis
+from marketcast.types import Millis, Symbol
 
 #: Pages one gap-fill may fetch; beyond that the oldest part of a gap is not filled.
 MAX_GAP_PAGES: Final = 2
@@ -146,6 +151,36 @@ class BinanceRest:
                 break
             start = page[-1].time + 1
         return rows
+
+    async def agg_trades(
+        self,
+        symbol: Symbol,
+        *,
+        from_id: int | None = None,
+        limit: int = MAX_AGG_TRADES_PER_REQUEST,
+        max_wait: float = float("inf"),
+    ) -> list[Trade]:
+        """One page of ``GET /api/v3/aggTrades``: trades with id ``>= from_id``, oldest first
+        (the newest ``limit`` when no ``from_id``).
+
+        Relied on, from Binance's spot REST documentation: ``fromId`` is inclusive; ``limit``
+        defaults to 500 and may be at most 1000; without ``fromId``, ``startTime`` and
+        ``endTime`` the most recent trades come; the request weight is 4 (since 2025-03-10;
+        it was 1, then 2), counted like every request in ``X-MBX-USED-WEIGHT-1M``, which is
+        what ``gate`` paces by. ``fromId`` is never combined with ``startTime``/``endTime``
+        here: the futures docs warn that this may time out, and an id cursor needs no times.
+        A row's ``a`` is the trade's id (``parse_agg_trades``)."""
+        params = {
+            "symbol": symbol,
+            "limit": str(max(1, min(limit, MAX_AGG_TRADES_PER_REQUEST))),
+        }
+        if from_id is not None:
+            params["fromId"] = str(from_id)
+        body = await self._get("/api/v3/aggTrades", params, max_wait=max_wait)
+        try:
+            return parse_agg_trades(orjson.loads(body))
+        except (orjson.JSONDecodeError, UpstreamFormatError) as exc:
+            raise UpstreamError(f"binance aggTrades for {symbol} had a bad body: {exc}") from None
 
     async def _get(self, path: str, params: dict[str, str], *, max_wait: float) -> bytes:
         wait = self.gate.wait_time(self._monotonic())

@@ -5,6 +5,10 @@ so history can be generated backward to meet the live price exactly); this modul
 in simulated time — ``sim = anchor + (real - anchor) * speed`` — with the clock and sleep
 injected, so tests drive hours of trading in no real time. Two runs with the same seed and
 clock produce the same data.
+
+Each tick is one trade per symbol that has a watched key (bars, quote or trades): it goes into
+every watched bar of the symbol and, numbered and signed by ``feeds.sim_trades``, to its
+watched trades key, so a trades tape and the bars agree.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
+from marketcast.channels.trades import TradeKey
 from marketcast.errors import ConfigurationError
 from marketcast.feeds.aggregate import CandleBuilder
 from marketcast.feeds.base import FeedSink
 from marketcast.feeds.sim_history import HistoryMemo
 from marketcast.feeds.sim_prices import Walk, bar_between, profile_for, stable_seed
+from marketcast.feeds.sim_trades import TradeTape
 from marketcast.feeds.status import FeedStatus
-from marketcast.market import BarKey, Candle, StreamKey, SymbolInfo
+from marketcast.market import BarKey, Candle, QuoteKey, StreamKey, SymbolInfo
 from marketcast.protocol import SYMBOL_PATTERN
 from marketcast.settings import Settings
 from marketcast.timeframes import RESOLUTIONS, bucket_start
@@ -41,6 +47,8 @@ MAX_BACKFILL_BARS: Final = 1000
 #: the clock disagree by a rounding error.
 _MIN_SLEEP: Final = 0.001
 _SYMBOL_RE: Final = re.compile(SYMBOL_PATTERN)
+#: The key classes every simulated symbol can be watched with.
+KINDS: Final[frozenset[type[StreamKey]]] = frozenset({BarKey, QuoteKey, TradeKey})
 
 
 class SimulatorFeed:
@@ -73,6 +81,8 @@ class SimulatorFeed:
             s: Walk(profile_for(s), random.Random(stable_seed(seed, "walk", s)), self.now())
             for s in symbols
         }
+        #: Per symbol, for the feed's lifetime: trade ids go on across unwatch and re-watch.
+        self._tapes = {s: TradeTape(w.price) for s, w in self._walks.items()}
         #: Insertion-ordered set (sets of str-keyed objects iterate in a salted order).
         self._watched: dict[StreamKey, None] = {}
         #: Bar keys whose builder the live stream owns: from the start of ``watch`` (its
@@ -121,7 +131,7 @@ class SimulatorFeed:
 
     def symbols(self) -> Sequence[SymbolInfo]:
         kinds = [(s, w.profile.asset_class) for s, w in self._walks.items()]
-        return [SymbolInfo(s, kind, self.name, RESOLUTIONS) for s, kind in kinds]
+        return [SymbolInfo(s, kind, self.name, RESOLUTIONS, KINDS) for s, kind in kinds]
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -162,6 +172,8 @@ class SimulatorFeed:
 
     async def watch(self, key: StreamKey) -> None:
         walk = self._walk(key.symbol)
+        if type(key) not in KINDS:
+            raise ValueError(f"the simulator cannot watch {key!r}: not one of its kinds")
         if isinstance(key, BarKey):
             self._check_key(key)
             builder = self._builders.setdefault(key, CandleBuilder(key.resolution))
@@ -264,7 +276,8 @@ class SimulatorFeed:
             await self._sleep(max(wake - self._clock(), _MIN_SLEEP))
 
     async def _tick(self, sink: FeedSink) -> None:
-        """One trade per symbol that has a watched key, delivered to each of its keys."""
+        """One trade per symbol that has a watched key, delivered to each of its keys: into
+        its bars, as its trade (``on_event``), as the quote it moved."""
         now = self.now()
         by_symbol: dict[Symbol, list[StreamKey]] = {}
         for watched in self._watched:
@@ -272,11 +285,16 @@ class SimulatorFeed:
         for symbol, keys in by_symbol.items():
             walk = self._walks[symbol]
             price, size = walk.step(now)
+            trade = self._tapes[symbol].record(now, price, size)  # numbered even if unwatched
             for key in keys:
                 if isinstance(key, BarKey):
                     candles = self._builders[key].add_trade(now, price, size)
                     await self._deliver(sink, key, candles)
-                elif key in self._watched:
+                elif key not in self._watched:  # unwatched while an earlier delivery awaited
+                    continue
+                elif isinstance(key, TradeKey):
+                    await _guarded(sink.on_event(key, trade), key)
+                else:
                     await _guarded(sink.on_quote(symbol, walk.quote(now)), key)
         if by_symbol:
             self._last_delivery = self._clock()

@@ -1,4 +1,5 @@
-"""A fake Binance on loopback: combined kline/book-ticker/mini-ticker streams and REST klines.
+"""A fake Binance on loopback: combined kline/aggTrade/book-ticker/mini-ticker streams, REST
+klines and aggTrades.
 
 It speaks the documented wire formats (``marketcast.sim.binance_control`` for the control
 protocol) from a deterministic ``Market``, and it *records* what clients do, so tests can
@@ -9,9 +10,13 @@ Like Binance it disconnects a connection that sends more than 5 messages in a se
 Fault injection, each a method: ``drop`` (abort every connection), ``stall`` (send nothing,
 not even pings), ``server_shutdown`` (the ``serverShutdown`` event, then a close),
 ``send_malformed`` (one frame that is not JSON), ``omit_optional`` (kline payloads without
-the ``B`` field), ``fail_rest`` (the next REST answers 429 with ``Retry-After``, 418 or 500),
-``refuse_connections`` (WebSocket handshakes answered 503 for a while; REST still answers),
-``kill``/``restart`` (the process dies: connections aborted, port closed; then back).
+the ``B`` field, aggTrade payloads without ``M``), ``fail_rest`` (the next REST answers 429
+with ``Retry-After``, 418 or 500), ``refuse_connections`` (WebSocket handshakes answered 503
+for a while; REST still answers), ``kill``/``restart`` (the process dies: connections
+aborted, port closed; then back), ``rest_delay`` (every klines and aggTrades answer held
+back). Each applies to the trade stream as to the others: trades that happen while a
+connection is down or stalled are never sent on it, and only ``GET /api/v3/aggTrades`` can
+tell them.
 """
 
 from __future__ import annotations
@@ -32,9 +37,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from marketcast.sim import binance_control as control
-from marketcast.sim.binance_rest import KlinesApi
+from marketcast.sim.binance_rest import KlinesApi, agg_trade_event
 from marketcast.sim.http import is_upgrade, json_response, split
-from marketcast.sim.market import Agg, Market, after, floor_to
+from marketcast.sim.market import TICK_MS, Agg, Market, after, floor_to
 
 log = logging.getLogger("marketcast.sim.binance")
 
@@ -111,6 +116,8 @@ class _Live:
     session: control.Session
     #: Stream -> open time of the bar last pushed (klines only).
     pushed: dict[str, int] = field(default_factory=dict)
+    #: Stream -> id of the newest trade that happened by the last push (aggTrade only).
+    traded: dict[str, int] = field(default_factory=dict)
 
 
 class FakeBinance:
@@ -132,7 +139,8 @@ class FakeBinance:
         rest_delay: float = 0.0,
     ) -> None:
         self.market = market
-        #: Seconds every klines answer is held back (computed on arrival): a slow upstream.
+        #: Seconds every klines or aggTrades answer is held back (computed on arrival): a slow
+        #: upstream.
         self.rest_delay = rest_delay
         self.host, self.port = host, port
         self.push_interval = push_interval
@@ -269,7 +277,8 @@ class FakeBinance:
             self.refused.append(time.monotonic())
             return json_response(503, {"code": -1003, "msg": "Service unavailable, retry later"})
         response = self.rest.answer(connection, request)
-        if self.rest_delay > 0 and "klines" in request.path.lower():
+        path = request.path.lower()
+        if self.rest_delay > 0 and ("klines" in path or "aggtrades" in path):
             await asyncio.sleep(self.rest_delay)
         return response
 
@@ -356,12 +365,16 @@ class FakeBinance:
     def _frames(self, live: _Live) -> list[str]:
         now = self.market.clock.now_ms()
         frames: list[str] = []
+        for gone in live.traded.keys() - live.session.streams.keys():
+            del live.traded[gone]  # unsubscribed: a later subscription starts afresh
         for stream in list(live.session.streams):
             symbol_lower, _, kind = stream.partition("@")
             symbol = symbol_lower.upper()
             payloads: list[dict[str, Any]] = []
             if kind.startswith("kline_"):
                 payloads = self._kline_events(live, stream, symbol, kind[6:], now)
+            elif kind == "aggTrade":
+                payloads = self._agg_trade_events(live, stream, symbol, now)
             elif kind == "bookTicker":
                 payloads = [self._book_ticker(symbol, now)]
             elif kind == "miniTicker":
@@ -394,6 +407,24 @@ class FakeBinance:
             start = after(spec, start)
         live.pushed[stream] = current
         return events
+
+    def _agg_trade_events(
+        self, live: _Live, stream: str, symbol: str, now: int
+    ) -> list[dict[str, Any]]:
+        """Every trade since the last push, oldest first. A stream's first push sends none:
+        like Binance, a subscription sees the trades made after it, not before."""
+        tape = self.market.tapes[symbol]
+        newest = now // TICK_MS
+        sent = live.traded.get(stream)
+        live.traded[stream] = newest
+        if sent is None:
+            return []
+        return [
+            agg_trade_event(
+                symbol, i, tape.tick(i), event_time=now, omit_optional=self.omit_optional
+            )
+            for i in range(max(sent + 1, tape.first_trade), newest + 1)
+        ]
 
     def _book_ticker(self, symbol: str, now: int) -> dict[str, Any]:
         tape = self.market.tapes[symbol]

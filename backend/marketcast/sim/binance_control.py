@@ -33,7 +33,7 @@ INTERVALS: Final[dict[str, int | str]] = {
     "1w": "W",
     "1M": "M",
 }
-_STREAM: Final = re.compile(r"^([a-z0-9]+)@(kline_([0-9]+[mhdwM])|bookTicker|miniTicker)$")
+_STREAM: Final = re.compile(r"^([a-z0-9]+)@(kline_([0-9]+[mhdwM])|bookTicker|miniTicker|aggTrade)$")
 _ID: Final = re.compile(r"^[A-Za-z0-9]{1,36}$")
 INT64_MAX: Final = 2**63 - 1
 

@@ -1,10 +1,15 @@
-"""The fake Binance's REST side: ``GET /api/v3/klines`` (and ``uiKlines``, ``ping``, ``time``).
+"""The fake Binance's REST side: ``GET /api/v3/klines`` (and ``uiKlines``), ``aggTrades``,
+``ping``, ``time``.
 
-Rows are the 12-field arrays Binance documents, computed from the same ``Market`` as the
-streams. Every answer carries ``X-MBX-USED-WEIGHT-1M`` (2 per klines request, counted per real
-minute); beyond ``weight_limit`` it answers 429 with ``Retry-After``. Errors are Binance's:
-400 with -1121 (invalid symbol), -1120 (invalid interval), -1102, -1100, -1130. ``fail`` and
-``fault_every`` inject 429 (``Retry-After``), 418 or 500. Requests are recorded.
+Kline rows are the 12-field arrays Binance documents, aggregate trades the objects it
+documents (``a p q f l T m M``), both computed from the same ``Market`` as the streams: the
+trade with id ``i`` is the tape's tick ``i``, so ``aggTrades`` answers with exactly the trades
+the ``@aggTrade`` stream sent or will send (``agg_trade_event`` is that stream's payload).
+Every answer carries ``X-MBX-USED-WEIGHT-1M`` (Binance's weights: 2 per klines request, 4 per
+aggTrades request, 1 otherwise; counted per real minute); beyond ``weight_limit`` it answers
+429 with ``Retry-After``. Errors are Binance's: 400 with -1121 (invalid symbol), -1120
+(invalid interval), -1102, -1100, -1130, -1128. ``fail`` and ``fault_every`` inject 429
+(``Retry-After``), 418 or 500. Requests are recorded.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from websockets.http11 import Request, Response
 
 from marketcast.sim import binance_control as control
 from marketcast.sim.http import is_upgrade, json_response, split
-from marketcast.sim.market import Agg, Market, after, before, floor_to
+from marketcast.sim.market import TICK_MS, Agg, Market, after, before, floor_to
 
 
 def _num(value: float) -> str:
@@ -42,6 +47,40 @@ def kline_row(start: int, interval: str, agg: Agg) -> list[Any]:
         _num(agg.taker_quote),
         "0",
     ]
+
+
+def agg_trade_row(index: int, trade: Agg) -> dict[str, Any]:
+    """A ``GET /api/v3/aggTrades`` row: the tape's trade ``index``. One raw trade per aggregate,
+    so ``f`` = ``l`` = the id (the same ids a kline's ``f``/``L`` name). ``m`` (the buyer was
+    the maker) holds when the tick had no taker-buy volume: the seller took liquidity."""
+    return {
+        "a": index,
+        "p": _num(trade.close),
+        "q": _num(trade.volume),
+        "f": index,
+        "l": index,
+        "T": index * TICK_MS,
+        "m": trade.taker_volume == 0,
+        "M": True,
+    }
+
+
+def agg_trade_event(
+    symbol: str, index: int, trade: Agg, *, event_time: int, omit_optional: bool = False
+) -> dict[str, Any]:
+    """The ``<symbol>@aggTrade`` payload of the same trade (``M``, documented as "Ignore", is
+    left out under ``omit_optional``)."""
+    event: dict[str, Any] = {"e": "aggTrade", "E": event_time, "s": symbol}
+    event.update(agg_trade_row(index, trade))
+    if omit_optional:
+        del event["M"]
+    return event
+
+
+def _weight(path: str) -> int:
+    """The request weight Binance documents: 4 for aggTrades, 2 for klines, 1 otherwise here."""
+    lowered = path.lower()
+    return 4 if lowered == "/api/v3/aggtrades" else 2 if "klines" in lowered else 1
 
 
 class KlinesApi:
@@ -72,9 +111,7 @@ class KlinesApi:
 
     def _rest(self, path: str, params: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         minute = int(time.time() // 60)
-        used = (self._weight[1] if self._weight[0] == minute else 0) + (
-            2 if "klines" in path.lower() else 1
-        )
+        used = (self._weight[1] if self._weight[0] == minute else 0) + _weight(path)
         self._weight = (minute, used)
         headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
         number = len(self.requests) + 1
@@ -97,10 +134,12 @@ class KlinesApi:
         if path in ("/api/v3/klines", "/api/v3/uiKlines"):
             status, body = self._klines(params)
             return status, body, headers
+        if path == "/api/v3/aggTrades":
+            status, body = self._agg_trades(params)
+            return status, body, headers
         return 404, {"code": -1000, "msg": f"Unknown path {path}"}, headers
 
-    def _klines(self, params: dict[str, str]) -> tuple[int, Any]:
-        symbol, interval = params.get("symbol", ""), params.get("interval", "")
+    def _symbol_error(self, symbol: str) -> tuple[int, Any] | None:
         if not symbol:
             return 400, {
                 "code": -1102,
@@ -108,6 +147,13 @@ class KlinesApi:
             }
         if symbol not in self.market.tapes:
             return 400, {"code": -1121, "msg": "Invalid symbol."}
+        return None
+
+    def _klines(self, params: dict[str, str]) -> tuple[int, Any]:
+        symbol, interval = params.get("symbol", ""), params.get("interval", "")
+        refused = self._symbol_error(symbol)
+        if refused is not None:
+            return refused
         if interval not in control.INTERVALS:
             return 400, {"code": -1120, "msg": "Invalid interval."}
         try:
@@ -127,3 +173,42 @@ class KlinesApi:
                 start = before(spec, start)
         bars = self.market.bars(symbol, spec, start, stop + 1, now)[:limit]
         return 200, [kline_row(t, interval, agg) for t, agg, _ in bars]
+
+    def _agg_trades(self, params: dict[str, str]) -> tuple[int, Any]:
+        """``GET /api/v3/aggTrades`` as Binance documents it: ``fromId``, ``startTime`` and
+        ``endTime`` inclusive; ``limit`` 1..1000, default 500; with ``fromId`` the trades from
+        that id on; with ``startTime`` (and maybe ``endTime``) the oldest ``limit`` trades from
+        it; with ``endTime`` alone the newest ``limit`` up to it (Binance: "trades before that
+        time, up to the limit"); with none of them the newest ``limit``. ``fromId`` with a time
+        is refused (-1128): the docs leave the combination undefined, so nothing should rely
+        on it."""
+        symbol = params.get("symbol", "")
+        refused = self._symbol_error(symbol)
+        if refused is not None:
+            return refused
+        try:
+            limit = int(params.get("limit", "500"))
+            from_id, start, end = (
+                int(params[name]) if name in params else None
+                for name in ("fromId", "startTime", "endTime")
+            )
+        except ValueError:
+            return 400, {"code": -1100, "msg": "Illegal characters found in a parameter."}
+        if not 1 <= limit <= 1000:
+            return 400, {"code": -1130, "msg": "Data sent for parameter 'limit' is not valid."}
+        if from_id is not None and (start is not None or end is not None):
+            return 400, {"code": -1128, "msg": "Combination of optional parameters invalid."}
+        tape = self.market.tapes[symbol]
+        # Trades exist from the listing up to now: ids first..newest.
+        first, newest = tape.first_trade, self.market.clock.now_ms() // TICK_MS
+        if from_id is not None:
+            low = max(from_id, first)
+            ids = range(low, min(newest, low + limit - 1) + 1)
+        else:
+            low = first if start is None else max(first, -(-start // TICK_MS))
+            high = newest if end is None else min(newest, end // TICK_MS)
+            if start is None:
+                ids = range(max(low, high - limit + 1), high + 1)
+            else:
+                ids = range(low, min(high, low + limit - 1) + 1)
+        return 200, [agg_trade_row(i, tape.tick(i)) for i in ids]

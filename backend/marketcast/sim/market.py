@@ -4,8 +4,10 @@ Why a pure function of time: the fake servers can be killed and restarted (or ru
 process) and still tell the same story, so a test can compare what a client received with
 ``bar(...)`` computed afterwards. There is one trade every ``TICK_MS`` of *fake* time whose
 price and size depend only on (seed, symbol, tick index): a few slow sine waves for trends and
-a hashed jitter for noise. Bars are aggregates of those trades over their bucket; aggregates of
-whole minutes, hours and days are cached, so a monthly bar costs at most a few hundred merges.
+a hashed jitter for noise. The tick index is the trade's id too (``Tape.first_trade`` on), so
+a fake streaming trades and one answering for them by id agree without sharing any state.
+Bars are aggregates of those trades over their bucket; aggregates of whole minutes, hours
+and days are cached, so a monthly bar costs at most a few hundred merges.
 
 Time is accelerated: ``FakeClock`` maps real time to fake time at ``speed`` (300 makes a 1-minute
 bar close every 0.2 s), so tests see many bars close in a few seconds. The tape starts
@@ -179,6 +181,11 @@ class Tape:
         self._phases = [2 * math.pi * _unit(self._key + n) for n in range(len(self._WAVES))]
         self._cache: dict[tuple[int, Millis], Agg | None] = {}
         self._ticks: dict[int, Agg] = {}
+
+    @property
+    def first_trade(self) -> int:
+        """The index (id) of the tape's first trade, the one at ``listed_at``."""
+        return -(-self.listed_at // TICK_MS)
 
     def tick(self, index: int) -> Agg:
         """The trade at ``index * TICK_MS`` (the current minute's are asked for by every
