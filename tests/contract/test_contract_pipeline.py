@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PROTOCOL = "backend/marketcast/protocol.py"
+PROTOCOL = "backend/marketcast/channels/quotes.py"
 SPEC = "docs/asyncapi.json"
 TS_TYPES = "frontend-types/src/generated/messages.ts"
 CLIENT_MODELS = "clients/python/src/marketcast_client/models.py"
