@@ -204,6 +204,11 @@ class StreamManager:
     # -- cluster.ownership.Upstream: what the ownership drives ------------------------------
 
     async def start_upstream(self, key: StreamKey) -> None:
+        if self.channels.of_key(key).history is History.RECENT:
+            # What was kept before is separated from what comes now by the time nobody
+            # watched (or another worker did): a snapshot must not join the two.
+            await self._recent.clear(self.channels.key_id(key))
+            self._last_final.pop(key, None)
         await self._feed_for(key.symbol).watch(key)
         self._staleness.tracker.watching(key, self._staleness.clock())
 

@@ -47,6 +47,15 @@ class RecentStoreContract:
         await store.append(NAME, RecentRecord(7, value), 5)
         assert await store.last(NAME, 1) == [RecentRecord(7, value)]
 
+    async def test_clear_forgets_one_stream(self, store: RecentStore) -> None:
+        await append_all(store, NAME, range(1, 4))
+        await append_all(store, "other", range(1, 3))
+        await store.clear(NAME)
+        assert await store.last(NAME, 10) == []
+        assert orders(await store.last("other", 10)) == [1, 2]
+        await append_all(store, NAME, [2])  # a cleared stream takes any order again
+        assert orders(await store.last(NAME, 10)) == [2]
+
     async def test_trims_to_keep(self, store: RecentStore) -> None:
         await append_all(store, NAME, range(1, 8), keep=5)
         assert orders(await store.last(NAME, 10)) == [3, 4, 5, 6, 7]

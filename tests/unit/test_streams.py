@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 from marketcast.bus.memory import MemoryBus
+from marketcast.channels.trades import Trade, TradeKey
 from marketcast.feeds.base import FeedSink
 from marketcast.market import BarKey, Candle, QuoteKey, StreamKey, SymbolInfo
 from marketcast.store.memory import MemoryCandleStore
@@ -149,3 +150,37 @@ async def test_backfill_leaves_newer_and_final_stored_bars_alone() -> None:
     await streams.on_backfill(KEY, [Candle(3 * 60_000, 1, 1, 1, 1, 0, closed=True)])
     assert await streams.snapshot(KEY, 10, None) == [real_final], "a final bar stays"
     assert [(f.order, f.final) for f in frames] == [(180_000, False), (180_000, True)]
+
+
+async def test_a_rewatched_trade_stream_keeps_nothing_from_before_the_pause() -> None:
+    """Trades kept before a key stopped do not join those after it restarted (the feed did not
+    deliver what happened meanwhile): a snapshot then holds only the new ones."""
+    feed = TradeFeed()
+    bus = MemoryBus()
+    await bus.start(lambda frame: None)
+    streams = StreamManager([feed], MemoryCandleStore(100), bus, grace_period=0, history_size=100)
+    await streams.start()
+    key = TradeKey("BTCUSDT")
+    await streams.acquire(key)
+    for trade_id in (1, 2, 3):
+        await feed.sink.on_event(key, Trade(trade_id, trade_id, 1.0, 1.0, "buy"))
+    assert [r.order for r in await streams.recent(key, 10)] == [1, 2, 3]
+    streams.release(key)
+    await until_stopped(streams)
+    await streams.acquire(key)
+    await feed.sink.on_event(key, Trade(40, 40, 1.0, 1.0, "sell"))
+    assert [r.order for r in await streams.recent(key, 10)] == [40]
+    await streams.close()
+
+
+class TradeFeed(RecordingFeed):
+    def symbols(self) -> Sequence[SymbolInfo]:
+        return [SymbolInfo("BTCUSDT", "crypto", self.name, ("1",), frozenset({BarKey, TradeKey}))]
+
+
+async def until_stopped(streams: StreamManager) -> None:
+    for _ in range(200):  # the stop runs in a task of its own once the grace period ends
+        if not streams.active_keys():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the key did not stop")

@@ -28,6 +28,10 @@ class RecentStore(Protocol):
         """The newest ``count`` records, oldest first."""
         ...
 
+    async def clear(self, name: str) -> None:
+        """Forget stream ``name``: what is kept no longer joins what comes next."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -50,6 +54,9 @@ class MemoryRecentStore:
         if not kept or count <= 0:
             return []
         return list(kept)[-count:]
+
+    async def clear(self, name: str) -> None:
+        self._streams.pop(name, None)
 
     async def close(self) -> None:
         self._streams.clear()

@@ -102,6 +102,9 @@ class RedisRecentStore:
         members = await self._run(self._client.zrange(self.redis_key(name), -count, -1))
         return [decode_record(m) for m in members]
 
+    async def clear(self, name: str) -> None:
+        await self._run(self._client.delete(self.redis_key(name)))
+
     async def close(self) -> None:
         """Nothing to free: the data is shared and the client belongs to the caller."""
 
