@@ -1,8 +1,9 @@
 """Write ``docs/asyncapi.json``, the committed snapshot of the WebSocket contract.
 
-Usage: ``python scripts/generate_asyncapi.py``. The document is built with default settings
-(the environment's ``MARKETCAST_*`` variables are ignored) so that it only changes when the
-code does. ``scripts/check_generated.py`` compares the result with git.
+Usage: ``python scripts/generate_asyncapi.py [--channels module:function] [--output FILE]``.
+The document is built with default settings (the environment's ``MARKETCAST_*`` variables are
+ignored) so that it only changes when the code does. ``scripts/check_generated.py`` compares
+the result with git. ``--channels`` documents another registry (a test's throwaway family).
 """
 
 from __future__ import annotations
@@ -12,28 +13,36 @@ import json
 import os
 from pathlib import Path
 
+from generate_ws_routers import DEFAULT_CHANNELS, load_registry
+
+from marketcast.channels.base import Registry
+
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "asyncapi.json"
 
 
-def render() -> str:
+def render(channels: Registry | None = None) -> str:
     for name in [n for n in os.environ if n.startswith("MARKETCAST_")]:
         del os.environ[name]
     from marketcast.app import create_app
     from marketcast.settings import Settings
 
-    app = create_app(Settings(_env_file=None))
+    app = create_app(Settings(_env_file=None), channels=channels)
     document = app.state.adapter.asyncapi()
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
 def main() -> int:
-    argparse.ArgumentParser(description=__doc__).parse_args()
-    text = render()
-    if OUTPUT.exists() and OUTPUT.read_text() == text:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--channels", default=DEFAULT_CHANNELS, help="module:function")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args()
+    output: Path = args.output
+    text = render(load_registry(args.channels))
+    if output.exists() and output.read_text() == text:
         return 0
-    OUTPUT.write_text(text)
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
+    output.write_text(text)
+    print(f"wrote {output}")
     return 0
 
 

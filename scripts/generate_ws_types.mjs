@@ -25,6 +25,22 @@ const OUTPUT = fileURLToPath(
 const CODES_OUTPUT = fileURLToPath(
   new URL("../frontend-types/src/generated/codes.ts", import.meta.url),
 );
+
+/**
+ * `--source FILE`, `--output FILE`, `--codes-output FILE`: another document and where its
+ * types go (a test renders a throwaway channel family into a temporary tree).
+ */
+function parseArgs(argv) {
+  const known = ["--source", "--output", "--codes-output"];
+  const found = {};
+  for (let i = 0; i < argv.length; i += 2) {
+    if (!known.includes(argv[i]) || argv[i + 1] === undefined) {
+      throw new Error(`expected ${known.join(" FILE, ")} FILE, got ${argv.slice(i).join(" ")}`);
+    }
+    found[argv[i]] = argv[i + 1];
+  }
+  return found;
+}
 const RETRY_POLICIES = ["never", "immediate", "growing", "backoff"];
 const ERROR_RETRIES = ["never", "later"];
 // The generator is a devDependency of the npm package, not of the repository root.
@@ -127,9 +143,9 @@ function closeEmptyObjects(definitions) {
   }
 }
 
-export async function render() {
+export async function render(source = SOURCE) {
   const { compile } = loadCompiler();
-  const document = JSON.parse(readFileSync(SOURCE, "utf8"));
+  const document = JSON.parse(readFileSync(source, "utf8"));
   const definitions = definitionsOf(document);
   for (const union of UNIONS) envelopesOf(definitions, union);
   closeEmptyObjects(definitions);
@@ -235,8 +251,11 @@ function write(path, text) {
 }
 
 async function main() {
-  write(OUTPUT, await render());
-  write(CODES_OUTPUT, renderCodes());
+  const args = parseArgs(process.argv.slice(2));
+  const source = args["--source"] ?? SOURCE;
+  write(args["--output"] ?? OUTPUT, await render(source));
+  const document = JSON.parse(readFileSync(source, "utf8"));
+  write(args["--codes-output"] ?? CODES_OUTPUT, renderCodes(document));
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -11,7 +11,7 @@ import asyncio
 import importlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,6 +28,7 @@ from marketcast.delivery.stats import FanoutStats
 from marketcast.delivery.sweep import SlowConsumerSweep
 from marketcast.delivery.transport import WebSocketEntry, WebSocketHandler
 from marketcast.demo_page import default_frontend_dir, mount_demo_page
+from marketcast.feeds.base import Feed
 from marketcast.feeds.factory import build_feeds
 from marketcast.gcpolicy import GcFreezer
 from marketcast.lifecycle import Lifecycle
@@ -121,12 +122,14 @@ def create_app(
     authorize_topic: TopicAuthorizer | None = None,
     token_verifier: TokenVerifier | None = None,
     channels: Registry | None = None,
+    feeds: Sequence[Feed] | None = None,
 ) -> FastAPI:
     """Build the whole server; nothing is shared between two apps.
 
     ``authorize_topic(principal, route, topic)`` may refuse a subscription (default: allow
     all); ``token_verifier(token)`` replaces the configured ``MARKETCAST_AUTH_TOKENS``;
-    ``channels`` the families served (default: every shipped one).
+    ``channels`` the families served (default: every shipped one); ``feeds`` the sources
+    (default: the ones the settings pick).
     """
     channels = channels or default_registry()
     settings = settings or Settings()
@@ -135,7 +138,8 @@ def create_app(
     # Store, bus and upstream ownership by URL: memory (one worker) or Redis (a cluster).
     services = open_services(settings)
     store, bus = services.store, services.bus
-    feeds = build_feeds(settings)  # simulator, Binance, Twelve Data: by symbol (settings)
+    if feeds is None:
+        feeds = build_feeds(settings)  # simulator, Binance, Twelve Data: by symbol (settings)
     streams = StreamManager(
         feeds,
         store,
