@@ -135,6 +135,11 @@ class Family:
         """An event as one element of a ``RECENT`` snapshot."""
         raise NotImplementedError(f"the {self.route} family keeps no recent events")
 
+    def event_of(self, record: Mapping[str, Any]) -> object:
+        """The event a kept element stands for (``record``'s inverse): a resync rebuilds
+        its update from it."""
+        raise NotImplementedError(f"the {self.route} family keeps no recent events")
+
     def stale_after(self, key: StreamKey) -> float | None:
         """Seconds of upstream silence after which the key is stale; None: the default cap."""
         return None

@@ -10,6 +10,7 @@ feeds fill upstream gaps by id (Binance REST ``aggTrades?fromId=``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Final, Literal
 
@@ -202,3 +203,8 @@ class TradesFamily(Family):
     def record(self, event: object) -> dict[str, Any]:
         assert isinstance(event, Trade)
         return trade_dict(event)
+
+    def event_of(self, record: Mapping[str, Any]) -> object:
+        return Trade(
+            record["id"], record["time"], record["price"], record["quantity"], record["side"]
+        )

@@ -1,9 +1,10 @@
 """``StoreResync``: what this worker's subscribers may have missed, read from the store.
 
-Used by ``RedisBus`` after every (re)subscribe and on every resync request. For each bar key
-that has subscribers here, it reads the stored bars at or after the topic's guard floor (the
-oldest bar time this worker has not delivered as final) and returns them as update frames; the
-bus delivers them through the same guard, so nothing is delivered twice.
+Used by ``RedisBus`` after every (re)subscribe and on every resync request. For each key of a
+family with history that has subscribers here, it reads what is stored at or after the topic's
+guard floor (the oldest bar time, or trade id, this worker has not delivered as final) and
+returns it as update frames; the bus delivers them through the same guard, so nothing is
+delivered twice. Bars come from the candle store, trades from the kept newest events.
 
 Topics with no floor yet — subscribed here, but no update of theirs ever reached this worker —
 are skipped: the subscriber's snapshot is all it has, and without a floor there is no telling
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 
 from marketcast.channels.bars import bar_update
+from marketcast.channels.base import History
 from marketcast.delivery.hub import Hub
 from marketcast.market import BarKey
 from marketcast.store.base import CandleStore
@@ -38,7 +40,8 @@ class StoreResync:
     ) -> list[Frame]:
         frames: list[Frame] = []
         for key in self._streams.active_keys():
-            if not isinstance(key, BarKey):
+            family = self._streams.channels.of_key(key)
+            if family.history is History.NONE:
                 continue
             topic = self._streams.topic(key)
             if topics is not None and topic not in topics:
@@ -46,6 +49,11 @@ class StoreResync:
             start = floor(topic)
             if start is None or self._hub.subscriber_count(topic) == 0:
                 continue
-            for candle in await self._store.range(key, start, None, self._limit):
-                frames.append(bar_update(topic, key, candle))
+            if isinstance(key, BarKey):
+                for candle in await self._store.range(key, start, None, self._limit):
+                    frames.append(bar_update(topic, key, candle))
+                continue
+            for record in await self._streams.recent(key, family.snapshot_max):
+                if record.order >= start:
+                    frames.append(family.update(topic, key, family.event_of(record.value)))
         return frames
