@@ -84,7 +84,7 @@ def add_parser(commands: Any) -> None:
     faults.add_argument(
         "--omit-optional",
         action="store_true",
-        help="leave out optional fields (kline 'B', Twelve Data 'volume')",
+        help="leave out optional fields (kline 'B', aggTrade 'M', Twelve Data 'volume')",
     )
     faults.add_argument(
         "--rest-429-every",
