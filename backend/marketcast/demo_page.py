@@ -1,4 +1,4 @@
-"""The demo page at ``/``: a live candlestick chart of any served symbol.
+"""The demo page at ``/``: a live candlestick chart of any served symbol, with its trades tape.
 
 The page is front-end code and lives with the rest of it, in ``frontend-types/demo`` (HTML,
 CSS and TypeScript that uses the package's own typed client). ``make setup`` compiles it with

@@ -1,5 +1,6 @@
 /**
- * The demo page: pick a symbol and a resolution, see its candles, watch them move.
+ * The demo page: pick a symbol and a resolution, see its candles, watch them move, and the
+ * symbol's trades go by on a tape beside the chart.
  *
  * History comes from REST (`/api/v1/market-data/history`), live bars from the WebSocket API
  * through the package's own typed client, which reconnects after a drop or a server restart
@@ -8,11 +9,18 @@
  * every bar from there on, so bars that closed between the two requests are not lost and
  * nothing is guessed. When the server says bars are missing (`recovered: false`), the chart
  * reloads its history.
+ *
+ * The tape (`tape.ts`) subscribes to the symbol's `trades` with a snapshot of its rows, so it
+ * is full at once; the client keeps it continuous by trade id across reconnects. When trades
+ * are missing after one (more than the server keeps came meanwhile, or a restarted server
+ * numbers its trades anew), the tape starts over with a fresh snapshot. It follows the symbol,
+ * not the resolution.
  */
 
 import { connect, type ConnectionState, type Resolution } from "@marketcast/frontend-types";
 import { fetchHistory, fetchSymbols, type SymbolEntry } from "./api.js";
 import { ChartView, library } from "./charting.js";
+import { ROWS, TradeTape } from "./tape.js";
 
 /** Bars of REST history shown at first (the server keeps up to 1000 per key). */
 const HISTORY_BARS = 1000;
@@ -73,6 +81,10 @@ async function main(): Promise<() => void> {
   const lastOutput = element("last", HTMLElement);
   const base = new URL(document.baseURI);
   const view = new ChartView(element("chart", HTMLElement), library());
+  const tape = new TradeTape(
+    element("trades", HTMLTableSectionElement),
+    element("tape-note", HTMLElement),
+  );
   const client = connect(webSocketUrl(base), {
     onError: (error) => status(error.message, "error"),
     onNotice: (notice) => status(`server: ${notice.message}`),
@@ -117,12 +129,53 @@ async function main(): Promise<() => void> {
 
   let generation = 0;
   let stop: (() => void) | undefined;
+  /** The tape's symbol, subscription and generation (it outlives resolution changes). */
+  let tapeSymbol: string | undefined;
+  let stopTape: (() => void) | undefined;
+  let tapeGeneration = 0;
   const teardown = () => {
     generation += 1;
+    tapeGeneration += 1;
     stop?.();
     stop = undefined;
+    stopTape?.();
+    stopTape = undefined;
     client.close();
     view.remove();
+  };
+
+  /** Show `symbol`'s trades on the tape: its newest `ROWS` first, then each new one. */
+  const startTape = (symbol: string, why?: string) => {
+    const mine = ++tapeGeneration;
+    stopTape?.();
+    tapeSymbol = symbol;
+    tape.reset(symbol, why);
+    stopTape = client.subscribe(
+      "trades",
+      { symbol },
+      (trade) => {
+        if (mine === tapeGeneration) tape.add([trade], true);
+      },
+      {
+        snapshot: ROWS,
+        onSnapshot: (trades) => {
+          if (mine === tapeGeneration) tape.add(trades, false);
+        },
+        onSubscribed: (event) => {
+          if (mine !== tapeGeneration || event.recovered) return;
+          // Trades are missing since the last one shown: start a fresh tape (once the client
+          // is done handling this reply).
+          queueMicrotask(() => {
+            if (mine === tapeGeneration) startTape(symbol, "restarted after a gap");
+          });
+        },
+        onError: (event) => {
+          if (mine !== tapeGeneration) return;
+          if (event.code === "unsupported_channel") tape.say("this symbol's source has no trades");
+          else tape.say(`${event.message}${event.willRetry ? " (retrying)" : ""}`);
+        },
+      },
+    );
   };
 
   const showLast = (symbol: string, resolution: string) => {
@@ -142,6 +195,7 @@ async function main(): Promise<() => void> {
     stop?.();
     stop = undefined;
     history.replaceState(null, "", `?${new URLSearchParams({ symbol, resolution })}`);
+    if (symbol !== tapeSymbol) startTape(symbol);
     status(`loading ${symbol} history…`);
     const bars = await fetchHistory(base, symbol, resolution, HISTORY_BARS);
     if (mine !== generation) return; // another choice was made meanwhile
@@ -220,7 +274,13 @@ async function main(): Promise<() => void> {
 
   // For people poking around in the console, and for the browser test.
   Object.assign(globalThis, {
-    marketcastDemo: { view, client, teardown, snapshot: (tail?: number) => view.snapshot(tail) },
+    marketcastDemo: {
+      view,
+      client,
+      teardown,
+      snapshot: (tail?: number) => view.snapshot(tail),
+      tape: () => tape.snapshot(),
+    },
   });
   return teardown;
 }

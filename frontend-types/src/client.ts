@@ -5,8 +5,9 @@
  * - requests carry ids and return promises, so a caller learns which request a refusal was for;
  * - subscriptions outlive connections (`subscriptions.ts`): after a drop the client reconnects
  *   by itself, following the close-code policy (`connection.ts`, `closecodes.ts`), renews
- *   every subscription and asks for the candles missed meanwhile (`since`), delivering them
- *   de-duplicated (`bars.ts`), so the application sees no gap and no repeated closed bar;
+ *   every subscription and asks for what was missed meanwhile (candles `since` the newest one,
+ *   the newest trades), delivering it de-duplicated (`history.ts`: `bars.ts`, `trades.ts`), so
+ *   the application sees no gap and no repeated closed bar or trade, or is told of a gap;
  * - an observable connection state and `disconnected` events, for "reconnecting..." banners;
  * - the token travels as a subprotocol, never in the URL.
  */
@@ -22,7 +23,8 @@ import type {
   TopicKey,
   UpdateOf,
 } from "./protocol.js";
-import { type SubscribeOptions, type Subscription, Subscriptions } from "./subscriptions.js";
+import type { SubscribeOptions, Subscription } from "./subscription.js";
+import { Subscriptions } from "./subscriptions.js";
 
 export type { ConnectionState } from "./connection.js";
 export type { ClientOptions, DisconnectedEvent, RequestOptions } from "./options.js";
@@ -111,9 +113,10 @@ export class MarketcastClient {
    * Receive `route`'s updates for `key` (e.g. `"bars"`, `{ symbol: "BTCUSDT", resolution: "1" }`)
    * until the returned subscription is called (or its `unsubscribe()`). Works before
    * `connect()` and across reconnects. For bars, `options.snapshot` asks for the last N bars
-   * first, `options.since` for every bar from a time on: they go to `options.onSnapshot` as
-   * one array if given, else through `onUpdate` one by one. The subscription has a `state`
-   * and `subscribed` / `error` / `unsubscribed` events (`on(...)`).
+   * first (up to 1000), `options.since` for every bar from a time on; for trades,
+   * `options.snapshot` asks for the newest N trades (up to 500). They go to
+   * `options.onSnapshot` as one array if given, else through `onUpdate` one by one. The
+   * subscription has a `state` and `subscribed` / `error` / `unsubscribed` events (`on(...)`).
    */
   subscribe<R extends Route>(
     route: R,

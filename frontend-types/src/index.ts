@@ -24,8 +24,9 @@ export type {
   SubscriptionErrorEvent,
   SubscriptionEvents,
   SubscriptionState,
+  TradesSubscribeOptions,
   UnsubscribedEvent,
-} from "./subscriptions.js";
+} from "./subscription.js";
 export {
   ClosedByServerError,
   ConnectionError,

@@ -45,6 +45,24 @@ export type UpdateOf<R extends Route> = ServerMessageOf<
 /** The reply to `<route>.subscribe`. */
 export type SubscribeReplyOf<R extends Route> = ReplyMessage<SubscribeType<R>>;
 
+type ArrayItem<T> = NonNullable<T> extends readonly (infer I)[] ? I : never;
+
+/**
+ * What one element of a route's snapshot is: the item type of the array its subscribe reply
+ * carries (`Bar` for bars, `TradeRecord` for trades); `never` for a route without history
+ * (quotes).
+ */
+export type SnapshotItem<R extends Route> = R extends Route
+  ? {
+      [K in keyof SubscribeReplyOf<R>["payload"]]-?: ArrayItem<SubscribeReplyOf<R>["payload"][K]>;
+    }[keyof SubscribeReplyOf<R>["payload"]]
+  : never;
+
+/** The routes whose subscribe reply may carry a snapshot (`bars`, `trades`). */
+export type HistoryRoute = {
+  [R in Route]: [SnapshotItem<R>] extends [never] ? never : R;
+}[Route];
+
 type ParamsOf<R extends Route> = NonNullable<RequestPayload<SubscribeType<R>>["params"]>;
 
 /**

@@ -3,126 +3,48 @@
  * object per `subscribe()` call, with its own state and events.
  *
  * Why entries outlive connections: the application subscribes once; the client renews every
- * entry on each new connection (with `since` for candles, so nothing is missed). Several
- * listeners of one topic share one server subscription; the last one leaving ends it.
+ * entry on each new connection, asking for what it missed (`since` for candles, a snapshot
+ * for trades: each family's rules are in `history.ts`), so nothing is missed or repeated.
+ * Several listeners of one topic share one server subscription; the last one leaving ends it.
  *
  * Why a subscribe that times out recycles the socket: a reply that does not come means the
  * connection (or the server behind it) is stuck; the renewal on the next socket asks again,
- * with `since`, so neither bars nor later listeners are stranded.
+ * resuming, so neither updates nor later listeners are stranded.
  */
 
-import { BarSequencer } from "./bars.js";
 import { retryLater } from "./closecodes.js";
 import type { Connection, UpdateMessage } from "./connection.js";
 import { noop, quiet } from "./connection.js";
 import { ConnectionError, type MarketcastError, RequestError, TimeoutError } from "./errors.js";
-import type { Bar, ErrorCode } from "./generated/messages.js";
+import type { Bar, TradeRecord } from "./generated/messages.js";
+import {
+  type AnyFamily,
+  type Backfill,
+  backfillOf,
+  familyOf,
+  itemsOf,
+  recoveredOf,
+  type Sequencer,
+  type SubscribeReply,
+  withoutItems,
+} from "./history.js";
+import type { RequestPayload, Route, TopicKey, UpdateOf } from "./protocol.js";
 import type {
-  ReplyMessage,
-  RequestPayload,
-  Route,
-  SubscribeReplyOf,
-  TopicKey,
-  UpdateOf,
-} from "./protocol.js";
+  AnyOptions,
+  SubscribedEvent,
+  SubscribeOptions,
+  Subscription,
+  SubscriptionErrorEvent,
+  SubscriptionEvents,
+  SubscriptionState,
+} from "./subscription.js";
 import { buildTopic } from "./topics.js";
-
-/** `subscribing` until the server confirms (again after every reconnect), `subscribed`, and
- * `unsubscribed` for good (the application unsubscribed, or the server refused). */
-export type SubscriptionState = "subscribing" | "subscribed" | "unsubscribed";
-
-/** The server confirmed the subscription: the first time, and after every reconnect. */
-export interface SubscribedEvent {
-  /**
-   * False when bars are missing: the server could not fill the gap back to `since` (its
-   * history does not reach back that far), or more than 1000 live updates came while this
-   * subscription's backfill was pending and the oldest were dropped. Reload that chart's
-   * history over REST. True otherwise, also when nothing needed recovering.
-   */
-  readonly recovered: boolean;
-  /**
-   * The bars this (re)subscribe brought to this subscription, oldest first: the snapshot, the
-   * bars from `since`, or the bars missed while disconnected. They also reach `onSnapshot` /
-   * `onUpdate` as usual. Empty for quotes.
-   */
-  readonly bars: Bar[];
-  /** True for a renewal after a reconnect. */
-  readonly resubscribed: boolean;
-}
-
-/** A subscribe failed. */
-export interface SubscriptionErrorEvent {
-  /** The server's error code, or `timeout` when no reply came in time. */
-  readonly code: ErrorCode | "timeout";
-  readonly message: string;
-  /** True when the client tries again by itself; false when the subscription ended. */
-  readonly willRetry: boolean;
-  readonly error: RequestError | TimeoutError;
-}
-
-/** The subscription ended for good. */
-export interface UnsubscribedEvent {
-  /** `client`: `unsubscribe()` was called; `refused`: the server refused it (`error`). */
-  readonly reason: "client" | "refused";
-  readonly error: RequestError | undefined;
-}
-
-export interface SubscriptionEvents {
-  subscribed: (event: SubscribedEvent) => void;
-  error: (event: SubscriptionErrorEvent) => void;
-  unsubscribed: (event: UnsubscribedEvent) => void;
-}
-
-/** Options of `subscribe`; `snapshot`, `since` and `onSnapshot` exist for candle routes only. */
-export interface BaseSubscribeOptions {
-  /** The same as `subscription.on("subscribed", ...)`, registered before anything happens. */
-  readonly onSubscribed?: SubscriptionEvents["subscribed"];
-  /** The same as `subscription.on("error", ...)`. */
-  readonly onError?: SubscriptionEvents["error"];
-  /** The same as `subscription.on("unsubscribed", ...)`. */
-  readonly onUnsubscribed?: SubscriptionEvents["unsubscribed"];
-}
-
-export interface BarsSubscribeOptions extends BaseSubscribeOptions {
-  /** Ask for the last N bars (1..1000) before the live stream; 0 or absent for none. */
-  readonly snapshot?: number;
-  /**
-   * Ask for every bar opening at or after this time (ms UTC) before the live stream: to join
-   * a history loaded over REST, pass the open time of its newest bar. Not with `snapshot`.
-   */
-  readonly since?: number;
-  /**
-   * Receives the snapshot (or the bars from `since`) as one array, oldest first (e.g. a
-   * chart's `setData`). Without it, they go through `onUpdate` one by one.
-   */
-  readonly onSnapshot?: (bars: Bar[]) => void;
-}
-
-export type SubscribeOptions<R extends Route> = R extends "bars"
-  ? BarsSubscribeOptions
-  : BaseSubscribeOptions;
-
-/** One `subscribe()`: calling it (or `unsubscribe()`) ends it; idempotent. */
-export interface Subscription<R extends Route> {
-  (): void;
-  unsubscribe(): void;
-  /** The topic, as the client computed it (and the server confirms in its reply). */
-  readonly topic: string;
-  readonly state: SubscriptionState;
-  /** Resolves with the server's first reply; rejects with a RequestError if it refused. */
-  readonly ready: Promise<SubscribeReplyOf<R>>;
-  /** Call `listener` on every such event; returns a function that stops the calls. */
-  on<E extends keyof SubscriptionEvents>(event: E, listener: SubscriptionEvents[E]): () => void;
-}
 
 /** Updates held for one listener while its backfill is on its way: at most this many. */
 const MAX_HELD = 1_000;
 
-
-type SubscribeReply = ReplyMessage<`${Route}.subscribe`>;
-
-/** What one listener still wants before its live stream: the last N bars, or bars since T. */
-type Backfill = { readonly snapshot: number } | { readonly since: number };
+/** A live update of any route, as the table handles them. */
+type Update = UpdateMessage["payload"];
 
 /** One `subscribe()` call. */
 class Listener {
@@ -130,7 +52,7 @@ class Listener {
   /** Owed before the live stream; undefined once delivered, or when none was asked. */
   backfill: Backfill | undefined;
   /** Live updates that came while the backfill was on its way (conflated, bounded). */
-  readonly held: UpdateOf<"bars">[] = [];
+  readonly held: Update[] = [];
   /** Held updates were dropped (over MAX_HELD): its next `subscribed` says `recovered: false`. */
   overflowed = false;
   /** Confirmed once already: later confirmations are renewals. */
@@ -144,16 +66,17 @@ class Listener {
 
   constructor(
     readonly onUpdate: (update: never) => void,
-    readonly onSnapshot: ((bars: Bar[]) => void) | undefined,
+    readonly onSnapshot: ((items: object[]) => void) | undefined,
     backfill: Backfill | undefined,
     readonly settle: { resolve: (reply: unknown) => void; reject: (error: MarketcastError) => void },
   ) {
     this.backfill = backfill;
   }
 
-  hold(update: UpdateOf<"bars">): void {
+  /** Keep `update` until the backfill came; `family` says which held one it supersedes. */
+  hold(family: AnyFamily, update: Update): void {
     const last = this.held.at(-1);
-    if (last !== undefined && last.time === update.time && !last.closed) this.held.pop();
+    if (last !== undefined && family.supersedes(last, update)) this.held.pop();
     this.held.push(update);
     if (this.held.length > MAX_HELD) {
       this.held.shift();
@@ -164,15 +87,17 @@ class Listener {
 
 export class TopicEntry {
   readonly listeners = new Set<Listener>();
-  /** Candle continuity across reconnects; undefined for routes without bars. */
-  readonly sequencer: BarSequencer | undefined;
+  /** The route's history rules; undefined for routes without history (quotes). */
+  readonly family: AnyFamily | undefined;
+  /** Continuity across reconnects (bars by time, trades by id); undefined without history. */
+  readonly sequencer: Sequencer<object> | undefined;
   /** True while the current connection carries this subscription (its reply came). */
   confirmed = false;
   /**
    * Updates that arrived before this connection's subscribe reply was handled. The server
    * sends the reply first, but a WebSocket may dispatch several frames in one task, before
-   * the promise that handles the reply runs: a live bar delivered then would make the
-   * sequencer drop the reply's older recovered bars (a gap). Flushed after the reply, in
+   * the promise that handles the reply runs: a live update delivered then would make the
+   * sequencer drop the reply's older recovered items (a gap). Flushed after the reply, in
    * order; dropped with the connection. Bounded like a listener's held updates.
    */
   readonly early: UpdateMessage[] = [];
@@ -191,17 +116,18 @@ export class TopicEntry {
     readonly params: Readonly<Record<string, unknown>>,
     readonly topic: string,
   ) {
-    this.sequencer = route === "bars" ? new BarSequencer() : undefined;
+    this.family = familyOf(route);
+    this.sequencer = this.family?.sequencer();
     this.wireTopic = topic;
   }
 }
 
-/** What an entry's subscribe asked for. */
+/** What an entry's subscribe asked for; a resume may be a snapshot too (trades). */
 type Kind =
   | { readonly kind: "plain" }
   | { readonly kind: "snapshot"; readonly count: number }
   | { readonly kind: "since"; readonly time: number }
-  | { readonly kind: "resume" };
+  | { readonly kind: "resume"; readonly count: number };
 
 /** Every subscription of one client, renewed on each new connection. */
 export class Subscriptions {
@@ -223,8 +149,9 @@ export class Subscriptions {
     onUpdate: (update: UpdateOf<R>) => void,
     options: SubscribeOptions<R> | undefined,
   ): Subscription<R> {
-    const bars: BarsSubscribeOptions = route === "bars" ? (options ?? {}) : {};
-    const backfill = backfillOf(bars);
+    const family = familyOf(route);
+    const wants: AnyOptions = family !== undefined ? (options ?? {}) : {};
+    const backfill = backfillOf(route, family, wants);
     const { entry, created } = this.#entry(route, key);
     let settle: Listener["settle"] = { resolve: noop, reject: noop };
     const ready = quiet(
@@ -234,7 +161,7 @@ export class Subscriptions {
     ) as Subscription<R>["ready"];
     const listener = new Listener(
       onUpdate as Listener["onUpdate"],
-      bars.onSnapshot,
+      wants.onSnapshot as Listener["onSnapshot"],
       backfill,
       settle,
     );
@@ -282,9 +209,9 @@ export class Subscriptions {
     if (entry === undefined) return; // unsubscribed meanwhile
     if (!entry.confirmed) {
       const last = entry.early.at(-1);
-      const open = last?.type === "bars.update" && !last.payload.closed;
-      if (open && message.type === "bars.update" && last.payload.time === message.payload.time)
-        entry.early.pop(); // the same open bar again: only its newest state matters
+      // The same open bar again: only its newest state matters.
+      if (last !== undefined && entry.family?.supersedes(last.payload, message.payload))
+        entry.early.pop();
       entry.early.push(message);
       if (entry.early.length > MAX_HELD) {
         entry.early.shift();
@@ -292,8 +219,7 @@ export class Subscriptions {
       }
       return;
     }
-    if (message.type === "bars.update" && entry.sequencer?.accept(message.payload) === false)
-      return;
+    if (entry.sequencer?.accept(message.payload) === false) return;
     this.#toAll(entry, message.payload);
   }
 
@@ -328,36 +254,42 @@ export class Subscriptions {
 
   // -- delivery -------------------------------------------------------------------------------
 
-  #toAll(entry: TopicEntry, update: UpdateMessage["payload"]): void {
+  #toAll(entry: TopicEntry, update: Update): void {
     for (const listener of [...entry.listeners]) {
-      // Only candle listeners ever wait for a backfill, so only candles are ever held.
-      if (listener.backfill !== undefined) listener.hold(update as UpdateOf<"bars">);
+      // Only listeners of a route with history ever wait for a backfill, so have a family.
+      if (listener.backfill !== undefined && entry.family !== undefined)
+        listener.hold(entry.family, update);
       else this.#conn.call(listener.onUpdate as (u: unknown) => void, update);
     }
   }
 
-  /** Hand `listener` its backfill out of `bars`, then what was held; returns what it got. */
-  #giveBackfill(entry: TopicEntry, listener: Listener, bars: Bar[]): Bar[] {
+  /** Hand `listener` its backfill out of `items`, then what was held; returns what it got. */
+  #giveBackfill(entry: TopicEntry, listener: Listener, items: object[]): object[] {
     const wanted = listener.backfill;
-    if (wanted === undefined) return [];
+    const family = entry.family;
+    if (wanted === undefined || family === undefined) return [];
     listener.backfill = undefined;
     const mine =
       "snapshot" in wanted
-        ? bars.slice(-wanted.snapshot)
-        : bars.filter((bar) => bar.time >= wanted.since);
+        ? items.slice(-wanted.snapshot)
+        : items.filter((item) => family.since?.(item, wanted.since) ?? true);
     const onUpdate = listener.onUpdate as (u: unknown) => void;
     if (listener.onSnapshot !== undefined) this.#conn.call(listener.onSnapshot, mine);
-    else for (const bar of mine) this.#conn.call(onUpdate, barUpdate(entry, bar));
-    // Held updates the backfill already covers are dropped, as the server does for its holds.
-    const last = mine.at(-1);
-    for (const update of listener.held.splice(0)) {
-      const newer = last === undefined || update.time > last.time;
-      if (newer || (update.time === last.time && !last.closed)) this.#conn.call(onUpdate, update);
-    }
+    else for (const item of mine) this.#conn.call(onUpdate, family.update(entry, item));
+    // Held updates the backfill already covers are dropped, as the server does for its holds:
+    // a sequencer of this listener's own, started where its backfill ends, tells them apart.
+    const sequencer = family.sequencer();
+    for (const item of mine) sequencer.accept(item);
+    for (const update of listener.held.splice(0))
+      if (sequencer.accept(update)) this.#conn.call(onUpdate, update);
     return mine;
   }
 
-  #confirm(listener: Listener, reply: SubscribeReply, event: Omit<SubscribedEvent, "resubscribed">) {
+  #confirm(
+    listener: Listener,
+    reply: SubscribeReply,
+    event: Omit<SubscribedEvent, "resubscribed">,
+  ): void {
     if (listener.state === "unsubscribed") return;
     listener.state = "subscribed";
     const resubscribed = listener.confirmedOnce;
@@ -378,7 +310,7 @@ export class Subscriptions {
   #renew(entry: TopicEntry): Promise<void> {
     const payload: Record<string, unknown> = { symbol: entry.symbol, params: entry.params };
     let kind: Kind = { kind: "plain" };
-    const resume = entry.sequencer?.resumeFrom;
+    const resume = entry.sequencer?.resume();
     const sinces = [...entry.listeners].flatMap((l) =>
       l.backfill !== undefined && "since" in l.backfill ? [l.backfill.since] : [],
     );
@@ -389,8 +321,8 @@ export class Subscriptions {
       ),
     );
     if (resume !== undefined) {
-      payload["since"] = resume;
-      kind = { kind: "resume" };
+      Object.assign(payload, resume);
+      kind = { kind: "resume", count: "snapshot" in resume ? resume.snapshot : 0 };
     } else if (sinces.length > 0) {
       const time = Math.min(...sinces);
       payload["since"] = time;
@@ -411,7 +343,7 @@ export class Subscriptions {
   /** A listener joins a topic already subscribed on this connection. */
   #join(entry: TopicEntry, listener: Listener): void {
     if (listener.backfill === undefined && entry.lastReply !== undefined) {
-      this.#confirm(listener, entry.lastReply, { recovered: true, bars: [] });
+      this.#confirm(listener, entry.lastReply, { recovered: true, ...brought(entry, []) });
       return;
     }
     void this.#backfillFor(entry, listener);
@@ -429,8 +361,8 @@ export class Subscriptions {
     return this.#request(entry, payload).then(
       (reply) => {
         if (!entry.listeners.has(listener)) return;
-        const bars = this.#giveBackfill(entry, listener, barsOf(reply));
-        this.#confirm(listener, reply, { recovered: recoveredOf(reply), bars });
+        const mine = this.#giveBackfill(entry, listener, itemsOf(entry.family, reply));
+        this.#confirm(listener, reply, { recovered: recoveredOf(reply), ...brought(entry, mine) });
       },
       (error: unknown) =>
         this.#failed(entry, [listener], error, generation, () => void this.#backfillFor(entry, listener)),
@@ -447,35 +379,46 @@ export class Subscriptions {
     if (!this.all().includes(entry)) return; // every listener left meanwhile
     entry.confirmed = true;
     entry.retries = 0;
-    entry.lastReply = withoutBars(reply);
+    entry.lastReply = withoutItems(entry.family, reply);
     entry.wireTopic = reply.payload.topic;
     if (!this.#entries.has(reply.payload.topic)) this.#entries.set(reply.payload.topic, entry);
-    const bars = barsOf(reply);
-    // Early updates dropped for room: bars are missing, as when the server cannot fill a gap.
-    const recovered = recoveredOf(reply) && !entry.earlyOverflowed;
+    const items = itemsOf(entry.family, reply);
+    // Early updates dropped for room: some are missing, as when the server cannot fill a gap.
+    const complete = recoveredOf(reply) && !entry.earlyOverflowed;
     entry.earlyOverflowed = false;
-    let recoveredBars: Bar[] = [];
-    if (kind.kind === "resume") {
-      // Bars missed while disconnected, continuous with the live stream that follows.
-      recoveredBars = bars.filter((bar) => entry.sequencer?.accept(bar) === true);
-      for (const bar of recoveredBars) this.#toAll(entry, barUpdate(entry, bar));
+    let resumed = complete;
+    let recoveredItems: object[] = [];
+    if (kind.kind === "resume" && entry.sequencer !== undefined && entry.family !== undefined) {
+      // Missed while disconnected, continuous with the live stream that follows; whether
+      // they reach back to what was delivered is asked before they move the sequencer on.
+      const { sequencer, family } = entry;
+      resumed = complete && sequencer.joins(items);
+      recoveredItems = items.filter((item) => sequencer.accept(item));
+      for (const item of recoveredItems) this.#toAll(entry, family.update(entry, item) as Update);
     } else if (kind.kind !== "plain") {
-      for (const bar of bars) entry.sequencer?.accept(bar);
+      for (const item of items) entry.sequencer?.accept(item);
     }
     for (const listener of [...entry.listeners]) {
       const wanted = listener.backfill;
       const served =
         wanted === undefined ||
-        (kind.kind === "snapshot" && "snapshot" in wanted && wanted.snapshot <= kind.count) ||
+        ((kind.kind === "snapshot" || kind.kind === "resume") &&
+          "snapshot" in wanted &&
+          wanted.snapshot <= kind.count) ||
         (kind.kind === "since" && "since" in wanted && wanted.since >= kind.time);
       if (!served) {
         void this.#backfillFor(entry, listener); // wants another backfill, or joined late
         continue;
       }
-      const mine = wanted === undefined ? recoveredBars : this.#giveBackfill(entry, listener, bars);
-      this.#confirm(listener, reply, { recovered, bars: mine });
+      // A listener still owed its backfill gets it from this reply; the others the renewal.
+      if (wanted === undefined)
+        this.#confirm(listener, reply, { recovered: resumed, ...brought(entry, recoveredItems) });
+      else {
+        const mine = this.#giveBackfill(entry, listener, items);
+        this.#confirm(listener, reply, { recovered: complete, ...brought(entry, mine) });
+      }
     }
-    // Then what arrived before this reply was handled, after the bars it recovered.
+    // Then what arrived before this reply was handled, after the items it recovered.
     for (const message of entry.early.splice(0)) this.deliver(message);
   }
 
@@ -547,47 +490,10 @@ export class Subscriptions {
   }
 }
 
-function backfillOf(options: BarsSubscribeOptions): Backfill | undefined {
-  const { snapshot = 0, since } = options;
-  if (!Number.isInteger(snapshot) || snapshot < 0 || snapshot > 1000)
-    throw new RangeError(`snapshot must be an integer from 0 to 1000, got ${snapshot}`);
-  if (since !== undefined) {
-    if (!Number.isSafeInteger(since) || since < 0)
-      throw new RangeError(`since must be a time in ms UTC (an integer >= 0), got ${since}`);
-    if (snapshot > 0) throw new RangeError("snapshot and since cannot be combined");
-    return { since };
-  }
-  return snapshot > 0 ? { snapshot } : undefined;
-}
-
-/** The reply without its bars: kept for listeners that join later, who did not ask for them. */
-function withoutBars<T extends SubscribeReply>(reply: T): T {
-  if (!("bars" in reply.payload)) return reply;
-  const { bars: _bars, ...payload } = reply.payload;
-  return { ...reply, payload } as T;
-}
-
-/** The bars a subscribe reply carries (snapshot or since), oldest first. */
-function barsOf(reply: SubscribeReply): Bar[] {
-  return "bars" in reply.payload ? (reply.payload.bars ?? []) : [];
-}
-
-/** False only when the server said that bars since `since` are missing. */
-function recoveredOf(reply: SubscribeReply): boolean {
-  return !("recovered" in reply.payload && reply.payload.recovered === false);
-}
-
-/** The aliases a subscribe may use, as the server writes them in replies and updates. */
-const CANONICAL_RESOLUTION: Readonly<Record<string, string>> = { "1D": "D", "1W": "W", "1M": "M" };
-
-/** What `onUpdate` receives for a bar that came in a snapshot or a `since` reply: the same
- * fields a live update carries, so the resolution in its canonical spelling. */
-export function barUpdate(entry: TopicEntry, bar: Bar): UpdateOf<"bars"> {
-  const asked = String(entry.params["resolution"]);
-  return {
-    topic: entry.wireTopic,
-    symbol: entry.symbol,
-    resolution: (CANONICAL_RESOLUTION[asked] ?? asked) as UpdateOf<"bars">["resolution"],
-    ...bar,
-  };
+/** `items` as the field of `SubscribedEvent` that has them; the other fields are empty. */
+function brought(entry: TopicEntry, items: object[]): Pick<SubscribedEvent, "bars" | "trades"> {
+  const event = { bars: [] as Bar[], trades: [] as TradeRecord[] };
+  const field = entry.family?.field;
+  if (field !== undefined) event[field] = items as Bar[] & TradeRecord[];
+  return event;
 }

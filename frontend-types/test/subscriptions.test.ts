@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { barUpdate, TopicEntry } from "../src/subscriptions.js";
+import { barUpdate } from "../src/bars.js";
+import { TopicEntry } from "../src/subscriptions.js";
 
 const BAR = { time: 0, open: 1, high: 2, low: 0.5, close: 1.5, volume: 10, closed: true };
 

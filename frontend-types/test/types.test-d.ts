@@ -17,8 +17,14 @@ import {
   type Resolution,
   type Route,
   type ServerMessage,
+  type SnapshotItem,
+  type SubscribedEvent,
+  type SubscribeOptions,
   type SubscriptionErrorEvent,
   type TopicKey,
+  type TradeRecord,
+  type TradesSubscribeOptions,
+  type TradesUpdatePayload,
 } from "../src/index.js";
 
 declare const client: MarketcastClient;
@@ -148,8 +154,10 @@ client.subscribe("bars", { symbol: "BTCUSDT", resolution: "1", depth: 5 }, () =>
 client.subscribe("quotes", { symbol: "BTCUSDT", resolution: "1" }, () => {});
 // @ts-expect-error unknown route
 client.subscribe("ticks", { symbol: "BTCUSDT" }, () => {});
-// @ts-expect-error snapshots exist for candles only
+// @ts-expect-error snapshots exist for candles and trades, not for quotes
 client.subscribe("quotes", { symbol: "BTCUSDT" }, () => {}, { snapshot: 10 });
+// @ts-expect-error nor does onSnapshot
+client.subscribe("quotes", { symbol: "BTCUSDT" }, () => {}, { onSnapshot: () => {} });
 // @ts-expect-error the callback gets quotes, which have no close
 client.subscribe("quotes", { symbol: "BTCUSDT" }, (quote) => quote.close);
 // @ts-expect-error the callback gets candles, which have no bid
@@ -211,3 +219,67 @@ export const tradeSideTypo: ServerMessage = {
   // @ts-expect-error a trade's side is "buy" or "sell"
   payload: { topic: "t", symbol: "X", id: 1, time: 1, price: 1, quantity: 1, side: "bid" },
 };
+
+export const tradesKey: TopicKey<"trades"> = { symbol: "BTCUSDT" };
+export const tradeItem: SnapshotItem<"trades"> = { id: 1, time: 1, price: 1, quantity: 1, side: "buy" };
+export const barItem: SnapshotItem<"bars"> = { time: 1, open: 1, high: 1, low: 1, close: 1, volume: 1, closed: true };
+// @ts-expect-error quotes have no snapshot: nothing is a SnapshotItem<"quotes">
+export const quoteItem: SnapshotItem<"quotes"> = { time: 1 };
+
+// A trades subscription: updates are trades, the snapshot an array of TradeRecord.
+export const stopTrades = client.subscribe(
+  "trades",
+  { symbol: "BTCUSDT" },
+  (trade) => {
+    const update: TradesUpdatePayload = trade;
+    const side: "buy" | "sell" = update.side;
+    void [update.id, update.price, update.quantity, side];
+  },
+  {
+    snapshot: 30,
+    onSnapshot: (trades) => {
+      const records: TradeRecord[] = trades;
+      const newest: number | undefined = records.at(-1)?.id;
+      void newest;
+    },
+    onSubscribed: (event: SubscribedEvent) => {
+      const missed: TradeRecord[] = event.trades;
+      void [missed, event.recovered];
+    },
+  },
+);
+export const tradesOptions: SubscribeOptions<"trades"> = { snapshot: 500 } satisfies TradesSubscribeOptions;
+// Without onSnapshot the snapshot's trades come through onUpdate, so a snapshot alone is fine.
+client.subscribe("trades", { symbol: "ETHUSDT" }, (trade) => void trade.id, { snapshot: 10 });
+
+// @ts-expect-error trades have no since (only candles do)
+client.subscribe("trades", { symbol: "BTCUSDT" }, () => {}, { since: 0 });
+// @ts-expect-error onSnapshot of trades gets TradeRecord[], not Bar[]
+client.subscribe("trades", { symbol: "BTCUSDT" }, () => {}, { onSnapshot: (bars: Bar[]) => bars });
+client.subscribe("trades", { symbol: "BTCUSDT" }, () => {}, {
+  // @ts-expect-error a trade record has no close
+  onSnapshot: (trades) => trades.map((trade) => trade.close),
+});
+// @ts-expect-error the callback gets trades, which have no bid
+client.subscribe("trades", { symbol: "BTCUSDT" }, (trade) => trade.bid);
+// @ts-expect-error wrong field: trades take no resolution
+client.subscribe("trades", { symbol: "BTCUSDT", resolution: "1" }, () => {});
+// @ts-expect-error a typo in the options: "snapshots"
+client.subscribe("trades", { symbol: "BTCUSDT" }, () => {}, { snapshots: 10 });
+// @ts-expect-error a typo in the route
+client.subscribe("trade", { symbol: "BTCUSDT" }, () => {});
+// @ts-expect-error a trade's side is "buy" or "sell", not "ask"
+client.subscribe("trades", { symbol: "BTCUSDT" }, (trade) => trade.side === "ask");
+
+export async function tradeRequests(): Promise<void> {
+  const reply = await client.request("trades.subscribe", { symbol: "BTCUSDT", params: {}, snapshot: 5 });
+  const type: "trades.subscribe.response" = reply.type;
+  const trades: TradeRecord[] | null | undefined = reply.payload.trades;
+  void [type, trades];
+  // @ts-expect-error trades take no topic parameters
+  await client.request("trades.subscribe", { symbol: "BTCUSDT", params: { resolution: "1" } });
+  // @ts-expect-error a typo in a trades request payload: "symbl"
+  await client.request("trades.unsubscribe", { symbl: "BTCUSDT", params: {} });
+  // @ts-expect-error the reply to trades.subscribe carries no bars
+  void reply.payload.bars;
+}

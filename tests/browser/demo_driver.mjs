@@ -7,6 +7,10 @@
 // {"event": "restart-now"}. It never downloads a browser: Chromium comes from
 // /usr/bin/chromium (make setup installs Debian's package).
 //
+// Events, in order: "loaded" (the chart and the trades tape, live), "restart-now" and
+// "resumed" (with `restart`), "switched" (with `switchSymbol`: the tape follows another
+// symbol), "done" (every request made, every problem seen).
+//
 // Usage: node demo_driver.mjs '{"url": ..., "screenshot": ..., "profile": ..., ...}'
 
 import { createRequire } from "node:module";
@@ -21,8 +25,10 @@ const {
   screenshot,
   profile,
   minCandles = 100,
+  tapeRows = 30,
   timeoutMs = 20_000,
   restart = false,
+  switchSymbol = false,
   executablePath = "/usr/bin/chromium",
 } = config;
 
@@ -63,6 +69,33 @@ async function main() {
     });
     const snapshot = (tail = 0) => page.evaluate((n) => window.marketcastDemo.snapshot(n), tail);
     const badge = () => page.getAttribute("#state", "data-state");
+    // The tape as the page shows it: the rows in the DOM (id, side, cell texts, price colour),
+    // next to what the page's own tape object says (symbol, live trades, starts).
+    const tape = () =>
+      page.evaluate(() => ({
+        ...window.marketcastDemo.tape(),
+        title: document.querySelector("#tape-title").textContent,
+        shown: [...document.querySelectorAll("#trades tr")].map((row) => ({
+          id: Number(row.dataset.id),
+          side: row.dataset.side,
+          cells: [...row.cells].map((cell) => cell.textContent),
+          color: getComputedStyle(row.querySelector(".price")).color,
+        })),
+      }));
+    /**
+     * Wait until the tape's newest row is a trade newer than `id` (any trade when undefined),
+     * shown for `symbol` when given, with at least `rows` rows.
+     */
+    const tapeMovesOn = ({ id, symbol, rows = 1 }) =>
+      page.waitForFunction(
+        ([previous, wanted, minRows]) => {
+          const now = window.marketcastDemo.tape();
+          if (wanted !== null && now.symbol !== wanted) return false;
+          return now.rows >= minRows && (previous === null || now.newestId > previous);
+        },
+        [id ?? null, symbol ?? null, rows],
+        { timeout: timeoutMs },
+      );
 
     await page.goto(url, { waitUntil: "load", timeout: timeoutMs });
     await page.waitForFunction(
@@ -89,6 +122,12 @@ async function main() {
       { timeout: timeoutMs },
     );
     const after = await snapshot();
+    // The trades tape beside the chart: rows appear (its snapshot, then live trades), then a
+    // newer trade comes on top, until the tape is full.
+    await tapeMovesOn({});
+    const tapeFirst = await tape();
+    await tapeMovesOn({ id: tapeFirst.newestId, rows: tapeRows });
+    const tapeLater = await tape();
     await page.screenshot({ path: screenshot });
     // The count and the text read together: at 60x a new bar may arrive between two reads.
     const shown = await page.evaluate(() => ({
@@ -104,6 +143,8 @@ async function main() {
       status: await page.textContent("#status"),
       problems: [...problems],
       canvas: await page.evaluate(() => document.querySelector("#chart canvas") !== null),
+      symbol: await page.inputValue("#symbol"),
+      tape: { first: tapeFirst, later: tapeLater },
     });
 
     if (restart) {
@@ -113,6 +154,7 @@ async function main() {
         throw new Error(`expected "restarted" on stdin, got ${JSON.stringify(answer.value)}`);
       }
       const resumedFrom = await snapshot();
+      const tapeFrom = await tape();
       // Open again after having been away, and new live bars after that.
       await page.waitForFunction(
         () => window.seenStates.includes("reconnecting") && window.seenStates.at(-1) === "open",
@@ -128,12 +170,42 @@ async function main() {
         reopened,
         { timeout: timeoutMs },
       );
+      const final = await snapshot(200);
+      // The tape goes on too: with trades after the last one it showed, or started afresh
+      // (when the restarted server numbers its trades anew, as the simulator does); either
+      // way with live trades again, then a newer one on top.
+      await page.waitForFunction(
+        (from) => {
+          const now = window.marketcastDemo.tape();
+          const live = now.rows > 0 && now.liveTrades > 0;
+          return live && (now.starts > from.starts || now.newestId > from.newestId);
+        },
+        tapeFrom,
+        { timeout: timeoutMs },
+      );
+      const tapeResumed = await tape();
+      await tapeMovesOn({ id: tapeResumed.newestId, symbol: tapeResumed.symbol });
       emit("resumed", {
         resumedFrom,
-        final: await snapshot(200),
+        final,
         states: await page.evaluate(() => window.seenStates),
         state: await badge(),
+        tape: { from: tapeFrom, resumed: tapeResumed, later: await tape() },
       });
+    }
+
+    if (switchSymbol) {
+      // Another symbol: the tape follows it, with that symbol's trades.
+      const current = await page.inputValue("#symbol");
+      const options = await page.$$eval("#symbol option", (list) => list.map((o) => o.value));
+      const other = options.find((value) => value !== current);
+      if (other === undefined) throw new Error(`the page offers no symbol but ${current}`);
+      const from = await tape();
+      await page.selectOption("#symbol", other);
+      await tapeMovesOn({ symbol: other });
+      const first = await tape();
+      await tapeMovesOn({ id: first.newestId, symbol: other });
+      emit("switched", { symbol: other, from, first, later: await tape() });
     }
     emit("done", { requests, problems });
   } finally {

@@ -6,7 +6,9 @@ assertion. Issue 7, acceptance 1: the page shows at least 100 candles, the last 
 with a live update, and the screenshot shows a chart with candles (pixels of both candle
 colours, far from a blank page). Also the page's other promises: every request stays on
 127.0.0.1, no script error, and when the server restarts the page reconnects by itself and
-the chart continues with no missing and no repeated bar.
+the chart continues with no missing and no repeated bar. The trades tape beside the chart
+fills (newest first, at most 30 rows, sides coloured), newer trades come on top with no
+missing or repeated id, it comes back after the restart, and it follows another symbol.
 
 The screenshot is kept under the test's tmp dir and copied to ``.artifacts/demo.png``
 (git-ignored) for people to look at.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import queue
+import re
 import shutil
 import subprocess
 import threading
@@ -38,6 +41,8 @@ ARTIFACT = ROOT / ".artifacts" / "demo.png"
 UP, DOWN, BACKGROUND = (38, 166, 154), (239, 83, 80), (19, 23, 34)
 #: The page opens on resolution "1": one bar per simulated minute.
 STEP_MS = 60_000
+#: Rows of the demo's trades tape (frontend-types/demo/tape.ts).
+TAPE_ROWS = 30
 
 # A browser, two server starts and a minute's wait for the page: longer than the default.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -56,6 +61,37 @@ def _missing_prerequisite() -> str | None:
     if shutil.which("node") is None:
         return "node is not on PATH"
     return None
+
+
+def _assert_tape(tape: dict[str, Any], symbol: str) -> None:
+    """The tape as the page shows it: ``symbol``'s trades, newest first, one row per id with
+    no id missing or repeated in between, each row a time, a price, a quantity and a side."""
+    shown = tape["shown"]
+    ids = [row["id"] for row in shown]
+    assert tape["symbol"] == symbol, tape
+    assert symbol in tape["title"], tape["title"]
+    assert 1 <= len(shown) == tape["rows"] <= TAPE_ROWS, tape
+    assert ids == tape["ids"], tape
+    assert ids[0] == tape["newestId"], tape
+    assert all(b == a - 1 for a, b in itertools.pairwise(ids)), f"not consecutive: {ids}"
+    for row in shown:
+        time_text, price, quantity, side = row["cells"]
+        assert re.fullmatch(r"\d\d:\d\d:\d\d", time_text), row
+        assert float(price) > 0, row
+        assert float(quantity) > 0, row
+        assert side == row["side"], row
+        assert side in {"buy", "sell"}, row
+
+
+def _assert_sides_coloured(*tapes: dict[str, Any]) -> None:
+    """Buy and sell rows each have one price colour, and the two differ."""
+    colours: dict[str, set[str]] = {"buy": set(), "sell": set()}
+    for tape in tapes:
+        for row in tape["shown"]:
+            colours[row["side"]].add(row["color"])
+    assert len(colours["buy"]) == 1, colours
+    assert len(colours["sell"]) == 1, colours
+    assert colours["buy"] != colours["sell"], colours
 
 
 class Driver:
@@ -145,8 +181,10 @@ def test_demo_page_shows_a_live_chart_and_survives_a_restart(
                 "screenshot": str(screenshot),
                 "profile": str(tmp_path / "chromium-profile"),
                 "minCandles": 100,
+                "tapeRows": TAPE_ROWS,
                 "timeoutMs": 20_000,
                 "restart": True,
+                "switchSymbol": True,
             }
         )
         driver_factory.append(driver)
@@ -155,6 +193,7 @@ def test_demo_page_shows_a_live_chart_and_survives_a_restart(
     with run_server(tmp_path / "second", port=port, **settings):
         driver.send("restarted")
         resumed = driver.expect("resumed", within=40)
+        switched = driver.expect("switched", within=40)
         done = driver.expect("done", within=10)
 
     # At least 100 candles, and the last one changed through a live WebSocket update.
@@ -168,6 +207,18 @@ def test_demo_page_shows_a_live_chart_and_survives_a_restart(
     assert after["candles"] <= loaded["lastTextCandles"], loaded
     assert f"{loaded['lastTextCandles']} candles" in loaded["lastText"]
     assert loaded["problems"] == []
+
+    # The trades tape: rows appeared, a newer trade came on top, and it filled to 30 rows of
+    # live trades, every id once, in order, with the sides coloured.
+    symbol = loaded["symbol"]
+    first, later = loaded["tape"]["first"], loaded["tape"]["later"]
+    _assert_tape(first, symbol)
+    _assert_tape(later, symbol)
+    assert later["rows"] == TAPE_ROWS, later
+    assert later["newestId"] > first["newestId"]
+    assert later["liveTrades"] > 0
+    assert later["starts"] == first["starts"] == 1, "the tape started over for no reason"
+    _assert_sides_coloured(first, later)
 
     # The screenshot shows candles of both colours on a mostly dark, far from blank, chart.
     ARTIFACT.parent.mkdir(exist_ok=True)
@@ -191,6 +242,27 @@ def test_demo_page_shows_a_live_chart_and_survives_a_restart(
     assert resumed_from["last"]["time"] in times  # the restart lies inside the window checked
     steps = {b - a for a, b in itertools.pairwise(times)}
     assert steps == {STEP_MS}, f"bar times are not continuous across the restart: {times}"
+
+    # The tape after the restart: live again, newer trades on top, never an id shown twice or
+    # out of order. The restarted simulator numbers its trades from 1 again: the client
+    # reports the trades it cannot account for and the page starts a fresh tape; a server
+    # that kept its numbering would have the tape simply go on.
+    before_restart = resumed["tape"]["from"]
+    _assert_tape(before_restart, symbol)
+    for tape in (resumed["tape"]["resumed"], resumed["tape"]["later"]):
+        _assert_tape(tape, symbol)
+        assert tape["liveTrades"] > 0
+        if tape["starts"] == before_restart["starts"]:
+            assert tape["newestId"] > before_restart["newestId"], (before_restart, tape)
+    assert resumed["tape"]["later"]["newestId"] > resumed["tape"]["resumed"]["newestId"]
+
+    # Another symbol: the tape follows it.
+    other = switched["symbol"]
+    assert other != symbol
+    _assert_tape(switched["first"], other)
+    _assert_tape(switched["later"], other)
+    assert switched["later"]["newestId"] > switched["first"]["newestId"]
+    assert switched["later"]["starts"] > switched["from"]["starts"]
 
     # Nothing left the machine, and no script failed (the refused reconnect attempts while
     # the server was down are the browser's own WebSocket messages).

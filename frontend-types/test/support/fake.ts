@@ -217,3 +217,38 @@ export function subscribed(frame: Frame, bars?: unknown[], extra: Record<string,
     ...extra,
   };
 }
+
+export const BTC_TRADES_TOPIC = 'trades:{"symbol":"BTCUSDT"}';
+
+/** A trade record with id `id` (its time and price follow from the id). */
+export function trade(id: number) {
+  return {
+    id,
+    time: 1_763_683_200_000 + id,
+    price: 100 + id / 100,
+    quantity: 0.5,
+    side: id % 2 === 0 ? "buy" : "sell",
+  } as const;
+}
+
+/** A `trades.update` of BTCUSDT. */
+export function tradeUpdate(id: number) {
+  return { type: "trades.update", payload: { topic: BTC_TRADES_TOPIC, symbol: "BTCUSDT", ...trade(id) } };
+}
+
+/** A `trades.subscribe.response` to `frame` with the trades `ids` as its snapshot. */
+export function tradesReply(frame: Frame, ids?: readonly number[]) {
+  const payload = {
+    status: "ok",
+    symbol: "BTCUSDT",
+    message: "subscribed",
+    topic: BTC_TRADES_TOPIC,
+    ...(ids === undefined ? {} : { trades: ids.map(trade) }),
+  };
+  return { type: "trades.subscribe.response", id: frame.id, payload };
+}
+
+/** `count` consecutive ids from `first`. */
+export function ids(first: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => first + i);
+}
