@@ -19,20 +19,21 @@ pre-encoded bytes every subscriber shares — no task wake-up, no ASGI layers. O
 something is queued, the writer is mid-batch, or the transport is over its high-water mark
 does a frame go to the outbox; the writer then waits for the transport to drain and writes
 everything queued in one ``transport.write``. Ordering holds because a frame is written
-directly only while nothing else of this connection is queued or being sent (``_quiet``);
-the outbox limits, conflation and the slow-consumer close apply to the queue exactly as
-before. Without a reachable transport (another server, permessage-deflate) every frame goes
-through the outbox and ASGI ``send_text``, as it always did.
+directly only while nothing else of this connection is queued or being sent (``QUIET``); the
+outbox limits, conflation and the slow-consumer close apply to the queue exactly as before.
+Without a reachable transport (another server, permessage-deflate) every frame goes through
+the outbox and ASGI ``send_text``, as it always did.
 
 Why the writer task is started lazily: almost every connection is idle or keeping up, and a
 parked task per connection (task, coroutine frame, the events it slept on) was most of the
 ~4 KB that step 4 of docs/performance.md took off each idle connection. A writer exists
 only while something is queued: ``deliver`` starts one when a frame has to be queued, and
 it ends once it has found the outbox empty with the transport writable (or, during a
-planned close, just empty), clearing ``_writer`` before it returns (no await in between, so
-no frame can be queued to a writer that has already decided to stop). While a writer exists
-``_quiet`` is False, so ordering holds exactly as with a permanent writer. ``stop_writer``
-also forbids starting a new one (``_stopped``): nothing is written after a close began.
+close, just empty), going back to ``QUIET`` before it returns (no await in between, so no
+frame can be queued to a writer that has already decided to stop). While a writer exists
+the state is not ``QUIET``, so ordering holds exactly as with a permanent writer.
+``stop_writer`` also forbids starting a new one (``STOPPED``/``CLOSED``): nothing is written
+after a close began.
 
 Why an optional write delay (``MARKETCAST_WS_WRITE_DELAY``, off by default): each write is
 one ``send()``, which on loopback is most of a delivery's CPU. With a delay, a frame that
@@ -40,7 +41,7 @@ would have been written directly is queued instead and the first one arms a time
 a task per batch cost more than the writes it saved); when it fires, everything queued goes
 out in one write, so a client whose topics tick within the delay gets them together — less
 CPU per delivery, up to that much more latency. Ordering holds as before: the queue is
-written whole, in order, and only while ``_quiet`` (no writer); over the high-water mark the
+written whole, in order, and only while ``QUIET`` (no writer); over the high-water mark the
 timer hands the queue to a writer instead. The outbox rules apply unchanged (a still-open
 bar's updates within the delay conflate). Without a direct path the delay does not apply.
 
@@ -51,6 +52,14 @@ integer; the first write of a sweep period registers the connection (``FanoutSta
 
 Why a close drops the outbox but then waits while the client reads: see ``delivery.closing``. A
 planned close already spent its patience flushing, and keeps the plain ``close_timeout``.
+
+Why one state (``ConnectionState``) rather than flags: whether a frame may be written directly,
+must be queued, or is dropped, and whether a writer may start, all follow from where the
+connection is in its life — quiet, writing, sealed for a planned close, closing, stopped. Kept
+as separate booleans these could be combined in ways the code never meant; one value, moved only
+by the events in ``TRANSITIONS``, makes every combination that exists a named state and every
+other one an error. What is data rather than lifecycle stays in plain attributes: the close
+code, the writer task, the flush timer, the close task, the planned-close future.
 """
 
 from __future__ import annotations
@@ -66,9 +75,20 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from marketcast.delivery.closing import close_patiently
 from marketcast.delivery.direct import DirectSink, layer_close_code, open_direct
+from marketcast.delivery.holds import SnapshotHold
 from marketcast.delivery.lag import Backlog, format_size
 from marketcast.delivery.outbox import Outbox
 from marketcast.delivery.principal import ANONYMOUS, Principal
+from marketcast.delivery.states import (
+    CLOSED,
+    QUIET,
+    SEALED,
+    STOPPED,
+    TRANSITIONS,
+    WRITING,
+    ConnectionState,
+    Event,
+)
 from marketcast.delivery.stats import FanoutStats
 from marketcast.delivery.transport import abort_transport
 from marketcast.errors import CloseCode
@@ -77,67 +97,6 @@ from marketcast.types import Topic
 from marketcast.wire import Frame
 
 log = logging.getLogger("marketcast.ws")
-
-
-class SnapshotHold:
-    """Updates of one topic held back while its snapshot is read: the token of the subscribe
-    call that made it (``Connection.hold``).
-
-    Why a token: the held updates may go out only after the reply that carries the snapshot,
-    and only if that reply is a success. The adapter settles every hold the request made once
-    its reply is queued (``Connection.settle``): a success releases them, minus what the
-    snapshot already holds; a failure anywhere after the hold was made (the snapshot read, the
-    reply's encoding) abandons them, and ``on_abandon`` undoes the subscription, so an error
-    reply never leaves the client subscribed.
-    """
-
-    __slots__ = ("_conn", "frames", "last_final", "last_order", "on_abandon", "topic")
-
-    def __init__(self, conn: Connection, topic: Topic, on_abandon: Callable[[], None]) -> None:
-        self._conn = conn
-        self.topic = topic
-        self.frames: list[Frame] = []
-        #: The snapshot's newest element (a bar's open time, a trade's id) and whether it is
-        #: final; None until ``arm`` (or when the snapshot was empty): nothing is a duplicate.
-        self.last_order: int | None = None
-        self.last_final = False
-        self.on_abandon = on_abandon
-
-    def arm(self, last_order: int | None, last_final: bool) -> None:
-        """The snapshot is read; its newest element is (``last_order``, ``last_final``)."""
-        self.last_order = last_order
-        self.last_final = last_final
-
-    def keeps(self, frame: Frame) -> bool:
-        """Whether a held update is newer than the snapshot (the store is written before the
-        bus, so anything at or before the snapshot's newest final element is in it)."""
-        if frame.order is None or self.last_order is None:
-            return True
-        if frame.order < self.last_order:
-            return False
-        return not (frame.order == self.last_order and self.last_final)
-
-    def release(self) -> None:
-        """Deliver what the snapshot lacks, then deliver the topic's updates directly."""
-        if self._conn._holds.get(self.topic) is not self:
-            return
-        del self._conn._holds[self.topic]
-        for frame in self.frames:
-            if self.keeps(frame):
-                self._conn.deliver(frame)
-        self.frames = []
-
-    def cancel(self) -> None:
-        """Drop the held updates (the subscription is going away); idempotent."""
-        if self._conn._holds.get(self.topic) is self:
-            del self._conn._holds[self.topic]
-        self.frames = []
-
-    def abandon(self) -> None:
-        """The request failed: drop the held updates and undo the subscription."""
-        if self._conn._holds.get(self.topic) is self:
-            self.cancel()
-            self.on_abandon()
 
 
 class Connection(Client):
@@ -151,9 +110,7 @@ class Connection(Client):
         "_direct",
         "_flush_timer",
         "_holds",
-        "_quiet",
-        "_sealed",
-        "_stopped",
+        "_state",
         "_terminating",
         "_unsettled",
         "_unswept",
@@ -205,12 +162,16 @@ class Connection(Client):
         #: Bytes handed to the transport since the slow-consumer sweep last took the count;
         #: 0 also means "not registered with the sweep for this period" (``delivery.sweep``).
         self._unswept = 0
-        #: The task draining the outbox; exists only while something is queued or in flight.
+        #: Where this connection is in its life (``ConnectionState``); moved only by ``_move``
+        #: (and read for every delivery: ``QUIET`` is what allows a direct write).
+        self._state = QUIET
+        #: The task draining the outbox; exists only while something is queued or in flight
+        #: (``WRITING``, or a close flushing or stopping it).
         self._writer: asyncio.Task[None] | None = None
-        #: Set by ``stop_writer`` (or a writer that failed): no writer may be started again.
-        self._stopped = False
+        #: The task sending the close frame, once ``terminate`` started it.
         self._terminating: asyncio.Task[None] | None = None
-        #: Set when the server decided to close this client (slow consumer, shutdown...).
+        #: The code of the close the server decided (slow consumer, shutdown...), if it did;
+        #: set once, by ``terminate``.
         self.close_code: int | None = None
         #: Seconds frames are collected before one write (``MARKETCAST_WS_WRITE_DELAY``); with
         #: a delay a frame that could go out directly is queued and ``_flush_timer`` armed.
@@ -219,13 +180,6 @@ class Connection(Client):
         self._flush_timer: asyncio.TimerHandle | None = None
         #: The transport path, or None when frames must go through ASGI (``delivery.direct``).
         self._direct: DirectSink | None = open_direct(ws)
-        #: No writer exists and none was stopped, so nothing is queued or in flight. Read for
-        #: every delivery: a direct write is allowed only while it is True, so nothing can
-        #: overtake a queued or in-flight frame; the first frame queued while it is True
-        #: starts the writer.
-        self._quiet = True
-        #: A planned close has begun: later updates are dropped so the flush can finish.
-        self._sealed = False
         #: Resolved when the planned close (notice, flush, 1001) under way has finished; a
         #: second one (shutdown meeting a lifetime close) waits for it instead of repeating it.
         self.planned_close: asyncio.Future[None] | None = None
@@ -233,40 +187,51 @@ class Connection(Client):
     # -- inbound from the hub ---------------------------------------------------------------
 
     def deliver(self, frame: Frame) -> None:
-        if self.close_code is not None or self._sealed:
+        """Send ``frame``: written at once while ``QUIET`` (collected under a write delay),
+        queued behind the writer while ``WRITING`` (and, while ``STOPPED``, queued for a close
+        or an overflow), dropped once a close is under way."""
+        if self._state is not QUIET:
+            state = self._state
+            if state is WRITING or state is STOPPED:
+                if self._holds and frame.topic in self._holds:
+                    self._hold_back(self._holds[frame.topic], frame)
+                elif not self.outbox.put(frame):
+                    self._overflow()
+            # SEALED, CLOSING, CLOSED: dropped.
             return
         if self._holds and frame.topic in self._holds:
-            hold = self._holds[frame.topic]
-            hold.frames.append(frame)
-            if len(hold.frames) > self.outbox.max_messages:
-                self._overflow(len(hold.frames))
+            self._hold_back(self._holds[frame.topic], frame)
             return
-        if self._quiet:
-            direct = self._direct
-            if direct is not None:
-                if self._write_delay:
-                    self._collect(frame)
-                    return
-                data = frame.wire()
-                if direct.offer(data):
-                    stats = self.stats
-                    stats.direct_frames += 1
-                    self.frames_sent += 1
-                    # ``_wrote`` inlined: its registration runs once per sweep period.
-                    unswept = self._unswept
-                    if not unswept and stats.wrote is not None:
-                        stats.wrote.add(self)
-                    self._unswept = unswept + len(data)
-                    if not self.frames_sent % stats.sample_every:
-                        stats.latency.observe(perf_counter() - frame.created)
-                    return
+        direct = self._direct
+        if direct is not None:
+            if self._write_delay:
+                self._collect(frame)
+                return
+            data = frame.wire()
+            if direct.offer(data):
+                stats = self.stats
+                stats.direct_frames += 1
+                self.frames_sent += 1
+                # ``_wrote`` inlined: its registration runs once per sweep period.
+                unswept = self._unswept
+                if not unswept and stats.wrote is not None:
+                    stats.wrote.add(self)
+                self._unswept = unswept + len(data)
+                if not self.frames_sent % stats.sample_every:
+                    stats.latency.observe(perf_counter() - frame.created)
+                return
+        # Over the high-water mark, or no direct path: queue, and a writer takes it from here.
         if self.outbox.put(frame):
-            if self._quiet:
-                self._quiet = False
-                self._wrote(0)  # the sweep watches the queue's age from now on
-                self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+            self._wrote(0)  # the sweep watches the queue's age from now on
+            self._start_writer()
         else:
             self._overflow()
+
+    def _hold_back(self, hold: SnapshotHold, frame: Frame) -> None:
+        """Keep ``frame`` until its topic's snapshot reply is settled (``SnapshotHold``)."""
+        hold.frames.append(frame)
+        if len(hold.frames) > self.outbox.max_messages:
+            self._overflow(len(hold.frames))
 
     # -- replies and snapshot holds -----------------------------------------------------------
 
@@ -276,7 +241,7 @@ class Connection(Client):
 
     def hold(self, topic: Topic, on_abandon: Callable[[], None]) -> SnapshotHold:
         """Hold ``topic``'s updates back until the request being handled is settled."""
-        hold = SnapshotHold(self, topic, on_abandon)
+        hold = SnapshotHold(self._holds, self.deliver, topic, on_abandon)
         self._holds[topic] = hold
         self._unsettled.append(hold)
         return hold
@@ -313,13 +278,26 @@ class Connection(Client):
         over its high-water mark, hand the queue to a writer that waits for it to drain."""
         self._flush_timer = None
         direct = self._direct
-        if not self._quiet or direct is None or not len(self.outbox):
+        if self._state is not QUIET or direct is None or not len(self.outbox):
             return  # a writer owns the queue, or the connection is closing
         if not direct.ready():
-            self._quiet = False
-            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+            self._start_writer()
             return
         self._write_batch(direct, self.outbox.take())
+
+    def _start_writer(self) -> None:
+        """Something was queued while ``QUIET``: a writer owns the queue from now on."""
+        self._move("queue")
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    def _move(self, event: Event) -> None:
+        """Apply ``event`` to the state (``TRANSITIONS``); one that cannot happen in the
+        current state is a bug, and raises rather than leave the state undefined."""
+        state = self._state
+        following = TRANSITIONS[state].get(event)
+        if following is None:
+            raise RuntimeError(f"connection {self.uid}: {event!r} while {state.name}")
+        self._state = following
 
     def _write_batch(self, direct: DirectSink, frames: list[Frame]) -> None:
         data = b"".join([frame.wire() for frame in frames])
@@ -362,9 +340,10 @@ class Connection(Client):
         try:
             while True:
                 if direct is not None:
-                    if self._sealed and not len(outbox):
-                        # A planned close is flushing and all it waits for is written; no
-                        # direct write can follow a seal, so the buffer need not drain here.
+                    if self._state is not WRITING and not len(outbox):
+                        # A close is under way (a planned one flushing, or one that dropped
+                        # the queue) and all it waits for is written; no direct write can
+                        # follow, so the buffer need not drain here.
                         stopped = False
                         return
                     # Queued because the transport was full (or a batch was just written):
@@ -390,13 +369,10 @@ class Connection(Client):
             log.debug("writer for %s stopped: %r", self.uid, exc)
         finally:
             self._writer = None
-            if stopped:
-                # Cancelled or failed: no direct write may follow, and no new writer either
-                # (frames queued from now on wait for the close, or overflow into a 4008).
-                self._stopped = True
-                self._quiet = False
-            else:
-                self._quiet = not self._stopped
+            # Drained: back to QUIET, so direct writes may resume (unless a close is under
+            # way). Cancelled or failed: no direct write may follow, and no new writer either
+            # (frames queued from now on wait for the close, or overflow into a 4008).
+            self._move("stop" if stopped else "drain")
 
     # -- closing ------------------------------------------------------------------------------
 
@@ -407,8 +383,9 @@ class Connection(Client):
         way to the close frame (``delivery.closing``); planned closes pass False.
         """
         if self.close_code is not None:
-            return
+            return  # decided already: a close happens once
         self.close_code = code
+        self._move("close")
         # Nothing queued will be written now: free it at once, not when the connection ends
         # (and before anything else can count it: no await since the close was decided).
         self.stats.dropped(code, len(self.outbox.take()))
@@ -467,14 +444,17 @@ class Connection(Client):
 
         Returns whether everything queued went out before the close.
         """
-        self._sealed = True
         flushed = True
-        if self._flush_timer is not None:
-            # Collected frames are queued too: write them (or start a writer) now.
-            self._flush_timer.cancel()
-            self._flush_collected()
+        try:
+            if self._flush_timer is not None:
+                # Collected frames are queued too: write them (or start a writer) now, while
+                # ``QUIET`` still allows it.
+                self._flush_timer.cancel()
+                self._flush_collected()
+        finally:
+            self._move("seal")  # even if that write raised: no update may follow
         writer = self._writer
-        if self.close_code is None and writer is not None:
+        if self._state is SEALED and writer is not None:
             # Sealed, so nothing new is queued: the writer ends once what is queued is out.
             done, _ = await asyncio.wait((writer,), timeout=deadline)
             if not done:
@@ -493,8 +473,15 @@ class Connection(Client):
 
     @property
     def stopped(self) -> bool:
-        """Closing or closed: nothing more will be written."""
-        return self._stopped
+        """The writer is stopped for good (``STOPPED``, ``CLOSED``): nothing more will be
+        written."""
+        state = self._state
+        return state is STOPPED or state is CLOSED
+
+    @property
+    def state(self) -> ConnectionState:
+        """Where this connection is in its life (read-only; ``_move`` changes it)."""
+        return self._state
 
     def take_written(self) -> int:
         """Bytes handed to the transport since the previous call."""
@@ -519,8 +506,7 @@ class Connection(Client):
 
     async def stop_writer(self) -> None:
         """Stop writing for good: cancel the writer, if any, and never start another."""
-        self._stopped = True
-        self._quiet = False
+        self._move("stop")
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None

@@ -1,0 +1,85 @@
+"""Snapshot holds: a topic's updates held back while a subscribe call reads its snapshot.
+
+Why they exist: a ``subscribe`` with ``snapshot``/``since`` registers the client on the topic
+*before* reading the history, so no update can slip between the two; updates that arrive
+meanwhile wait here, and once the reply is queued they are released minus the ones the
+snapshot already contains. The rule relies on every update of a family with history being
+stored before it is published (``StreamManager``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from marketcast.types import Topic
+from marketcast.wire import Frame
+
+
+class SnapshotHold:
+    """Updates of one topic held back while its snapshot is read: the token of the subscribe
+    call that made it (``Connection.hold``).
+
+    Why a token: the held updates may go out only after the reply that carries the snapshot,
+    and only if that reply is a success. The adapter settles every hold the request made once
+    its reply is queued (``Connection.settle``): a success releases them, minus what the
+    snapshot already holds; a failure anywhere after the hold was made (the snapshot read, the
+    reply's encoding) abandons them, and ``on_abandon`` undoes the subscription, so an error
+    reply never leaves the client subscribed.
+    """
+
+    __slots__ = ("_deliver", "_holds", "frames", "last_final", "last_order", "on_abandon", "topic")
+
+    def __init__(
+        self,
+        holds: dict[Topic, SnapshotHold],
+        deliver: Callable[[Frame], None],
+        topic: Topic,
+        on_abandon: Callable[[], None],
+    ) -> None:
+        #: The connection's holds by topic (this one is there while it holds) and its
+        #: ``deliver``: what a release hands the kept updates to.
+        self._holds = holds
+        self._deliver = deliver
+        self.topic = topic
+        self.frames: list[Frame] = []
+        #: The snapshot's newest element (a bar's open time, a trade's id) and whether it is
+        #: final; None until ``arm`` (or when the snapshot was empty): nothing is a duplicate.
+        self.last_order: int | None = None
+        self.last_final = False
+        self.on_abandon = on_abandon
+
+    def arm(self, last_order: int | None, last_final: bool) -> None:
+        """The snapshot is read; its newest element is (``last_order``, ``last_final``)."""
+        self.last_order = last_order
+        self.last_final = last_final
+
+    def keeps(self, frame: Frame) -> bool:
+        """Whether a held update is newer than the snapshot (the store is written before the
+        bus, so anything at or before the snapshot's newest final element is in it)."""
+        if frame.order is None or self.last_order is None:
+            return True
+        if frame.order < self.last_order:
+            return False
+        return not (frame.order == self.last_order and self.last_final)
+
+    def release(self) -> None:
+        """Deliver what the snapshot lacks, then deliver the topic's updates directly."""
+        if self._holds.get(self.topic) is not self:
+            return
+        del self._holds[self.topic]
+        for frame in self.frames:
+            if self.keeps(frame):
+                self._deliver(frame)
+        self.frames = []
+
+    def cancel(self) -> None:
+        """Drop the held updates (the subscription is going away); idempotent."""
+        if self._holds.get(self.topic) is self:
+            del self._holds[self.topic]
+        self.frames = []
+
+    def abandon(self) -> None:
+        """The request failed: drop the held updates and undo the subscription."""
+        if self._holds.get(self.topic) is self:
+            self.cancel()
+            self.on_abandon()
