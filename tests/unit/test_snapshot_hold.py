@@ -1,0 +1,82 @@
+"""A snapshot's hold is a token of its subscribe call, settled with the request's reply.
+
+Driven through the real ``Subscriptions``, ``StreamManager``, ``Hub`` and ``Connection``
+(over the fake transport of ``test_lazy_writer``); what the adapter does per request is
+``reply`` then ``settle(ok=True)``, or ``settle(ok=False)`` then the error reply.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from marketcast.bus.memory import MemoryBus
+from marketcast.delivery.hub import Hub
+from marketcast.market import Candle
+from marketcast.store.memory import MemoryCandleStore
+from marketcast.streams import StreamManager
+from marketcast.subscriptions import Subscriptions
+from tests.unit.test_lazy_writer import connection, settle, written
+from tests.unit.test_streams import KEY, RecordingFeed
+
+PARAMS = {"resolution": KEY.resolution}
+
+
+async def served() -> tuple[StreamManager, Subscriptions, Hub]:
+    hub = Hub()
+    bus = MemoryBus()
+    await bus.start(hub.publish)
+    streams = StreamManager(
+        [RecordingFeed()], MemoryCandleStore(100), bus, grace_period=0, history_size=100
+    )
+    await streams.start()
+    return streams, Subscriptions(streams, hub, max_per_connection=10), hub
+
+
+def bar(minute: int, *, closed: bool) -> Candle:
+    return Candle(minute * 60_000, 1, 1, 1, 1, 1, closed=closed)
+
+
+def frames_written(raw: bytes) -> list[dict[str, object]]:
+    """The JSON frames in what the fake transport got (each frame's 2-byte header cut)."""
+    found = []
+    for part in raw.split(b"\x81")[1:]:
+        start = part.index(b"{")
+        found.append(orjson.loads(part[start:]))
+    return found
+
+
+async def test_a_failed_request_after_the_hold_leaves_the_client_unsubscribed() -> None:
+    streams, subscriptions, hub = await served()
+    conn, protocol, _ = connection()
+    result = await subscriptions.subscribe(conn, "bars", KEY.symbol, PARAMS, snapshot=3)
+    assert result.snapshot, "the store had the feed's history"
+    topic = result.topic
+    # A live update arrives while the reply is being built; then building it fails.
+    await streams.on_candle(KEY, bar(5, closed=False))
+    conn.settle(ok=False)
+    conn.reply('{"type":"error","payload":{"code":"internal_error","message":"x"}}')
+    await settle()
+    assert topic not in conn.subscriptions
+    assert hub.subscriber_count(topic) == 0
+    # Nothing held was released, and nothing later reaches the client.
+    await streams.on_candle(KEY, bar(5, closed=True))
+    await settle()
+    assert [f["type"] for f in frames_written(written(protocol))] == ["error"]
+    await streams.close()
+
+
+async def test_a_successful_reply_releases_what_the_snapshot_lacks_after_it() -> None:
+    streams, subscriptions, _ = await served()
+    conn, protocol, _ = connection()
+    result = await subscriptions.subscribe(conn, "bars", KEY.symbol, PARAMS, snapshot=3)
+    assert result.snapshot is not None
+    newest = result.snapshot[-1]["time"]
+    await streams.on_candle(KEY, bar(5, closed=False))
+    conn.reply('{"type":"bars.subscribe.response","payload":{}}')
+    conn.settle(ok=True)
+    await settle()
+    frames = frames_written(written(protocol))
+    assert [f["type"] for f in frames] == ["bars.subscribe.response", "bars.update"]
+    assert frames[1]["payload"]["time"] == 5 * 60_000 > newest  # type: ignore[index]
+    assert result.topic in conn.subscriptions
+    await streams.close()
