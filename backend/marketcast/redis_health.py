@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from marketcast.errors import ServiceUnavailable
 
 log = logging.getLogger("marketcast.cluster")
 
@@ -142,3 +145,15 @@ class RedisHealth:
         task, self._task = self._task, None
         if task is not None:
             await cancel_and_wait(task)
+
+
+async def store_answer(command: Awaitable[Any], health: RedisHealth | None) -> Any:
+    """The answer of a shared-store command. A connection error is reported to ``health``
+    (readiness, and the trigger for every recovery) and raised as ``ServiceUnavailable``:
+    the cause (host, port) stays in the log; clients learn only that it will pass."""
+    try:
+        return await command
+    except CONNECTION_ERRORS as exc:
+        if health is not None:
+            health.report_failure(exc)
+        raise ServiceUnavailable("the shared store did not answer; retry shortly") from exc

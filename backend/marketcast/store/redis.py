@@ -27,9 +27,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from marketcast.errors import ServiceUnavailable
 from marketcast.market import BarKey, Candle
-from marketcast.redis_health import CONNECTION_ERRORS, RedisHealth
+from marketcast.redis_health import RedisHealth, store_answer
 from marketcast.types import Millis
 
 #: KEYS[1] the key's sorted set; ARGV[1] the capacity; ARGV[2] a pub/sub channel and ARGV[3]
@@ -166,10 +165,4 @@ class RedisCandleStore:
         """Nothing to free: the data is shared and the client belongs to the caller."""
 
     async def _run(self, command: Any) -> Any:
-        try:
-            return await command
-        except CONNECTION_ERRORS as exc:
-            if self._health is not None:
-                self._health.report_failure(exc)
-            # The cause (host, port) stays in the log; clients learn only that it will pass.
-            raise ServiceUnavailable("the shared store did not answer; retry shortly") from exc
+        return await store_answer(command, self._health)

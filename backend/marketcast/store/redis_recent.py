@@ -24,8 +24,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from marketcast.errors import ServiceUnavailable
-from marketcast.redis_health import CONNECTION_ERRORS, RedisHealth
+from marketcast.redis_health import RedisHealth, store_answer
 from marketcast.store.recent import RecentRecord
 
 #: KEYS[1] the stream's sorted set; ARGV[1] the record's order, ARGV[2] keep, ARGV[3] the
@@ -109,10 +108,4 @@ class RedisRecentStore:
         """Nothing to free: the data is shared and the client belongs to the caller."""
 
     async def _run(self, command: Any) -> Any:
-        try:
-            return await command
-        except CONNECTION_ERRORS as exc:
-            if self._health is not None:
-                self._health.report_failure(exc)
-            # The cause (host, port) stays in the log; clients learn only that it will pass.
-            raise ServiceUnavailable("the shared store did not answer; retry shortly") from exc
+        return await store_answer(command, self._health)
