@@ -104,6 +104,16 @@ class Bar(ServerModel):
 Status = Literal["ok", "error"]
 
 
+class Reply(ServerModel):
+    """What every subscribe and unsubscribe reply says: how it went, for which symbol and
+    topic. A family's replies extend it (``bars`` with the snapshot, …)."""
+
+    status: Status
+    symbol: str
+    message: str
+    topic: str
+
+
 class PongPayload(ServerModel):
     """Reply to ``ping``: the server's clock, ms UTC."""
 

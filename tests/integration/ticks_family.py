@@ -18,7 +18,7 @@ from marketcast.channels.base import Docs, Family, Models, Registry
 from marketcast.channels.registry import default_registry
 from marketcast.feeds.base import FeedSink
 from marketcast.market import BarKey, Candle, StreamKey, SymbolInfo
-from marketcast.protocol import ClientModel, ServerModel, Status, SymbolField
+from marketcast.protocol import ClientModel, Reply, ServerModel, SymbolField
 from marketcast.types import Millis, Topic
 from marketcast.wire import Frame, envelope
 
@@ -57,22 +57,12 @@ class TicksUnsubscribePayload(ClientModel):
     params: TicksParams = Field(default_factory=TicksParams)
 
 
-class TicksSubscribeResponsePayload(ServerModel):
+class TicksSubscribeResponsePayload(Reply):
     """Reply to ``ticks.subscribe``."""
 
-    status: Status
-    symbol: str
-    message: str
-    topic: str
 
-
-class TicksUnsubscribeResponsePayload(ServerModel):
+class TicksUnsubscribeResponsePayload(Reply):
     """Reply to ``ticks.unsubscribe``."""
-
-    status: Status
-    symbol: str
-    message: str
-    topic: str
 
 
 class TicksUpdatePayload(ServerModel):

@@ -22,9 +22,8 @@ from marketcast.protocol import (
     Bar,
     ClientModel,
     Integral,
+    Reply,
     ResolutionField,
-    ServerModel,
-    Status,
     SymbolField,
 )
 from marketcast.timeframes import RESOLUTION_ALIASES, RESOLUTIONS, nominal_ms, normalize_resolution
@@ -68,13 +67,9 @@ class BarsUnsubscribePayload(ClientModel):
     params: BarsParams
 
 
-class BarsSubscribeResponsePayload(ServerModel):
+class BarsSubscribeResponsePayload(Reply):
     """Reply to ``bars.subscribe``; ``bars`` holds the snapshot or the bars since ``since``."""
 
-    status: Status
-    symbol: str
-    message: str
-    topic: str
     bars: list[Bar] | None = None
     recovered: bool | None = Field(
         default=None,
@@ -84,13 +79,8 @@ class BarsSubscribeResponsePayload(ServerModel):
     )
 
 
-class BarsUnsubscribeResponsePayload(ServerModel):
+class BarsUnsubscribeResponsePayload(Reply):
     """Reply to ``bars.unsubscribe``."""
-
-    status: Status
-    symbol: str
-    message: str
-    topic: str
 
 
 class BarsUpdatePayload(Bar):

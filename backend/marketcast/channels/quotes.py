@@ -13,7 +13,7 @@ from pydantic import Field
 
 from marketcast.channels.base import Docs, Family, Models
 from marketcast.market import Quote, QuoteKey, StreamKey
-from marketcast.protocol import ClientModel, ServerModel, Status, SymbolField
+from marketcast.protocol import ClientModel, Reply, ServerModel, SymbolField
 from marketcast.types import Topic
 from marketcast.wire import Frame, envelope
 
@@ -38,22 +38,12 @@ class QuotesUnsubscribePayload(ClientModel):
     params: QuotesParams = Field(default_factory=QuotesParams)
 
 
-class QuotesSubscribeResponsePayload(ServerModel):
+class QuotesSubscribeResponsePayload(Reply):
     """Reply to ``quotes.subscribe``."""
 
-    status: Status
-    symbol: str
-    message: str
-    topic: str
 
-
-class QuotesUnsubscribeResponsePayload(ServerModel):
+class QuotesUnsubscribeResponsePayload(Reply):
     """Reply to ``quotes.unsubscribe``."""
-
-    status: Status
-    symbol: str
-    message: str
-    topic: str
 
 
 class QuotesUpdatePayload(ServerModel):

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from marketcast.channels.base import Docs, Family, History, Models
 from marketcast.market import StreamKey
-from marketcast.protocol import ClientModel, Integral, ServerModel, Status, SymbolField
+from marketcast.protocol import ClientModel, Integral, Reply, ServerModel, SymbolField
 from marketcast.types import Millis, Topic
 from marketcast.wire import Frame, envelope
 
@@ -84,23 +84,14 @@ class TradeRecord(ServerModel):
     side: Side
 
 
-class TradesSubscribeResponsePayload(ServerModel):
+class TradesSubscribeResponsePayload(Reply):
     """Reply to ``trades.subscribe``; ``trades`` holds the snapshot, oldest first."""
 
-    status: Status
-    symbol: str
-    message: str
-    topic: str
     trades: list[TradeRecord] | None = None
 
 
-class TradesUnsubscribeResponsePayload(ServerModel):
+class TradesUnsubscribeResponsePayload(Reply):
     """Reply to ``trades.unsubscribe``."""
-
-    status: Status
-    symbol: str
-    message: str
-    topic: str
 
 
 class TradesUpdatePayload(TradeRecord):
