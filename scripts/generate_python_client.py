@@ -406,6 +406,9 @@ class FamilySpec:
     update_type: str
     update: str
     replay_field: str | None
+    #: For a family that resumes with a snapshot of items ordered by ``id`` (``trades``): the
+    #: largest snapshot it may ask for; None otherwise.
+    resume_snapshot: int | None
 
 
 def _families(document: Schema) -> list[FamilySpec]:
@@ -450,18 +453,22 @@ def _families(document: Schema) -> list[FamilySpec]:
                     update_type=f"{family}.update",
                     update=payload_of(update),
                     replay_field=_replay_field(schemas, payload, payload_of(reply)),
+                    resume_snapshot=_resume_snapshot(schemas, payload, payload_of(reply)),
                 )
             )
     return found
 
 
 def _replay_field(schemas: dict[str, Schema], subscribe: str, reply: str) -> str | None:
-    """The reply field holding timed bars, when the family can resume with ``since``.
+    """The reply field holding timed bars, when the family can resume with ``since``; or the
+    one holding items ordered by ``id``, when it resumes with a snapshot (``_resume_snapshot``).
 
     Such a family gets the client's recovery: resubscribe with ``since`` after a reconnect and
     pass each closed bar on once. It needs ``since`` on the request and an array of items
     with ``time`` and ``closed`` in the reply.
     """
+    if _resume_snapshot(schemas, subscribe, reply) is not None:
+        return _id_items_field(schemas, reply)
     if "since" not in schemas[subscribe].get("properties", {}):
         return None
     for name, prop in schemas[reply].get("properties", {}).items():
@@ -472,6 +479,29 @@ def _replay_field(schemas: dict[str, Schema], subscribe: str, reply: str) -> str
                 if {"time", "closed"} <= set(fields):
                     return str(name)
     return None
+
+
+def _id_items_field(schemas: dict[str, Schema], reply: str) -> str | None:
+    """The reply field holding an array of items with an integer ``id`` (trades), if any."""
+    for name, prop in schemas[reply].get("properties", {}).items():
+        for option in [prop, *prop.get("anyOf", [])]:
+            items = option.get("items", {}) if option.get("type") == "array" else {}
+            if "$ref" in items:
+                fields = schemas[_ref_name(items["$ref"])].get("properties", {})
+                if fields.get("id", {}).get("type") == "integer":
+                    return str(name)
+    return None
+
+
+def _resume_snapshot(schemas: dict[str, Schema], subscribe: str, reply: str) -> int | None:
+    """For a family without ``since`` whose reply carries items ordered by ``id`` (trades):
+    the largest ``snapshot`` it may ask for, which is what it resumes with after a reconnect,
+    passing on only the ids after the last one it yielded."""
+    properties = schemas[subscribe].get("properties", {})
+    if "since" in properties or _id_items_field(schemas, reply) is None:
+        return None
+    maximum = properties.get("snapshot", {}).get("maximum")
+    return int(maximum) if isinstance(maximum, int) else None
 
 
 def _camel(name: str) -> str:
@@ -524,6 +554,7 @@ def render_channels(document: Schema) -> str:
             f"    update_type={_py(family.update_type)},\n"
             f"    update={family.update},\n"
             f"    replay_field={_py(family.replay_field)},\n"
+            f"    resume_snapshot={_py(family.resume_snapshot)},\n"
             ")\n"
         )
     registry = ", ".join(
@@ -595,7 +626,15 @@ def _render_method(family: FamilySpec, schemas: dict[str, Schema], types: Types)
         f"Returns once the server confirmed; iterate the subscription for ``{family.update}``."
         " Raises a ``ServerError`` subclass when the server refuses the subscription.",
     ]
-    if family.replay_field is not None:
+    if family.resume_snapshot is not None:
+        paragraphs.append(
+            f"After a reconnect it subscribes again with ``snapshot={family.resume_snapshot}``"
+            f" and yields the items of the reply's ``{family.replay_field}`` after the last id"
+            f" it yielded, in order: each once. A gap the snapshot cannot cover is reported"
+            f" as ``recovered`` False. The first reply's ``{family.replay_field}`` (the"
+            f" snapshot) stay in ``subscription.reply``."
+        )
+    elif family.replay_field is not None:
         paragraphs.append(
             f"After a reconnect it subscribes again with ``since`` after the last closed item"
             f" passed on, and yields the items of the reply's ``{family.replay_field}`` it had"

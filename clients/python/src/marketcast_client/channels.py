@@ -46,6 +46,7 @@ BARS: Final = Family(
     update_type="bars.update",
     update=BarsUpdatePayload,
     replay_field="bars",
+    resume_snapshot=None,
 )
 
 
@@ -60,6 +61,7 @@ QUOTES: Final = Family(
     update_type="quotes.update",
     update=QuotesUpdatePayload,
     replay_field=None,
+    resume_snapshot=None,
 )
 
 
@@ -73,7 +75,8 @@ TRADES: Final = Family(
     unsubscribe_payload=TradesUnsubscribePayload,
     update_type="trades.update",
     update=TradesUpdatePayload,
-    replay_field=None,
+    replay_field="trades",
+    resume_snapshot=500,
 )
 
 
@@ -141,6 +144,11 @@ class GeneratedChannels(ClientCore):
 
         Returns once the server confirmed; iterate the subscription for ``TradesUpdatePayload``.
         Raises a ``ServerError`` subclass when the server refuses the subscription.
+
+        After a reconnect it subscribes again with ``snapshot=500`` and yields the items of the
+        reply's ``trades`` after the last id it yielded, in order: each once. A gap the snapshot
+        cannot cover is reported as ``recovered`` False. The first reply's ``trades`` (the snapshot)
+        stay in ``subscription.reply``.
         """
         payload = TradesSubscribePayload(symbol=symbol, params=TradesParams(), snapshot=snapshot)
         return await self._subscribe(TRADES, payload)

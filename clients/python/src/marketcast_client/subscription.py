@@ -7,6 +7,9 @@ order, then the live stream continues. As a second guard against a server that r
 than asked (a restarted one, a ``stale`` repeat), every bar goes through one rule: a bar at or
 before the newest closed bar passed on, or older than the newest bar passed on, is dropped. So
 the caller sees each closed bar once, in order, with no gap that the server could fill.
+A family ordered by ``id`` (trades) resumes with the largest snapshot instead, and passes on
+only the ids after the last one it yielded; a snapshot that does not reach back that far is
+reported as ``recovered`` False.
 
 Everything here runs in the client's reader task (``connection.Connection``), synchronously, so
 a subscription needs no lock; ``core.ClientCore`` sends its requests and routes its updates.
@@ -62,14 +65,19 @@ class Family(Generic[ReplyT, UpdateT]):
     #: The ``type`` of its updates, and their payload.
     update_type: str
     update: type[UpdateT]
-    #: The reply field holding bars when the family resumes with ``since`` (``bars``).
+    #: The reply field holding bars when the family resumes with ``since`` (``bars``), or
+    #: items ordered by ``id`` when it resumes with a snapshot (``trades``).
     replay_field: str | None
+    #: For a family that resumes with a snapshot (``trades``): its size, the largest the
+    #: server allows; None for one that resumes with ``since`` or not at all.
+    resume_snapshot: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Recovery:
-    """One resubscription with ``since`` after a reconnect, as the server answered it."""
+    """One resubscription after a reconnect, as the server answered it."""
 
+    #: The ``since`` asked for (bars), or the last id passed on before it (trades).
     since: int
     #: The server's ``recovered``: False means bars before the first one returned are missing
     #: (reload them over REST); None when the server did not say.
@@ -178,6 +186,8 @@ class Subscription(Generic[ReplyT, UpdateT]):
         #: rule's bounds, and where a resume starts.
         self._last_time: int | None = None
         self._last_closed: int | None = None
+        #: For a family ordered by ``id`` (trades): the newest id passed on.
+        self._last_id: int | None = None
         self._state: SubscriptionState = "subscribing"
         #: Makes every ``Subscribed`` after the first one a renewal (``resubscribed``).
         self._confirmed_once = False
@@ -252,6 +262,10 @@ class Subscription(Generic[ReplyT, UpdateT]):
         if not self._established.done() or self.family.replay_field is None:
             return self.request
         changes: dict[str, Any] = {}
+        if self.family.resume_snapshot is not None:
+            # The newest items again; the continuity rule passes on those after ``_last_id``.
+            self._resumed_since = self._last_id
+            return self.request.model_copy(update={"snapshot": self.family.resume_snapshot})
         if "snapshot" in type(self.request).model_fields:
             changes["snapshot"] = 0
         # After the last closed bar: the open bar seen last comes again, closed by now.
@@ -291,6 +305,8 @@ class Subscription(Generic[ReplyT, UpdateT]):
             self._established.set_result(None)
             self._confirm(recovered is not False, items)
             return
+        if self.family.resume_snapshot is not None:
+            recovered = self._reaches_back(items)
         delivered: list[Any] = []
         for item in items:
             if self._accept(item):
@@ -323,8 +339,24 @@ class Subscription(Generic[ReplyT, UpdateT]):
         if self._active and (self.family.replay_field is None or self._accept(update)):
             self._queue.put_nowait(update)
 
+    def _reaches_back(self, items: list[Any]) -> bool:
+        """Whether a resumed snapshot holds every id after the last one passed on (an empty
+        one, or one starting later, leaves a gap only a fresh subscription can mend)."""
+        if self._last_id is None:
+            return True
+        ids = [getattr(item, "id", None) for item in items]
+        return any(isinstance(i, int) and i <= self._last_id + 1 for i in ids)
+
     def _accept(self, item: object) -> bool:
-        """The continuity rule (module docstring): False for a bar already passed on."""
+        """The continuity rule (module docstring): False for a bar or trade already passed on."""
+        if self.family.resume_snapshot is not None:
+            ident = getattr(item, "id", None)
+            if not isinstance(ident, int):
+                return True
+            if self._last_id is not None and ident <= self._last_id:
+                return False
+            self._last_id = ident
+            return True
         time = getattr(item, "time", None)
         closed = getattr(item, "closed", None)
         if not isinstance(time, int) or not isinstance(closed, bool):
