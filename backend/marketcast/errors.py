@@ -7,8 +7,8 @@ The tree::
     │   │                           the connection stays open
     │   ├── (code) invalid_json, invalid_message, unsupported_frame, unknown_type,
     │   │          validation_error, invalid_symbol, unknown_symbol,
-    │   │          unsupported_resolution, too_many_subscriptions, rate_limited,
-    │   │          forbidden
+    │   │          unsupported_resolution, unsupported_channel, too_many_subscriptions,
+    │   │          rate_limited, forbidden
     ├── ServiceUnavailable          the shared store (Redis) did not answer; REST 503 and
     │                               WebSocket ``unavailable``, both with a retry hint (also an
     │                               ``OSError``, so code that handles connection errors sees it)

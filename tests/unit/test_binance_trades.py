@@ -411,6 +411,21 @@ async def test_a_gap_is_filled_page_by_page_before_the_live_trades_held_meanwhil
     await trades.close()
 
 
+async def test_a_watch_starts_from_the_newest_trades_and_the_stream_joins_them() -> None:
+    """The seed (the newest trades, from REST before the stream) goes first; the first live
+    trade then has a predecessor, so the trades between the two are filled by id."""
+    truth, sink = Truth(range(1, 40)), Sink()
+    trades = fills(truth, sink, page_size=4)
+    trades.watch(BTC)
+    await trades.seed(BTC, [trade(n) for n in (7, 8, 9)])
+    assert sink.ids(BTC) == [7, 8, 9]
+    await trades.on_live(BTC, trade(15))  # 10..14 happened between the seed and the stream
+    await settled(trades, BTC)
+    assert sink.ids(BTC) == list(range(7, 16))
+    assert [a[1] for a in truth.asked] == [10, 14]
+    await trades.close()
+
+
 async def test_a_gap_rest_cannot_fill_is_logged_and_the_key_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

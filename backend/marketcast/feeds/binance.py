@@ -31,7 +31,9 @@ Shape of the I/O (the rules themselves are pure, in ``binance_protocol`` and ``g
   the same control-message budget as every other stream. Their gaps are found by id, not by
   time, and filled from ``GET /api/v3/aggTrades?fromId=`` before the next live trade
   (``binance_trades``): each trade id reaches the sink once, in increasing order, or a
-  bounded fill gives up and logs the ids it leaves out.
+  bounded fill gives up and logs the ids it leaves out. A watch starts from the newest
+  trades (``GET /api/v3/aggTrades`` without an id, before the stream is subscribed), so a
+  first subscriber's snapshot is the symbol's recent tape and the stream joins it by id.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from marketcast.channels.trades import Trade, TradeKey
-from marketcast.errors import ConfigurationError
+from marketcast.channels.trades import KEPT, Trade, TradeKey
+from marketcast.errors import ConfigurationError, FeedError
 from marketcast.feeds.base import FeedSink
 from marketcast.feeds.binance_link import Link
 from marketcast.feeds.binance_protocol import (
@@ -177,6 +179,7 @@ class BinanceFeed:
         self._watched.add(key)
         if isinstance(key, TradeKey):
             self.trades.watch(key)
+            await self._seed_trades(key)
         for stream in streams_for(key):
             link = next((ln for ln in self._links if ln.size() < self.max_streams), None)
             if link is None:
@@ -322,6 +325,17 @@ class BinanceFeed:
             await self._sink.on_event(key, trade)
         except Exception:
             log.exception("sink failed to take a trade of %s", key)
+
+    async def _seed_trades(self, key: TradeKey) -> None:
+        """Before the stream: the newest ``KEPT`` trades from REST (one request, weight 4), so
+        that a first subscriber's snapshot is the symbol's recent tape rather than empty. On
+        failure the stream starts alone; the snapshot then fills as trades arrive."""
+        try:
+            recent = await self._client().agg_trades(key.symbol, limit=KEPT, max_wait=self.timeout)
+        except (FeedError, TimeoutError) as exc:
+            log.warning("binance trades of %s: no recent trades to start from: %s", key, exc)
+            return
+        await self.trades.seed(key, recent)
 
     async def _fetch_trades(self, symbol: Symbol, from_id: int, limit: int) -> list[Trade]:
         """A page of a trade gap. Waits for the REST gate at most ``timeout``: a fill holds

@@ -175,6 +175,17 @@ class TradeFills:
         if tasks:
             await asyncio.wait(tasks)
 
+    async def seed(self, key: TradeKey, recent: Sequence[Trade]) -> None:
+        """The newest trades before the stream starts (REST), delivered first: the first live
+        trade then has a predecessor, and any trade between the two is filled by id."""
+        sync = self._syncs.get(key)
+        if sync is None:
+            return
+        async with self._lock(key):
+            for trade in recent:
+                for ready in sync.on_live(trade):
+                    await self.emit(key, ready)
+
     async def on_live(self, key: TradeKey, trade: Trade) -> None:
         sync = self._syncs.get(key)
         if sync is None:  # not watched (any more)
