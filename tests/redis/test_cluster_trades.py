@@ -3,12 +3,15 @@
 A client on worker A receives the trades of a key worker B ingests; when A's pub/sub
 subscription is cut (what a Redis blip does to it), A resyncs its clients from the trades B
 kept in Redis (``cluster.resync``), so the client still gets every trade id once, in order.
+When B dies, A takes the key over and its Binance feed starts from the newest trades, which
+cover the handover: A's client still gets every id once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -18,9 +21,19 @@ import pytest
 from redis.asyncio import Redis
 
 from marketcast.redis_health import cancel_and_wait
+from marketcast.sim.binance import FakeBinance
+from marketcast.sim.market import FakeClock, Market
 from tests.integration.harness import Client, Server, client
 from tests.redis.redis_server import RedisServer
-from tests.redis.test_cluster import lease_holder, redis, redis_cli, workers
+from tests.redis.test_cluster import (
+    LEASE_TTL,
+    binance_workers,
+    lease_holder,
+    redis,
+    redis_cli,
+    wait_until,
+    workers,
+)
 
 pytestmark = pytest.mark.integration
 __all__ = ["redis", "redis_cli"]  # fixtures, used by name
@@ -91,3 +104,30 @@ async def test_a_lost_subscription_is_refilled_from_the_kept_trades(
         assert_consecutive(on_b.ids)
         kept = await redis_cli.zcard(f"marketcast:recent:{TRADES}")
         assert 0 < kept <= 500
+
+
+async def test_a_binance_takeover_hands_the_trades_over_without_gap_or_repeat(
+    tmp_path: Path, redis: RedisServer, redis_cli: Redis
+) -> None:
+    market = Market(["BTCUSDT"], clock=FakeClock(60.0), history_days=0.05)
+    fake = FakeBinance(market, push_interval=0.05, ping_interval=1.0)
+    await fake.start()
+    try:
+        async with binance_workers(tmp_path, redis, fake, "a", "b") as cluster:
+            a, b = cluster["a"], cluster["b"]
+            async with taping(b) as on_b:  # b's client asks first: b ingests
+                assert await lease_holder(redis_cli, TRADES) == "b"
+                async with taping(a) as on_a:
+                    await on_a.wait_for(20)
+                    b.process.send_signal(signal.SIGKILL)
+                    await asyncio.to_thread(b.process.wait, 5)
+                    on_b.stopped = True
+
+                    async def a_owns() -> bool:
+                        return await lease_holder(redis_cli, TRADES) == "a"
+
+                    await wait_until(a_owns, 5 * LEASE_TTL, "takeover by a")
+                    await on_a.wait_for(40)
+        assert_consecutive(on_a.ids)
+    finally:
+        await fake.stop()
