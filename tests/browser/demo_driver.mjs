@@ -174,15 +174,28 @@ async function main() {
       // The tape goes on too: with trades after the last one it showed, or started afresh
       // (when the restarted server numbers its trades anew, as the simulator does); either
       // way with live trades again, then a newer one on top.
-      await page.waitForFunction(
-        (from) => {
-          const now = window.marketcastDemo.tape();
-          const live = now.rows > 0 && now.liveTrades > 0;
-          return live && (now.starts > from.starts || now.newestId > from.newestId);
-        },
-        tapeFrom,
-        { timeout: timeoutMs },
-      );
+      // Twice the usual bound: after the restart the tape may need one more round trip (a
+      // fresh subscription), on a machine whose cores are busy with other tests.
+      await page
+        .waitForFunction(
+          (from) => {
+            const now = window.marketcastDemo.tape();
+            const live = now.rows > 0 && now.liveTrades > 0;
+            return live && (now.starts > from.starts || now.newestId > from.newestId);
+          },
+          tapeFrom,
+          { timeout: 2 * timeoutMs },
+        )
+        .catch(async (error) => {
+          // Say where the tape stood, so that a failure can be told from a slow machine.
+          const where = {
+            before: tapeFrom,
+            now: await tape(),
+            note: await page.textContent("#tape-note"),
+            states: await page.evaluate(() => window.seenStates),
+          };
+          throw new Error(`${error.message}\ntape: ${JSON.stringify(where)}`);
+        });
       const tapeResumed = await tape();
       await tapeMovesOn({ id: tapeResumed.newestId, symbol: tapeResumed.symbol });
       emit("resumed", {

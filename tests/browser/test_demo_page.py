@@ -192,7 +192,7 @@ def test_demo_page_shows_a_live_chart_and_survives_a_restart(
         driver.expect("restart-now", within=5)
     with run_server(tmp_path / "second", port=port, **settings):
         driver.send("restarted")
-        resumed = driver.expect("resumed", within=40)
+        resumed = driver.expect("resumed", within=90)
         switched = driver.expect("switched", within=40)
         done = driver.expect("done", within=10)
 
