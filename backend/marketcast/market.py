@@ -7,7 +7,9 @@ upstream data.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from marketcast.types import Millis, Resolution, Symbol
 
@@ -72,3 +74,11 @@ class SymbolInfo:
     #: The key classes the feed can watch for this symbol: a family whose key class is
     #: missing (trades of a forex pair) is refused at subscribe with a typed error.
     kinds: frozenset[type[StreamKey]] = frozenset({BarKey, QuoteKey})
+
+
+@dataclass(frozen=True, slots=True)
+class RecentRecord:
+    """One kept event: its order within its stream (a trade's id) and its snapshot element."""
+
+    order: int
+    value: Mapping[str, Any]

@@ -29,11 +29,11 @@ from marketcast.channels.registry import default_registry
 from marketcast.cluster.ownership import LocalOwnership, Ownership
 from marketcast.errors import ConfigurationError, FeedError, ProtocolError
 from marketcast.feeds.base import Feed
-from marketcast.market import BarKey, Candle, Quote, QuoteKey, StreamKey, SymbolInfo
+from marketcast.market import BarKey, Candle, Quote, QuoteKey, RecentRecord, StreamKey, SymbolInfo
 from marketcast.recovery import FetchTally, recover_bars
 from marketcast.staleness import StalenessMonitor, StalenessTracker
 from marketcast.store.base import CandleStore
-from marketcast.store.recent import MemoryRecentStore, RecentRecord, RecentStore
+from marketcast.store.recent import MemoryRecentStore, RecentStore
 from marketcast.types import Millis, Symbol, Topic
 
 log = logging.getLogger("marketcast.streams")
@@ -204,11 +204,6 @@ class StreamManager:
     # -- cluster.ownership.Upstream: what the ownership drives ------------------------------
 
     async def start_upstream(self, key: StreamKey) -> None:
-        if self.channels.of_key(key).history is History.RECENT:
-            # What was kept before is separated from what comes now by the time nobody
-            # watched (or another worker did): a snapshot must not join the two.
-            await self._recent.clear(self.channels.key_id(key))
-            self._last_final.pop(key, None)
         await self._feed_for(key.symbol).watch(key)
         self._staleness.tracker.watching(key, self._staleness.clock())
 

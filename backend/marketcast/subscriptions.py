@@ -189,7 +189,7 @@ class Subscriptions:
         """The history a reply carries; its size, and what the feed fetched to find it, are
         added to ``conn.work``."""
         if family.history is History.RECENT:
-            kept = await self._streams.recent(key, count)
+            kept = family.joined(await self._streams.recent(key, count))
             conn.work += len(kept)
             last = kept[-1].order if kept else None
             return Snapshot([dict(r.value) for r in kept], None, last, True)

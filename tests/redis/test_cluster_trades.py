@@ -80,9 +80,9 @@ async def taping(server: Server) -> AsyncIterator[Tape]:
             await cancel_and_wait(task)
 
 
-def assert_consecutive(ids: list[int]) -> None:
+def assert_consecutive(ids: list[int], who: str = "the client") -> None:
     wrong = [(i, a, b) for i, (a, b) in enumerate(pairwise(ids)) if b != a + 1]
-    assert not wrong, f"gaps or repeats (index, id, next id): {wrong[:10]}"
+    assert not wrong, f"{who}: gaps or repeats (index, id, next id): {wrong[:10]}"
 
 
 async def test_a_lost_subscription_is_refilled_from_the_kept_trades(
@@ -100,8 +100,8 @@ async def test_a_lost_subscription_is_refilled_from_the_kept_trades(
                     await redis_cli.client_kill_filter(_type="pubsub")
                     await on_b.wait_for(30)
                     await on_a.wait_for(30)
-        assert_consecutive(on_a.ids)
-        assert_consecutive(on_b.ids)
+        assert_consecutive(on_a.ids, "a's client")
+        assert_consecutive(on_b.ids, "b's client (the owner's)")
         kept = await redis_cli.zcard(f"marketcast:recent:{TRADES}")
         assert 0 < kept <= 500
 

@@ -11,8 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from marketcast.errors import ServiceUnavailable
+from marketcast.market import RecentRecord
 from marketcast.redis_health import RedisHealth, connect
-from marketcast.store.recent import RecentRecord, RecentStore
+from marketcast.store.recent import RecentStore
 from marketcast.store.redis_recent import RedisRecentStore
 from tests.redis.redis_server import RedisServer
 from tests.unit.test_recent_store import NAME, RecentStoreContract, orders, trade

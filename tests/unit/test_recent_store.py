@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from marketcast.store.recent import MemoryRecentStore, RecentRecord, RecentStore
+from marketcast.market import RecentRecord
+from marketcast.store.recent import MemoryRecentStore, RecentStore
 
 NAME = "trades:BTCUSDT"
 OTHER = "trades:ETHUSDT"
@@ -46,15 +47,6 @@ class RecentStoreContract:
         value = {"id": 7, "p": 0.1 + 0.2, "s": "BTCUSDT", "m": True, "x": None, "n": {"a": [1]}}
         await store.append(NAME, RecentRecord(7, value), 5)
         assert await store.last(NAME, 1) == [RecentRecord(7, value)]
-
-    async def test_clear_forgets_one_stream(self, store: RecentStore) -> None:
-        await append_all(store, NAME, range(1, 4))
-        await append_all(store, "other", range(1, 3))
-        await store.clear(NAME)
-        assert await store.last(NAME, 10) == []
-        assert orders(await store.last("other", 10)) == [1, 2]
-        await append_all(store, NAME, [2])  # a cleared stream takes any order again
-        assert orders(await store.last(NAME, 10)) == [2]
 
     async def test_trims_to_keep(self, store: RecentStore) -> None:
         await append_all(store, NAME, range(1, 8), keep=5)

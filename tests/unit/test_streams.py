@@ -152,24 +152,29 @@ async def test_backfill_leaves_newer_and_final_stored_bars_alone() -> None:
     assert [(f.order, f.final) for f in frames] == [(180_000, False), (180_000, True)]
 
 
-async def test_a_rewatched_trade_stream_keeps_nothing_from_before_the_pause() -> None:
-    """Trades kept before a key stopped do not join those after it restarted (the feed did not
-    deliver what happened meanwhile): a snapshot then holds only the new ones."""
+async def test_a_trades_snapshot_never_joins_across_a_pause() -> None:
+    """Trades kept before a key stopped stay kept (another worker may still resync from them),
+    but a snapshot is only the newest run of consecutive ids: it never joins the trades before
+    a pause to those after it (the feed did not deliver what happened meanwhile)."""
     feed = TradeFeed()
     bus = MemoryBus()
     await bus.start(lambda frame: None)
     streams = StreamManager([feed], MemoryCandleStore(100), bus, grace_period=0, history_size=100)
     await streams.start()
     key = TradeKey("BTCUSDT")
+    family = streams.channels.of_key(key)
     await streams.acquire(key)
     for trade_id in (1, 2, 3):
         await feed.sink.on_event(key, Trade(trade_id, trade_id, 1.0, 1.0, "buy"))
-    assert [r.order for r in await streams.recent(key, 10)] == [1, 2, 3]
+    assert [r.order for r in family.joined(await streams.recent(key, 10))] == [1, 2, 3]
     streams.release(key)
     await until_stopped(streams)
     await streams.acquire(key)
-    await feed.sink.on_event(key, Trade(40, 40, 1.0, 1.0, "sell"))
-    assert [r.order for r in await streams.recent(key, 10)] == [40]
+    for trade_id in (40, 41):
+        await feed.sink.on_event(key, Trade(trade_id, trade_id, 1.0, 1.0, "sell"))
+    kept = await streams.recent(key, 10)
+    assert [r.order for r in kept] == [1, 2, 3, 40, 41]
+    assert [r.order for r in family.joined(kept)] == [40, 41]
     await streams.close()
 
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from marketcast.errors import ErrorCode, ProtocolError
-from marketcast.market import StreamKey, SymbolInfo
+from marketcast.market import RecentRecord, StreamKey, SymbolInfo
 from marketcast.topics import build_topic
 from marketcast.types import Topic
 from marketcast.wire import Frame
@@ -134,6 +134,11 @@ class Family:
     def record(self, event: object) -> dict[str, Any]:
         """An event as one element of a ``RECENT`` snapshot."""
         raise NotImplementedError(f"the {self.route} family keeps no recent events")
+
+    def joined(self, kept: Sequence[RecentRecord]) -> Sequence[RecentRecord]:
+        """Of the kept events (oldest first), the newest run a snapshot may return as one
+        stretch, continuous with the stream. The default: all of them."""
+        return kept
 
     def event_of(self, record: Mapping[str, Any]) -> object:
         """The event a kept element stands for (``record``'s inverse): a resync rebuilds

@@ -10,14 +10,14 @@ feeds fill upstream gaps by id (Binance REST ``aggTrades?fromId=``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
 from marketcast.channels.base import Docs, Family, History, Models
-from marketcast.market import StreamKey
+from marketcast.market import RecentRecord, StreamKey
 from marketcast.protocol import ClientModel, Integral, Reply, ServerModel, SymbolField
 from marketcast.types import Millis, Topic
 from marketcast.wire import Frame, envelope
@@ -194,6 +194,15 @@ class TradesFamily(Family):
     def record(self, event: object) -> dict[str, Any]:
         assert isinstance(event, Trade)
         return trade_dict(event)
+
+    def joined(self, kept: Sequence[RecentRecord]) -> Sequence[RecentRecord]:
+        """Trade ids are consecutive upstream (Binance's aggregate ids; the simulator's own),
+        so a jump means trades nobody delivered here (a pause in watching, a takeover with
+        more than the feed could refill): a snapshot is the newest run without a jump."""
+        start = len(kept) - 1
+        while start > 0 and kept[start - 1].order == kept[start].order - 1:
+            start -= 1
+        return kept[max(start, 0) :]
 
     def event_of(self, record: Mapping[str, Any]) -> object:
         return Trade(

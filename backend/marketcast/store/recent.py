@@ -4,17 +4,9 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-
-@dataclass(frozen=True, slots=True)
-class RecentRecord:
-    """One kept event: its order within its stream (a trade's id) and its snapshot element."""
-
-    order: int
-    value: Mapping[str, Any]
+from marketcast.market import RecentRecord
 
 
 class RecentStore(Protocol):
@@ -26,10 +18,6 @@ class RecentStore(Protocol):
 
     async def last(self, name: str, count: int) -> list[RecentRecord]:
         """The newest ``count`` records, oldest first."""
-        ...
-
-    async def clear(self, name: str) -> None:
-        """Forget stream ``name``: what is kept no longer joins what comes next."""
         ...
 
     async def close(self) -> None: ...
@@ -54,9 +42,6 @@ class MemoryRecentStore:
         if not kept or count <= 0:
             return []
         return list(kept)[-count:]
-
-    async def clear(self, name: str) -> None:
-        self._streams.pop(name, None)
 
     async def close(self) -> None:
         self._streams.clear()

@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from marketcast.market import RecentRecord
 from marketcast.redis_health import RedisHealth, store_answer
-from marketcast.store.recent import RecentRecord
 
 #: KEYS[1] the stream's sorted set; ARGV[1] the record's order, ARGV[2] keep, ARGV[3] the
 #: member. Adds the member unless its order is not above the highest score, then trims to
@@ -100,9 +100,6 @@ class RedisRecentStore:
             return []  # and never ZRANGE -0 -1: that would be the whole set
         members = await self._run(self._client.zrange(self.redis_key(name), -count, -1))
         return [decode_record(m) for m in members]
-
-    async def clear(self, name: str) -> None:
-        await self._run(self._client.delete(self.redis_key(name)))
 
     async def close(self) -> None:
         """Nothing to free: the data is shared and the client belongs to the caller."""
