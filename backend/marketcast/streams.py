@@ -370,7 +370,7 @@ class StreamManager:
         if candle.closed:
             self._last_final[key] = candle.time
         self._staleness.tracker.touch(key, self._staleness.clock())
-        frame = self.channels.of_key(key).update(self.topic(key), key, candle)
+        frame = bar_update(self.topic(key), key, candle)  # bars only: no registry lookup
         await self._bus.publish_stored(self._store, key, candle, frame)
 
     async def on_backfill(self, key: BarKey, candles: Sequence[Candle]) -> None:
