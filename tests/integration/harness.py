@@ -237,3 +237,32 @@ async def until(
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, f"not within {within} s: {what}"
         await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def in_process_server(
+    settings: dict[str, object] | None = None, **app_options: Any
+) -> AsyncIterator[Endpoint]:
+    """``create_app(settings, **app_options)`` (hooks, channels, feeds) served on 127.0.0.1
+    inside this process, with marketcast's own uvicorn configuration (``build_server``)."""
+    from marketcast.app import create_app
+    from marketcast.serving import build_server
+    from marketcast.settings import Settings
+
+    port = free_port()
+    config = Settings(  # type: ignore[call-arg]
+        _env_file=None, port=port, host="127.0.0.1", **(settings or {})
+    )
+    server = build_server(create_app(config, **app_options), config)
+    task = asyncio.create_task(server.serve())
+    try:
+        # Polled for the event, bounded only to name a hang (a loaded machine starts slowly).
+        for _ in range(1200):
+            if server.started:
+                break
+            await asyncio.sleep(0.05)
+        assert server.started, "in-process server did not start"
+        yield Endpoint(port)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)

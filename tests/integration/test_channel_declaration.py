@@ -18,7 +18,7 @@ import importlib.util
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,12 +27,9 @@ import jsonschema
 import pytest
 from websockets.asyncio.client import connect
 
-from marketcast.app import create_app
-from marketcast.serving import build_server
-from marketcast.settings import Settings
 from marketcast.ws.spec import message_name
 from tests.integration import ticks_family
-from tests.integration.harness import Client, Endpoint, free_port, server_types
+from tests.integration.harness import Client, Endpoint, in_process_server, server_types
 
 pytestmark = pytest.mark.integration
 
@@ -157,26 +154,9 @@ def test_the_python_client_has_the_family(tree: Path) -> None:
     assert "async def subscribe_ticks(self, symbol: str) -> TicksSubscription:" in channels
 
 
-@contextlib.asynccontextmanager
-async def serving() -> AsyncIterator[Endpoint]:
-    """The registry with ``ticks`` and its fake source, served by marketcast's own uvicorn
-    configuration on 127.0.0.1 inside this process."""
-    port = free_port()
-    settings = Settings(_env_file=None, port=port, host="127.0.0.1")  # type: ignore[call-arg]
-    app = create_app(settings, channels=ticks_family.registry(), feeds=[ticks_family.TickFeed()])
-    server = build_server(app, settings)
-    task = asyncio.create_task(server.serve())
-    try:
-        # Polled for the event, bounded only to name a hang (a loaded machine starts slowly).
-        for _ in range(1200):
-            if server.started:
-                break
-            await asyncio.sleep(0.05)
-        assert server.started, "in-process server did not start"
-        yield Endpoint(port)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
+def serving() -> contextlib.AbstractAsyncContextManager[Endpoint]:
+    """The registry with ``ticks`` and its fake source, served in this process."""
+    return in_process_server(channels=ticks_family.registry(), feeds=[ticks_family.TickFeed()])
 
 
 def _validator(document: dict[str, Any], message_type: str) -> jsonschema.Draft202012Validator:

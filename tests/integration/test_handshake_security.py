@@ -5,19 +5,21 @@ authorization is a seam of ``create_app``, and no token ever reaches the server 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from marketcast.app import create_app
-from marketcast.settings import Settings
 from marketcast.ws.security import Principal
-from tests.integration.harness import Client, Endpoint, Server, client, free_port, run_server
+from tests.integration.harness import (
+    Client,
+    Server,
+    client,
+    in_process_server,
+    run_server,
+)
 
 ORIGIN = "https://app.example.com"
 TOKEN = "mc_live_9f8e7d6c5b4a39281706"
@@ -137,28 +139,6 @@ async def test_the_token_never_reaches_the_log(secured: Server) -> None:
 # ---- the authorization seam: create_app(authorize_topic=...) under a real uvicorn -------
 
 
-@contextlib.asynccontextmanager
-async def in_process_server(**kwargs: object) -> AsyncIterator[Endpoint]:
-    """``create_app`` with hooks, served by uvicorn on 127.0.0.1 inside this process."""
-    port = free_port()
-    settings = Settings(_env_file=None, port=port, sim_speed=60)  # type: ignore[call-arg]
-    app = create_app(settings, **kwargs)  # type: ignore[arg-type]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        # Polled for the event, bounded only to name a hang (a loaded machine starts slowly).
-        for _ in range(1200):
-            if server.started:
-                break
-            await asyncio.sleep(0.05)
-        assert server.started, "in-process server did not start"
-        yield Endpoint(port)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
-
-
 async def test_topic_authorization_hook_refuses_with_forbidden() -> None:
     decisions: list[tuple[str, str, str]] = []
 
@@ -169,7 +149,9 @@ async def test_topic_authorization_hook_refuses_with_forbidden() -> None:
         decisions.append((principal.subject, route, topic))
         return principal.subject == "alice" or route != "quotes"
 
-    async with in_process_server(authorize_topic=authorize, token_verifier=verify) as server:
+    async with in_process_server(
+        {"sim_speed": 60}, authorize_topic=authorize, token_verifier=verify
+    ) as server:
         bob_protocols = ["marketcast.v1", "token.bob-key"]
         async with connect(server.ws, subprotocols=bob_protocols) as bob_ws:  # type: ignore[list-item]
             bob = Client(bob_ws)
