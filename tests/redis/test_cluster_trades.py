@@ -80,6 +80,13 @@ async def taping(server: Server) -> AsyncIterator[Tape]:
             await cancel_and_wait(task)
 
 
+async def cut_subscription(redis: Redis, name: str) -> None:
+    """Kill the pub/sub connection of the client named ``name`` (a worker's bus reader)."""
+    clients = await redis.client_list(_type="pubsub")
+    [target] = [c for c in clients if c.get("name") == name]
+    await redis.client_kill_filter(_id=int(target["id"]))
+
+
 def assert_consecutive(ids: list[int], who: str = "the client") -> None:
     wrong = [(i, a, b) for i, (a, b) in enumerate(pairwise(ids)) if b != a + 1]
     assert not wrong, f"{who}: gaps or repeats (index, id, next id): {wrong[:10]}"
@@ -93,11 +100,14 @@ async def test_a_lost_subscription_is_refilled_from_the_kept_trades(
             assert await lease_holder(redis_cli, TRADES) == "b"
             async with taping(cluster["a"]) as on_a:
                 await on_a.wait_for(20)
-                # Cut every pub/sub connection: a's receiving side (and b's) reconnect and
-                # resync; trades b ingests meanwhile reach a only through the store. Thrice:
-                # a reconnect can be quick enough to lose nothing.
+                # Cut a's pub/sub connection: a's receiving side reconnects and resyncs;
+                # trades b ingests meanwhile reach a only through the store. Only a's: cutting
+                # b's too makes b stop and restart its upstream, and the simulator's trades
+                # of that moment are lost for good (a known limit of the simulator in a
+                # cluster; Binance's restart starts from its newest trades). Thrice: a
+                # reconnect can be quick enough to lose nothing.
                 for _ in range(3):
-                    await redis_cli.client_kill_filter(_type="pubsub")
+                    await cut_subscription(redis_cli, "marketcast-a")
                     await on_b.wait_for(30)
                     await on_a.wait_for(30)
         assert_consecutive(on_a.ids, "a's client")
