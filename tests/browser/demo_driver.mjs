@@ -181,7 +181,9 @@ async function main() {
           (from) => {
             const now = window.marketcastDemo.tape();
             const live = now.rows > 0 && now.liveTrades > 0;
-            return live && (now.starts > from.starts || now.newestId > from.newestId);
+            // A tape that had already started over (empty) when this began counts as well.
+            const newer = from.newestId === undefined || now.newestId > from.newestId;
+            return live && (now.starts > from.starts || newer);
           },
           tapeFrom,
           { timeout: 2 * timeoutMs },
