@@ -1,9 +1,10 @@
 """Write ``docs/asyncapi.json``, the committed snapshot of the WebSocket contract.
 
 Usage: ``python scripts/generate_asyncapi.py [--channels module:function] [--output FILE]``.
-The document is built with default settings (the environment's ``MARKETCAST_*`` variables are
-ignored) so that it only changes when the code does. ``scripts/check_generated.py`` compares
-the result with git. ``--channels`` documents another registry (a test's throwaway family).
+The document is the contract, built without settings (``app.build_spec``): its server is a
+variable and its limits are named, not stated, so that it only changes when the code does.
+``scripts/check_generated.py`` compares the result with git. ``--channels`` documents another
+registry (a test's throwaway family).
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ OUTPUT = ROOT / "docs" / "asyncapi.json"
 
 
 def render(channels: Registry | None = None) -> str:
+    # The app is built only for its routes; its settings must not need the environment.
     for name in [n for n in os.environ if n.startswith("MARKETCAST_")]:
         del os.environ[name]
-    from marketcast.app import create_app
+    from marketcast.app import build_spec, create_app
+    from marketcast.channels.registry import default_registry
     from marketcast.settings import Settings
 
-    app = create_app(Settings(_env_file=None), channels=channels)
-    document = app.state.adapter.asyncapi()
+    registry = channels or default_registry()
+    app = create_app(Settings(_env_file=None), channels=registry)
+    document = build_spec(app.state.adapter, registry)
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 

@@ -94,15 +94,39 @@ def channel_descriptions(channels: Registry) -> dict[str, str]:
     return described
 
 
-def build_spec(adapter: FastWSAdapter, settings: Settings, channels: Registry) -> dict[str, Any]:
-    """The AsyncAPI document of ``adapter``'s routes."""
-    server = settings.public_ws_url or f"{settings.host}:{settings.port}"
+#: The committed document's server: a variable, filled in only by a running server.
+CONTRACT_SERVER = "{host}"
+CONTRACT_SERVER_VARIABLES = {
+    "host": {
+        "description": "The server's `host:port` (`MARKETCAST_HOST`, `MARKETCAST_PORT`, or "
+        "`MARKETCAST_PUBLIC_WS_URL` behind a proxy); the document a running server serves "
+        "names its own.",
+        "examples": ["127.0.0.1:8000"],
+    }
+}
+
+
+def build_spec(
+    adapter: FastWSAdapter, channels: Registry, settings: Settings | None = None
+) -> dict[str, Any]:
+    """The AsyncAPI document of ``adapter``'s routes.
+
+    Without ``settings`` it is the contract committed as ``docs/asyncapi.json``: the server
+    is a variable and the limits are named, not stated, so that neither a deployment's
+    settings nor a changed default changes the contract and the types generated from it.
+    With them, it is what this server serves: its URL and its limits filled in.
+    """
+    if settings is None:
+        server, variables = CONTRACT_SERVER, CONTRACT_SERVER_VARIABLES
+    else:
+        server, variables = settings.public_ws_url or f"{settings.host}:{settings.port}", None
     return build_asyncapi(
         message_specs(adapter.operations(), examples(channels)),
         title="marketcast WebSocket API",
         version=__version__,
         description=describe_api(channels) + "\n\n" + describe_limits(settings),
         server_url=server,
+        server_variables=variables,
         ws_path=WS_PATH,
         channel_descriptions=channel_descriptions(channels),
         extra_channels=raw_stream_channels(WS_PATH, channels),
@@ -174,7 +198,7 @@ def create_app(
         subscriptions=subscriptions,
         outbox_factory=lambda: Outbox(settings.outbox_max_messages, settings.outbox_max_bytes),
         max_message_bytes=settings.max_message_bytes,
-        spec_builder=lambda a: build_spec(a, settings, channels),
+        spec_builder=lambda a: build_spec(a, channels, settings),
         gate=gate,
         lifecycle=lifecycle,
         limits=ConnectionLimits.from_settings(settings),

@@ -9,7 +9,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from marketcast.app import create_app
+from marketcast.app import build_spec, create_app
+from marketcast.channels.registry import default_registry
 from marketcast.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,43 @@ def test_published_document_is_valid_asyncapi(published: dict[str, Any]) -> None
 
 def test_published_document_matches_the_code(published: dict[str, Any]) -> None:
     app = create_app(Settings(_env_file=None))  # type: ignore[call-arg]
-    assert app.state.adapter.asyncapi() == published, "docs/asyncapi.json is stale"
+    contract = build_spec(app.state.adapter, default_registry())
+    assert contract == published, "docs/asyncapi.json is stale"
+
+
+def _contract_and_served(**settings: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    app = create_app(Settings(_env_file=None, **settings))  # type: ignore[call-arg]
+    served: dict[str, Any] = app.state.adapter.asyncapi()
+    return build_spec(app.state.adapter, default_registry()), served
+
+
+def test_the_contract_holds_no_setting_and_the_served_document_states_them(
+    published: dict[str, Any],
+) -> None:
+    """Operational settings stay out of the committed contract (and so out of the generated
+    types): a deployment on another port, with other limits, publishes the same contract;
+    its own server fills in its URL and its numbers when it serves the document."""
+    contract, served = _contract_and_served(
+        port=9123, max_subscriptions=7, rate_limit_per_second=0, max_connections=31
+    )
+    assert contract == published
+    text = json.dumps(published)
+    assert "9123" not in text
+    assert "8000/" not in text
+    assert "`MARKETCAST_MAX_SUBSCRIPTIONS`" in published["info"]["description"]
+    assert published["servers"]["local"]["url"] == "{host}/api/v1/ws"
+    assert set(published["servers"]["local"]["variables"]) == {"host"}
+
+    assert served["servers"]["local"]["url"] == "127.0.0.1:9123/api/v1/ws"
+    assert "variables" not in served["servers"]["local"]
+    limits = served["info"]["description"]
+    assert "- subscriptions: 7;" in limits
+    assert "- rate: not limited;" in limits
+    assert "- connections per worker: 31;" in limits
+    assert "MARKETCAST_MAX_SUBSCRIPTIONS" not in limits
+    # Nothing but the server and the limits differ: the routes, schemas and codes are one.
+    for part in ("channels", "components", "x-close-codes", "x-error-codes"):
+        assert served[part] == published[part], part
 
 
 def test_every_route_and_error_is_documented(published: dict[str, Any]) -> None:

@@ -130,7 +130,7 @@ def test_limits_from_settings_and_description() -> None:
 def test_write_delay_reaches_the_limits_and_is_described_only_when_set() -> None:
     delayed = Settings(_env_file=None, ws_write_delay=0.02)  # type: ignore[call-arg]
     assert ConnectionLimits.from_settings(delayed).write_delay == 0.02
-    assert "collected for 20 ms and written together" in describe(delayed)
+    assert "collected for 0.02 s and written together" in describe(delayed)
     default = Settings(_env_file=None)  # type: ignore[call-arg]
     assert ConnectionLimits.from_settings(default).write_delay == 0.0
     assert "collected for" not in describe(default)

@@ -128,59 +128,72 @@ class ConnectionLimits:
         return self.max_lifetime * (1.0 - LIFETIME_JITTER * rng.random())
 
 
-def describe(settings: Settings) -> str:
+def describe(settings: Settings | None) -> str:
     """The limits and close codes as Markdown, for the AsyncAPI document's description.
 
-    Written from the settings in force, so the document states the numbers a client meets.
+    With ``settings``: the numbers in force, for the document a running server serves. Without:
+    the committed contract (``docs/asyncapi.json``), which names each limit's setting instead
+    of its value, so that a deployment's (or a default's) change of a limit never changes the
+    contract or the types generated from it.
     """
-    rate = settings.rate_limit_per_second
-    lifetime = settings.max_connection_lifetime
-    cap = settings.max_connections
+    value = _Values(settings)
     lines = [
-        "**Limits** (per connection unless stated):",
+        "**Limits** (per connection unless stated)"
+        + (
+            ":"
+            if settings is not None
+            else ", each set by the `MARKETCAST_*` setting named (0 turns a limit off where "
+            "it says so); the document a running server serves at `/api/v1/ws/asyncapi.json` "
+            "states its values:"
+        ),
         "",
-        f"- frame size: {settings.max_message_bytes} bytes; a larger frame closes with 1009;",
-        (
-            f"- rate: {rate:g} frames/s with bursts of {settings.rate_limit_burst} (token "
-            "bucket); a frame whose reply carries bars (`snapshot`, `since`) costs one "
-            f"frame more per {BARS_PER_TOKEN} bars returned or fetched to build it; an excess "
-            "frame gets one `rate_limited` error and is not processed; "
-            f"after {settings.rate_limit_max_refused} refusals (one forgiven per second) the "
-            "connection closes with 1008;"
-            if rate > 0
-            else "- rate: not limited;"
+        f"- frame size: {value.of('max_message_bytes')} bytes; a larger frame closes with 1009;",
+        *value.when(
+            "rate_limit_per_second",
+            "rate",
+            f"{value.of('rate_limit_per_second')} frames/s with bursts of "
+            f"{value.of('rate_limit_burst')} (token bucket); a frame whose reply carries bars "
+            f"(`snapshot`, `since`) costs one frame more per {BARS_PER_TOKEN} bars returned or "
+            "fetched to build it; an excess frame gets one `rate_limited` error and is not "
+            f"processed; after {value.of('rate_limit_max_refused')} refusals (one forgiven per "
+            "second) the connection closes with 1008",
+            "not limited",
         ),
-        f"- subscriptions: {settings.max_subscriptions}; more get `too_many_subscriptions`;",
+        f"- subscriptions: {value.of('max_subscriptions')}; more get `too_many_subscriptions`;",
         (
-            f"- outbox: {settings.outbox_max_messages} frames or {settings.outbox_max_bytes} "
-            "bytes queued (after conflating updates of a still-open bar; closed bars are "
-            "never dropped); beyond it the connection closes with 4008;"
+            f"- outbox: {value.of('outbox_max_messages')} frames or "
+            f"{value.of('outbox_max_bytes')} bytes queued (after conflating updates of a "
+            "still-open bar; closed bars are never dropped); beyond it the connection closes "
+            "with 4008;"
         ),
-        (
-            f"- lag: a client more than {settings.slow_consumer_lag:g} s behind (what waits "
-            "in the server's socket buffers counted too) is closed with 4008;"
-            if settings.slow_consumer_lag > 0
-            else "- lag: not bounded (only the outbox limits apply);"
+        *value.when(
+            "slow_consumer_lag",
+            "lag",
+            f"a client more than {value.of('slow_consumer_lag')} s behind (what waits "
+            "in the server's socket buffers counted too) is closed with 4008",
+            "not bounded, only the outbox limits apply",
         ),
-        (
-            f"- lifetime: {lifetime:g} s (up to {LIFETIME_JITTER:.0%} shorter), a `notice` "
-            f"{settings.close_notice_seconds:g} s before the close (1001);"
-            if lifetime > 0
-            else "- lifetime: unlimited;"
+        *value.when(
+            "max_connection_lifetime",
+            "lifetime",
+            f"{value.of('max_connection_lifetime')} s (up to "
+            f"{LIFETIME_JITTER:.0%} shorter), a `notice` {value.of('close_notice_seconds')} s "
+            "before the close (1001)",
+            "unlimited",
         ),
-        (
-            f"- connections per worker: {cap}; beyond it accept + close 1013."
-            if cap
-            else "- connections per worker: not capped."
+        *value.when(
+            "max_connections",
+            "connections per worker",
+            f"{value.of('max_connections')}; beyond it accept + close 1013",
+            "not capped",
         ),
-        *(
-            [
-                f"- writes: frames are collected for {settings.ws_write_delay * 1000:g} ms "
-                "and written together (updates arrive up to that much later; updates of a "
-                "still-open bar within it are conflated)."
-            ]
-            if settings.ws_write_delay > 0
-            else []
+        *value.when(
+            "ws_write_delay",
+            "writes",
+            f"frames are collected for {value.of('ws_write_delay')} s and written "
+            "together (updates arrive up to that much later; updates of a still-open bar within "
+            "it are conflated)",
+            "each frame is written as it comes",
         ),
         "",
         "A handshake is refused with HTTP 403 — never a 101 — when its `Origin` is not on "
@@ -193,3 +206,24 @@ def describe(settings: Settings) -> str:
         *(f"- `{int(code)}`: {meaning}." for code, meaning in close_code_meanings()),
     ]
     return "\n".join(lines)
+
+
+class _Values:
+    """A limit as ``describe`` writes it: the configured number, or the setting's name."""
+
+    def __init__(self, settings: Settings | None) -> None:
+        #: None: the contract, which names settings rather than stating their values.
+        self._settings = settings
+
+    def of(self, field: str) -> str:
+        if self._settings is None:
+            return f"`MARKETCAST_{field.upper()}`"
+        number = getattr(self._settings, field)
+        return f"{number:g}" if isinstance(number, float) else str(number)
+
+    def when(self, field: str, label: str, on: str, off: str) -> list[str]:
+        """The ``label`` line: ``on`` if the limit is on, else ``off``; the contract says both
+        (0 turns it off)."""
+        if self._settings is None:
+            return [f"- {label}: {on} (0: {off});"]
+        return [f"- {label}: {on if getattr(self._settings, field) > 0 else off};"]

@@ -134,12 +134,14 @@ def build_asyncapi(
     version: str,
     description: str,
     server_url: str,
+    server_variables: Mapping[str, Mapping[str, Any]] | None = None,
     ws_path: str,
     channel_descriptions: Mapping[str, str],
     extra_channels: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Return the AsyncAPI 2.6.0 document for ``messages``; raise ValueError on a bad table.
 
+    ``server_variables`` describe the ``{name}`` parts of ``server_url``, if it has any.
     ``extra_channels`` are added as given: channels that are connections of their own at a
     path below the endpoint (raw streams, ``ws.raw_streams``), whose messages must be among
     ``messages``.
@@ -175,6 +177,11 @@ def build_asyncapi(
                     "own at this URL + `/` + the channel name (raw streams)."
                     if extra_channels
                     else "."
+                ),
+                **(
+                    {"variables": json.loads(json.dumps(server_variables))}
+                    if server_variables
+                    else {}
                 ),
             }
         },
