@@ -20,6 +20,7 @@ from fastws import OperationRouter
 
 from marketcast import __version__
 from marketcast.channels.base import Family, Registry
+from marketcast.channels.listing import LIST_CHANNEL
 from marketcast.channels.registry import default_registry
 from marketcast.delivery.hub import Hub
 from marketcast.delivery.lag import SlowConsumerLimits
@@ -47,6 +48,7 @@ from marketcast.ws.docs_page import default_assets_dir, mount_asyncapi_docs
 from marketcast.ws.examples import examples
 from marketcast.ws.limits import ConnectionLimits
 from marketcast.ws.limits import describe as describe_limits
+from marketcast.ws.listing import build_listing_router
 from marketcast.ws.raw_streams import raw_stream_channels, raw_stream_routes
 from marketcast.ws.routes import message_specs
 from marketcast.ws.security import TokenVerifier, TopicAuthorizer, build_gate, topic_guard
@@ -90,6 +92,11 @@ def _example_params(family: Family) -> dict[str, Any]:
 def channel_descriptions(channels: Registry) -> dict[str, str]:
     """Each family's channel description, its rule for slow clients included."""
     described = {f.route: f"{f.docs.channel} {f.docs.slow_client}" for f in channels}
+    described[LIST_CHANNEL] = (
+        "What this connection is subscribed to: `subscriptions.list` answers with every topic "
+        "it receives, in the order it subscribed, each with its route, symbol and params "
+        "(an entry per family, told apart by `route`)."
+    )
     described["system"] = "Application-level ping/pong and errors."
     return described
 
@@ -208,6 +215,7 @@ def create_app(
     )
     for family in channels:
         adapter.include_router(load_router(family))
+    adapter.include_router(build_listing_router(channels))
     adapter.include_router(build_system_router())
     lifecycle.add_drainer(adapter.drain)
 

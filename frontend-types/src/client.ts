@@ -23,6 +23,7 @@ import type {
   TopicKey,
   UpdateOf,
 } from "./protocol.js";
+import type { SubscriptionsListResponsePayload } from "./generated/messages.js";
 import type { SubscribeOptions, Subscription } from "./subscription.js";
 import { Subscriptions } from "./subscriptions.js";
 
@@ -107,6 +108,18 @@ export class MarketcastClient {
   /** An application-level ping; resolves with the server's pong (its clock, ms UTC). */
   ping(options: RequestOptions = {}): Promise<ServerMessageOf<"pong">> {
     return this.#connection.request("ping", {}, options);
+  }
+
+  /**
+   * What the server holds for this connection now (`subscriptions.list`): each topic, in the
+   * order it was subscribed, with its `route`, `symbol` and `params` (narrowed by `route`).
+   * Right after a reconnect it lists only what has been renewed so far.
+   */
+  async listSubscriptions(
+    options: RequestOptions = {},
+  ): Promise<SubscriptionsListResponsePayload["subscriptions"]> {
+    const reply = await this.#connection.request("subscriptions.list", {}, options);
+    return reply.payload.subscriptions;
   }
 
   /**

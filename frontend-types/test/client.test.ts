@@ -112,6 +112,20 @@ test("against one running server", async (t) => {
       assert.ok(quotes.every((q) => q.symbol === "EUR/USD" && q.bid < q.ask));
       bars.assertContinuous();
 
+      // The server's own list of this connection's topics, in subscription order and typed:
+      // `params` narrows by `route`.
+      const listed = await client.listSubscriptions();
+      assert.deepEqual(
+        listed.map((entry) => [entry.route, entry.topic]),
+        [
+          ["bars", reply.payload.topic],
+          ["quotes", buildTopic("quotes", { symbol: "EUR/USD" })],
+        ],
+      );
+      const first = listed[0];
+      assert.ok(first?.route === "bars");
+      assert.equal(first.params.resolution, "1");
+
       // A second listener on the same topic shares the subscription.
       const second = new ClosedBars();
       const stopSecond = client.subscribe(

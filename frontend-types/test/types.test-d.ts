@@ -21,6 +21,7 @@ import {
   type SubscribedEvent,
   type SubscribeOptions,
   type SubscriptionErrorEvent,
+  type SubscriptionsListResponsePayload,
   type TopicKey,
   type TradeRecord,
   type TradesSubscribeOptions,
@@ -29,6 +30,19 @@ import {
 
 declare const client: MarketcastClient;
 declare const incoming: ServerMessage;
+
+// ---- a listed subscription's params narrow by its route --------------------------------------
+
+export function listedKey(entry: SubscriptionsListResponsePayload["subscriptions"][number]): string {
+  if (entry.route === "quotes") {
+    // @ts-expect-error a quotes subscription has no resolution
+    return entry.params.resolution;
+  }
+  return entry.route === "bars" ? entry.params.resolution : entry.symbol;
+}
+export async function listed(): Promise<string[]> {
+  return (await client.listSubscriptions()).map((entry) => entry.topic);
+}
 
 // ---- the unions are discriminated on `type` ------------------------------------------------
 
@@ -55,6 +69,10 @@ export function describe(message: ServerMessage): string {
     }
     case "pong":
       return String(message.payload.time);
+    case "subscriptions.list.response":
+      return message.payload.subscriptions
+        .map((entry) => (entry.route === "bars" ? entry.params.resolution : entry.symbol))
+        .join(",");
     case "notice":
       return `closing in ${message.payload.close_in_ms} ms with ${message.payload.close_code}`;
     case "error": {
@@ -82,6 +100,8 @@ export function clientTypes(message: ClientMessage): string {
       return message.payload.symbol;
     case "ping":
       return "ping";
+    case "subscriptions.list":
+      return "list";
     default: {
       const unreachable: never = message;
       return unreachable;

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 from marketcast_client import Backoff, MarketcastClient, SubscriptionRefused
-from marketcast_client.models import Bar, BarsUpdatePayload, QuotesUpdatePayload
+from marketcast_client.models import (
+    Bar,
+    BarsListedSubscription,
+    BarsUpdatePayload,
+    QuotesListedSubscription,
+    QuotesUpdatePayload,
+)
 
 from tests.integration.harness import free_port, run_server
 
@@ -91,6 +97,17 @@ async def test_typed_updates_replies_and_errors(tmp_path: Path) -> None:
             async with asyncio.timeout(5):
                 rest = [update async for update in bars]  # ends: no new updates after this
             assert all(update.topic == bars.topic for update in rest)
+
+            # What the server holds for this connection, typed, in subscription order.
+            listed = (await client.list_subscriptions()).subscriptions
+            assert [(s.route, s.topic) for s in listed] == [
+                ("quotes", quotes.topic),
+                ("bars", eth.topic),
+                ("bars", daily.topic),
+            ]
+            assert isinstance(listed[1], BarsListedSubscription)
+            assert (listed[1].symbol, listed[1].params.resolution) == ("ETHUSDT", "5")
+            assert isinstance(listed[0], QuotesListedSubscription)
         state: str = client.state
         assert state == "closed"
         async with asyncio.timeout(5):

@@ -8,6 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from marketcast import protocol
+from marketcast.channels.listing import LIST_TYPE, SubscriptionsListPayload, listing_models
 from marketcast.channels.registry import default_registry
 from marketcast.ws.examples import examples
 
@@ -21,6 +22,8 @@ def _models() -> dict[str, type[BaseModel]]:
         "pong": protocol.PongPayload,
         "error": protocol.ErrorPayload,
         "notice": protocol.NoticePayload,
+        LIST_TYPE: SubscriptionsListPayload,
+        f"{LIST_TYPE}.response": listing_models(REGISTRY).response,
     }
     for family in REGISTRY:
         models, route = family.models, family.route
@@ -37,7 +40,7 @@ MODELS = _models()
 
 def test_every_message_type_has_an_example() -> None:
     assert set(EXAMPLES) == set(MODELS)
-    assert len(MODELS) == 4 + 5 * len(REGISTRY)
+    assert len(MODELS) == 6 + 5 * len(REGISTRY)
 
 
 @pytest.mark.parametrize("message_type", sorted(MODELS))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from marketcast.channels.base import Registry
+from marketcast.channels.listing import list_examples
 
 
 def examples(channels: Registry) -> dict[str, dict[str, Any]]:
@@ -17,6 +18,7 @@ def examples(channels: Registry) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for family in channels:
         found.update({type_: dict(example) for type_, example in family.docs.examples.items()})
+    found.update(list_examples(channels))
     first = next(iter(channels)).route
     found.update(_system(f"{first}.subscribe"))
     return found

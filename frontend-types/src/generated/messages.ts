@@ -20,6 +20,7 @@ export type ServerMessage =
   | QuotesSubscribeResponseMessage
   | QuotesUnsubscribeResponseMessage
   | QuotesUpdateMessage
+  | SubscriptionsListResponseMessage
   | TradesSubscribeResponseMessage
   | TradesUnsubscribeResponseMessage
   | TradesUpdateMessage;
@@ -42,6 +43,14 @@ export type ErrorCode =
   | "unavailable"
   | "internal_error";
 /**
+ * Topic parameters of the ``quotes`` route (none today; the object is kept for symmetry).
+ */
+export type QuotesParams = Record<string, never>;
+/**
+ * Topic parameters of the ``trades`` route (none: a symbol's trades are one stream).
+ */
+export type TradesParams = Record<string, never>;
+/**
  * Any message the client sends; `type` tells them apart.
  */
 export type ClientMessage =
@@ -50,6 +59,7 @@ export type ClientMessage =
   | PingMessage
   | QuotesSubscribeMessage
   | QuotesUnsubscribeMessage
+  | SubscriptionsListMessage
   | TradesSubscribeMessage
   | TradesUnsubscribeMessage;
 /**
@@ -57,13 +67,9 @@ export type ClientMessage =
  */
 export type PingPayload = Record<string, never>;
 /**
- * Topic parameters of the ``quotes`` route (none today; the object is kept for symmetry).
+ * List this connection's subscriptions (no fields).
  */
-export type QuotesParams = Record<string, never>;
-/**
- * Topic parameters of the ``trades`` route (none: a symbol's trades are one stream).
- */
-export type TradesParams = Record<string, never>;
+export type SubscriptionsListPayload = Record<string, never>;
 
 /**
  * Reply to bars.subscribe.
@@ -277,6 +283,60 @@ export interface QuotesUpdatePayload {
   change_percent?: number | null;
 }
 /**
+ * Reply to subscriptions.list.
+ */
+export interface SubscriptionsListResponseMessage {
+  type: "subscriptions.list.response";
+  payload: SubscriptionsListResponsePayload;
+  /**
+   * The `id` of the `subscriptions.list` request this answers, if it had one.
+   */
+  id?: string | number;
+}
+/**
+ * Reply to ``subscriptions.list``: every topic this connection receives, in the order it subscribed, each with its route, symbol and params.
+ */
+export interface SubscriptionsListResponsePayload {
+  subscriptions: (BarsListedSubscription | QuotesListedSubscription | TradesListedSubscription)[];
+}
+/**
+ * One ``bars`` subscription of this connection.
+ */
+export interface BarsListedSubscription {
+  route: "bars";
+  topic: string;
+  symbol: string;
+  params: BarsParams;
+}
+/**
+ * Topic parameters of the ``bars`` route.
+ */
+export interface BarsParams {
+  /**
+   * TradingView resolution; `1D`, `1W`, `1M` are accepted as aliases of `D`, `W`, `M` (TradingView sends both spellings) and written back canonical, in the reply's `topic` and in updates.
+   */
+  resolution:
+    "1" | "3" | "5" | "15" | "30" | "60" | "120" | "240" | "D" | "W" | "M" | "1D" | "1W" | "1M";
+}
+/**
+ * One ``quotes`` subscription of this connection.
+ */
+export interface QuotesListedSubscription {
+  route: "quotes";
+  topic: string;
+  symbol: string;
+  params: QuotesParams;
+}
+/**
+ * One ``trades`` subscription of this connection.
+ */
+export interface TradesListedSubscription {
+  route: "trades";
+  topic: string;
+  symbol: string;
+  params: TradesParams;
+}
+/**
  * Reply to trades.subscribe.
  */
 export interface TradesSubscribeResponseMessage {
@@ -377,16 +437,6 @@ export interface BarsSubscribePayload {
   since?: number | null;
 }
 /**
- * Topic parameters of the ``bars`` route.
- */
-export interface BarsParams {
-  /**
-   * TradingView resolution; `1D`, `1W`, `1M` are accepted as aliases of `D`, `W`, `M` (TradingView sends both spellings) and written back canonical, in the reply's `topic` and in updates.
-   */
-  resolution:
-    "1" | "3" | "5" | "15" | "30" | "60" | "120" | "240" | "D" | "W" | "M" | "1D" | "1W" | "1M";
-}
-/**
  * Stop receiving candles for a symbol (idempotent).
  */
 export interface BarsUnsubscribeMessage {
@@ -461,6 +511,17 @@ export interface QuotesUnsubscribePayload {
   params?: QuotesParams;
 }
 /**
+ * List this connection's subscriptions: topic, route, symbol and params of each.
+ */
+export interface SubscriptionsListMessage {
+  type: "subscriptions.list";
+  payload: SubscriptionsListPayload;
+  /**
+   * Optional request id; the reply and any `error` for this request echo it.
+   */
+  id?: string | number;
+}
+/**
  * Receive a symbol's trades, after a snapshot of the newest ones.
  */
 export interface TradesSubscribeMessage {
@@ -516,6 +577,7 @@ export interface ReplyTypes {
   "ping": "pong";
   "quotes.subscribe": "quotes.subscribe.response";
   "quotes.unsubscribe": "quotes.unsubscribe.response";
+  "subscriptions.list": "subscriptions.list.response";
   "trades.subscribe": "trades.subscribe.response";
   "trades.unsubscribe": "trades.unsubscribe.response";
 }

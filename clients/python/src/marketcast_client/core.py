@@ -33,6 +33,10 @@ from .models import (
     PongMessage,
     PongPayload,
     ServerMessage,
+    SubscriptionsListMessage,
+    SubscriptionsListPayload,
+    SubscriptionsListResponseMessage,
+    SubscriptionsListResponsePayload,
 )
 from .subscription import (
     Family,
@@ -149,6 +153,16 @@ class ClientCore(Connection):
         reply = await self._request(ws, PingMessage, PingPayload())
         if not isinstance(reply, PongMessage):
             raise MarketcastError(f"unexpected reply to ping: {reply}")
+        return reply.payload
+
+    async def list_subscriptions(self) -> SubscriptionsListResponsePayload:
+        """What the server holds for this connection now (``subscriptions.list``): each topic,
+        in the order it was subscribed, with its route, symbol and params. Right after a
+        reconnect it lists only what has been renewed so far."""
+        ws = await self._wait_open()
+        reply = await self._request(ws, SubscriptionsListMessage, SubscriptionsListPayload())
+        if not isinstance(reply, SubscriptionsListResponseMessage):
+            raise MarketcastError(f"unexpected reply to subscriptions.list: {reply}")
         return reply.payload
 
     async def wait_open(self) -> None:

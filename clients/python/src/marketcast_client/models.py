@@ -53,7 +53,7 @@ class Bar(ServerModel):
     closed: bool
 
 
-class BarsParams(ClientModel):
+class BarsParams(ServerModel):
     """Topic parameters of the ``bars`` route."""
 
     #: TradingView resolution; `1D`, `1W`, `1M` are accepted as aliases of `D`, `W`, `M`
@@ -62,6 +62,15 @@ class BarsParams(ClientModel):
     resolution: Literal[
         "1", "3", "5", "15", "30", "60", "120", "240", "D", "W", "M", "1D", "1W", "1M"
     ]
+
+
+class BarsListedSubscription(ServerModel):
+    """One ``bars`` subscription of this connection."""
+
+    route: Literal["bars"] = "bars"
+    topic: str
+    symbol: str
+    params: BarsParams
 
 
 class BarsSubscribePayload(ClientModel):
@@ -212,7 +221,7 @@ class PingMessage(ClientModel):
     ) = None
 
 
-class QuotesParams(ClientModel):
+class QuotesParams(ServerModel):
     """Topic parameters of the ``quotes`` route (none today; the object is kept for symmetry)."""
 
 
@@ -262,7 +271,24 @@ class QuotesUnsubscribeMessage(ClientModel):
     ) = None
 
 
-class TradesParams(ClientModel):
+class SubscriptionsListPayload(ClientModel):
+    """List this connection's subscriptions (no fields)."""
+
+
+class SubscriptionsListMessage(ClientModel):
+    """List this connection's subscriptions: topic, route, symbol and params of each."""
+
+    type: Literal["subscriptions.list"] = "subscriptions.list"
+    payload: SubscriptionsListPayload
+    #: Optional request id; the reply and any `error` for this request echo it.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+class TradesParams(ServerModel):
     """Topic parameters of the ``trades`` route (none: a symbol's trades are one stream)."""
 
 
@@ -322,6 +348,7 @@ ClientMessage: TypeAlias = Annotated[
     | PingMessage
     | QuotesSubscribeMessage
     | QuotesUnsubscribeMessage
+    | SubscriptionsListMessage
     | TradesSubscribeMessage
     | TradesUnsubscribeMessage,
     Field(discriminator="type"),
@@ -408,6 +435,15 @@ class PongMessage(ServerModel):
     ) = None
 
 
+class QuotesListedSubscription(ServerModel):
+    """One ``quotes`` subscription of this connection."""
+
+    route: Literal["quotes"] = "quotes"
+    topic: str
+    symbol: str
+    params: QuotesParams
+
+
 class QuotesSubscribeResponsePayload(ServerModel):
     """Reply to ``quotes.subscribe``."""
 
@@ -471,6 +507,39 @@ class QuotesUpdateMessage(ServerModel):
 
     type: Literal["quotes.update"] = "quotes.update"
     payload: QuotesUpdatePayload
+
+
+class TradesListedSubscription(ServerModel):
+    """One ``trades`` subscription of this connection."""
+
+    route: Literal["trades"] = "trades"
+    topic: str
+    symbol: str
+    params: TradesParams
+
+
+class SubscriptionsListResponsePayload(ServerModel):
+    """
+    Reply to ``subscriptions.list``: every topic this connection receives, in the order it
+    subscribed, each with its route, symbol and params.
+    """
+
+    subscriptions: list[
+        BarsListedSubscription | QuotesListedSubscription | TradesListedSubscription
+    ]
+
+
+class SubscriptionsListResponseMessage(ServerModel):
+    """Reply to subscriptions.list."""
+
+    type: Literal["subscriptions.list.response"] = "subscriptions.list.response"
+    payload: SubscriptionsListResponsePayload
+    #: The `id` of the `subscriptions.list` request this answers, if it had one.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
 
 
 class TradeRecord(ServerModel):
@@ -561,6 +630,7 @@ ServerMessage: TypeAlias = Annotated[
     | QuotesSubscribeResponseMessage
     | QuotesUnsubscribeResponseMessage
     | QuotesUpdateMessage
+    | SubscriptionsListResponseMessage
     | TradesSubscribeResponseMessage
     | TradesUnsubscribeResponseMessage
     | TradesUpdateMessage,
