@@ -49,7 +49,8 @@ from marketcast.ws.examples import examples
 from marketcast.ws.limits import ConnectionLimits
 from marketcast.ws.limits import describe as describe_limits
 from marketcast.ws.listing import build_listing_router
-from marketcast.ws.raw_streams import raw_stream_channels, raw_stream_routes
+from marketcast.ws.raw_stream_docs import raw_stream_channels
+from marketcast.ws.raw_streams import raw_stream_routes
 from marketcast.ws.routes import message_specs
 from marketcast.ws.security import TokenVerifier, TopicAuthorizer, build_gate, topic_guard
 from marketcast.ws.spec import build_asyncapi

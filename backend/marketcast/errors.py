@@ -8,7 +8,7 @@ The tree::
     │   ├── (code) invalid_json, invalid_message, unsupported_frame, unknown_type,
     │   │          validation_error, invalid_symbol, unknown_symbol,
     │   │          unsupported_resolution, unsupported_channel, too_many_subscriptions,
-    │   │          rate_limited, forbidden
+    │   │          invalid_stream, rate_limited, forbidden
     ├── ServiceUnavailable          the shared store (Redis) did not answer; REST 503 and
     │                               WebSocket ``unavailable``, both with a retry hint (also an
     │                               ``OSError``, so code that handles connection errors sees it)
@@ -38,6 +38,8 @@ class ErrorCode(StrEnum):
     #: The symbol's source does not offer this channel family (trades of a forex pair).
     UNSUPPORTED_CHANNEL = "unsupported_channel"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+    #: A combined raw stream's ``streams`` query names a path that is no raw stream.
+    INVALID_STREAM = "invalid_stream"
     #: The connection sent faster than its token bucket allows; the frame was not processed.
     RATE_LIMITED = "rate_limited"
     #: The topic authorization hook refused this subscription for this client.
@@ -144,7 +146,8 @@ def close_code_meanings() -> list[tuple[CloseCode, str]]:
         (
             CloseCode.STREAM_NOT_SERVED,
             "a raw stream cannot be served: invalid or unknown symbol, unsupported "
-            "resolution, or not allowed for this client; the `error` message just before "
-            "says which; do not retry the same URL",
+            "resolution or channel, not allowed for this client, or (combined streams) a path "
+            "that is no raw stream or more paths than the subscription limit; the `error` "
+            "message just before says which; do not retry the same URL",
         ),
     ]

@@ -123,13 +123,9 @@ class Subscriptions:
                 return SubscribeResult(topic, "already subscribed", None)
             found = await self._snapshot(conn, family, key, snapshot, since)
             return SubscribeResult(topic, "already subscribed", found.records, found.recovered)
-        if self._guard is not None and not await self._guard(conn, route, topic):
-            raise ProtocolError(ErrorCode.FORBIDDEN, f"not allowed to subscribe to {topic}")
-        if len(conn.subscriptions) >= self._max_per_connection:
-            raise ProtocolError(
-                ErrorCode.TOO_MANY_SUBSCRIPTIONS,
-                f"a connection may hold at most {self._max_per_connection} subscriptions",
-            )
+        await self._check_allowed(conn, route, topic)
+        if self.free_slots(conn) <= 0:
+            raise self.too_many_error()
         conn.subscriptions[topic] = key
         try:
             await self._streams.acquire(key)
@@ -154,6 +150,31 @@ class Subscriptions:
             raise
         hold.arm(found.last_order, found.last_final)
         return SubscribeResult(topic, "subscribed", found.records, found.recovered)
+
+    async def check(
+        self, conn: SubscriberConnection, route: str, symbol: Symbol, params: Mapping[str, Any]
+    ) -> Topic:
+        """The topic ``subscribe`` would add, refused as ``subscribe`` would refuse it (the
+        symbol, the family, the authorization hook), without subscribing: for a caller that
+        takes a batch only whole (a combined raw stream). The limit is ``free_slots``'s."""
+        topic = self._streams.topic(self.resolve(route, symbol, params))
+        if topic not in conn.subscriptions:
+            await self._check_allowed(conn, route, topic)
+        return topic
+
+    def free_slots(self, conn: SubscriberConnection) -> int:
+        """How many more topics ``conn`` may subscribe to."""
+        return self._max_per_connection - len(conn.subscriptions)
+
+    async def _check_allowed(self, conn: SubscriberConnection, route: str, topic: Topic) -> None:
+        if self._guard is not None and not await self._guard(conn, route, topic):
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"not allowed to subscribe to {topic}")
+
+    def too_many_error(self) -> ProtocolError:
+        return ProtocolError(
+            ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+            f"a connection may hold at most {self._max_per_connection} subscriptions",
+        )
 
     async def unsubscribe(
         self, conn: SubscriberConnection, route: str, symbol: Symbol, params: Mapping[str, Any]

@@ -46,11 +46,9 @@ def listing_models(channels: Registry) -> ListingModels:
     union discriminated by ``route`` (a bare model when there is one family)."""
     entries = {family.route: _entry_model(family) for family in channels}
     models = tuple(entries.values())
-    item: Any = (
-        models[0]
-        if len(models) == 1
-        else Annotated[Union[models], Field(discriminator="route")]  # noqa: UP007
-    )
+    item: Any = models[0]
+    if len(models) > 1:
+        item = Annotated[Union[models], Field(discriminator="route")]  # noqa: UP007
     response = create_model(
         "SubscriptionsListResponsePayload",
         __base__=ServerModel,

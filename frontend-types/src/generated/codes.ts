@@ -78,6 +78,7 @@ export const ERROR_CODE_RETRY: Readonly<Record<ErrorCode, "never" | "later">> =
     unsupported_resolution: "never",
     unsupported_channel: "never",
     too_many_subscriptions: "never",
+    invalid_stream: "never",
     rate_limited: "later",
     forbidden: "never",
     unavailable: "later",

@@ -38,6 +38,7 @@ export type ErrorCode =
   | "unsupported_resolution"
   | "unsupported_channel"
   | "too_many_subscriptions"
+  | "invalid_stream"
   | "rate_limited"
   | "forbidden"
   | "unavailable"

@@ -66,6 +66,7 @@ ERROR_FAMILIES: Final[Mapping[str, type[ServerError]]] = {
     "unsupported_resolution": SubscriptionRefused,
     "unsupported_channel": SubscriptionRefused,
     "too_many_subscriptions": SubscriptionRefused,
+    "invalid_stream": SubscriptionRefused,
     "forbidden": SubscriptionRefused,
     "rate_limited": RetryLater,
     "unavailable": RetryLater,
