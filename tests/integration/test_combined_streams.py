@@ -109,3 +109,24 @@ async def test_refusals_name_the_path_and_close_with_4404() -> None:
             payload, code = await refusal(server, query)
             assert (code, payload["code"]) == (CloseCode.STREAM_NOT_SERVED, "invalid_stream")
             assert "expected ?streams=<path>,<path>" in payload["message"]
+
+
+async def test_a_forbidden_path_refuses_the_whole_stream_before_any_update() -> None:
+    """The authorization hook is asked for every path before any is subscribed: the paths
+    before the forbidden one deliver nothing either."""
+    asked: list[str] = []
+
+    def no_trades(principal: object, route: str, topic: str) -> bool:
+        asked.append(topic)
+        return route != "trades"
+
+    async with in_process_server(SETTINGS, authorize_topic=no_trades) as server:
+        payload, code = await refusal(server, "?streams=" + ",".join(PATHS))
+        assert code == CloseCode.STREAM_NOT_SERVED
+        assert payload["code"] == "forbidden"
+        assert payload["message"].startswith("stream 3 'trades/ETHUSDT': not allowed")
+        assert asked == [  # in the paths' order, each once
+            'bars:{"resolution":"1","symbol":"BTCUSDT"}',
+            'quotes:{"symbol":"EUR/USD"}',
+            'trades:{"symbol":"ETHUSDT"}',
+        ]
