@@ -25,6 +25,7 @@ GENERATORS = [
 GENERATED = [
     "backend/marketcast/ws/generated",
     "docs/asyncapi.json",
+    "docs/asyncapi-3.json",
     "frontend-types/src/generated",
     "clients/python/src/marketcast_client/models.py",
     "clients/python/src/marketcast_client/channels.py",

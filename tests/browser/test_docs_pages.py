@@ -33,6 +33,18 @@ def test_docs_pages_render_offline(tmp_path: Path) -> None:
                 "expect": ["bars.subscribe", "quotes.subscribe", "must match: ^[A-Z0-9]"],
                 "expandAll": True,
             },
+            {
+                # The same document as AsyncAPI 3.0 (ws.spec3), read by the same bundle: its
+                # operation ids and the raw streams' addresses show that it was parsed as 3.0.
+                "url": f"{server.http}/api/v1/ws/asyncapi?version=3",
+                "expect": [
+                    "bars.subscribe",
+                    "receiveBarsSubscribe",
+                    "sendStreamBars",
+                    "/stream/bars/{symbol}/{resolution}",
+                    "The same in AsyncAPI 2.6.0",
+                ],
+            },
         ]
         report = open_pages(pages, tmp_path / "chromium-profile")
 
@@ -41,7 +53,7 @@ def test_docs_pages_render_offline(tmp_path: Path) -> None:
     for result in report["results"]:
         assert result["rendered"], f"{result['url']} did not render: {result['text'][:2000]}"
         assert result["problems"] == [], result
-    swagger, redoc, asyncapi = report["results"]
+    swagger, redoc, asyncapi, asyncapi3 = report["results"]
     # The operations as each renderer shows them, with their HTTP method.
     assert "GET" in swagger["text"]
     assert "get" in redoc["text"].lower()
@@ -49,3 +61,6 @@ def test_docs_pages_render_offline(tmp_path: Path) -> None:
     assert "`" not in asyncapi["text"]
     assert "The document as JSON" in asyncapi["text"]
     assert "The REST API" in asyncapi["text"]
+    assert "The same in AsyncAPI 3.0.0" in asyncapi["text"]
+    assert "`" not in asyncapi3["text"]
+    assert "The document as JSON" in asyncapi3["text"]

@@ -20,6 +20,7 @@ from marketcast.ws.docs_page import (
     default_assets_dir,
     mount_asyncapi_docs,
 )
+from marketcast.ws.spec3 import asyncapi3
 
 BASE = "/api/v1/ws/asyncapi"
 SPEC: dict[str, Any] = {
@@ -67,9 +68,9 @@ def test_asset_urls_in_the_page_are_served(assets: Path) -> None:
     page = client.get(BASE).text
     urls = [u for u in _local_urls(page) if u.startswith(f"{BASE}/assets/")]
     assert sorted(urls) == [f"{BASE}/assets/default.min.css", f"{BASE}/assets/index.js"]
-    # Besides the assets, only the links to the raw document and the REST docs.
+    # Besides the assets, only the links to the raw document, its 3.0 page and the REST docs.
     others = {u for u in _local_urls(page) if not u.startswith((f"{BASE}/assets/", "data:"))}
-    assert others == {f"{BASE}.json", "/docs"}
+    assert others == {f"{BASE}.json", f"{BASE}?version=3", "/docs"}
     kinds = {}
     for url in urls:
         response = client.get(url)
@@ -86,6 +87,43 @@ def test_json_route_returns_the_spec(assets: Path) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
     assert response.json() == SPEC
+
+
+def test_the_3_0_document_is_served_converted_once(
+    assets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marketcast.ws import docs_page
+
+    calls: list[dict[str, Any]] = []
+
+    def counting(document: dict[str, Any]) -> dict[str, Any]:
+        calls.append(document)
+        return asyncapi3(document)
+
+    monkeypatch.setattr(docs_page, "asyncapi3", counting)
+    client = _client(assets)
+    for _ in range(3):
+        response = client.get(f"{BASE}-3.json")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.json() == asyncapi3(SPEC)
+        assert response.json()["asyncapi"] == "3.0.0"
+    assert calls == [SPEC]
+    assert calls[0] is SPEC
+
+
+def test_the_page_shows_either_version_and_links_to_the_other(assets: Path) -> None:
+    client = _client(assets)
+    page3 = client.get(BASE, params={"version": "3"})
+    assert page3.status_code == 200
+    assert f'{{url: "{BASE}-3.json"}}' in page3.text
+    assert f'<a href="{BASE}-3.json">The document as JSON</a>' in page3.text
+    assert f'<a href="{BASE}">The same in AsyncAPI 2.6.0</a>' in page3.text
+    page2 = client.get(BASE, params={"version": "2"}).text
+    assert page2 == client.get(BASE).text
+    assert f'{{url: "{BASE}.json"}}' in page2
+    assert f'<a href="{BASE}?version=3">The same in AsyncAPI 3.0.0</a>' in page2
+    assert client.get(BASE, params={"version": "4"}).status_code == 422
 
 
 def test_only_the_two_assets_are_served(assets: Path) -> None:
@@ -128,3 +166,6 @@ def test_urls_follow_the_proxy_root_path(assets: Path) -> None:
     page = client.get(BASE).text
     assert f'{{url: "/proxy{BASE}.json"}}' in page
     assert f'src="/proxy{BASE}/assets/index.js"' in page
+    page3 = client.get(BASE, params={"version": "3"}).text
+    assert f'{{url: "/proxy{BASE}-3.json"}}' in page3
+    assert f'href="/proxy{BASE}"' in page3

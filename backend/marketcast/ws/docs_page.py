@@ -3,6 +3,10 @@
 fastws's page loads the AsyncAPI React component from a public CDN. Here the standalone
 bundle comes from the ``@asyncapi/react-component`` npm package (``doc_assets``), and the
 page itself is our own small HTML that names no external host.
+
+The document is served twice: as built (AsyncAPI 2.6, what the generated types come from)
+and restated as AsyncAPI 3.0 (``ws.spec3``) for tools that only read 3.x. One page shows
+either (``?version=3``), linking to the other, so nobody has to know which one a tool wants.
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ import html
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from marketcast.doc_assets import CSS, JS, MISSING_ASSETS, Asset, mount_assets, npm_package_dir
+from marketcast.ws.spec3 import ASYNCAPI3_VERSION, asyncapi3
 
 __all__ = ["MISSING_ASSETS", "asyncapi_html", "default_assets_dir", "mount_asyncapi_docs"]
 
@@ -104,29 +109,52 @@ def mount_asyncapi_docs(
     assets_dir: Path | None,
     rest_docs_path: str | None = "/docs",
 ) -> None:
-    """Register ``{base_path}.json``, ``{base_path}`` and ``{base_path}/assets/{name}``.
+    """Register ``{base_path}.json``, ``{base_path}-3.json``, ``{base_path}`` and
+    ``{base_path}/assets/{name}``.
 
-    All three stay out of the OpenAPI schema: they document the WebSocket API, not the REST
+    ``{base_path}.json`` is ``spec_provider()`` (AsyncAPI 2.6), ``{base_path}-3.json`` the
+    same restated as AsyncAPI 3.0; the page shows the first, or with ``?version=3`` the
+    second. All stay out of the OpenAPI schema: they document the WebSocket API, not the REST
     one. A missing assets directory is reported per request (404 with the fix), so the API
     itself still starts on a machine where ``make setup`` has not installed the Node side.
     """
     base = base_path.rstrip("/")
+    #: (the provided document, its 3.0 form): at most one entry.
+    converted: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    def spec3() -> dict[str, Any]:
+        # Converted once per provided document: the provider caches its document, and an
+        # identity check (not equality) costs nothing per request yet follows a new one.
+        source = spec_provider()
+        if not converted or converted[0][0] is not source:
+            converted[:] = [(source, asyncapi3(source))]
+        return converted[0][1]
 
     async def spec_json() -> JSONResponse:
         return JSONResponse(spec_provider())
 
-    async def page(request: Request) -> HTMLResponse:
+    async def spec3_json() -> JSONResponse:
+        return JSONResponse(spec3())
+
+    async def page(request: Request, version: Literal["2", "3"] = "2") -> HTMLResponse:
         # Behind a proxy that strips a prefix, the browser needs that prefix in each URL.
         prefix = str(request.scope.get("root_path", "")).rstrip("/")
         root = prefix + base
-        info = spec_provider().get("info", {})
-        links = [("The document as JSON", f"{root}.json")]
+        source = spec_provider()
+        info = source.get("info", {})
+        if version == "3":
+            spec_url = f"{root}-3.json"
+            other = (f"The same in AsyncAPI {source.get('asyncapi', '2')}", root)
+        else:
+            spec_url = f"{root}.json"
+            other = (f"The same in AsyncAPI {ASYNCAPI3_VERSION}", f"{root}?version=3")
+        links = [("The document as JSON", spec_url), other]
         if rest_docs_path is not None:
             links.append(("The REST API", prefix + rest_docs_path))
         return HTMLResponse(
             asyncapi_html(
                 title=str(info.get("title", "AsyncAPI")),
-                spec_url=f"{root}.json",
+                spec_url=spec_url,
                 js_url=f"{root}/assets/index.js",
                 css_url=f"{root}/assets/default.min.css",
                 links=links,
@@ -134,5 +162,6 @@ def mount_asyncapi_docs(
         )
 
     app.add_api_route(f"{base}.json", spec_json, methods=["GET"], include_in_schema=False)
+    app.add_api_route(f"{base}-3.json", spec3_json, methods=["GET"], include_in_schema=False)
     app.add_api_route(base, page, methods=["GET"], include_in_schema=False)
     mount_assets(app, f"{base}/assets", assets_dir, ASSETS)
