@@ -79,7 +79,14 @@ def describe_api(channels: Registry) -> str:
         f"`{example}`. Every request may carry an `id`, echoed in its reply or error. Refused "
         "frames get an `error` message and the connection stays open. Quick consumers may "
         "instead open a raw stream, which pushes one topic's updates with no subscribe "
-        f"message: {streams} (channels `stream/...` below)."
+        f"message: {streams} (channels `stream/...` below).\n\n"
+        "**Compression.** Unless `MARKETCAST_WS_PER_MESSAGE_DEFLATE` is off, the server "
+        "accepts a permessage-deflate offer (RFC 7692) with `server_no_context_takeover` and "
+        "`client_no_context_takeover`, and any `server_max_window_bits` from 9 to 15: each "
+        "message is compressed on its own, once for every client that negotiated the same "
+        "window, so compression costs the server one compression per update. Messages under "
+        "64 bytes are sent uncompressed (RSV1 clear), as RFC 7692 allows. A client that does "
+        "not offer it gets plain frames."
     )
 
 

@@ -16,6 +16,13 @@ and the h11 protocol with request deadlines and the TCP connection cap
 (``marketcast.http_guard``), whose refusals are logged once per interval
 (``marketcast.refusals``), failed ``accept()`` calls included. The WebSocket write path the
 fan-out will take (``delivery.direct``) is logged here too, once, before the first client.
+
+Why permessage-deflate is offered by marketcast's own protocol class: uvicorn's offer lets
+the server keep its compression context from one message to the next, so every frame would
+be compressed again for every connection. ``SharedDeflateProtocol`` offers it with
+``server_no_context_takeover`` (and asks clients for ``client_no_context_takeover``, so no
+connection keeps a decompressor between messages either): a frame is compressed once and
+the same bytes go to every client with the same window (``wire.Frame.deflated``).
 """
 
 from __future__ import annotations
@@ -25,11 +32,14 @@ import logging
 import signal
 import socket
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.config import WS_PROTOCOLS
 from uvicorn.importer import ImportFromStringError, import_from_string
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 
 from marketcast.delivery.direct import startup_write_path
 from marketcast.http_guard import HttpGuard, guarded_h11_protocol
@@ -116,7 +126,7 @@ def build_server(app: FastAPI, settings: Settings) -> GracefulServer:
         # uvicorn's h11 protocol plus request deadlines, the TCP connection cap and the
         # HTTP/1.1 check for WebSocket upgrades (``marketcast.http_guard``).
         http=guarded_h11_protocol(guard),
-        ws="websockets-sansio",
+        ws=SharedDeflateProtocol,
         # Frames larger than this are refused by the protocol layer with close code 1009,
         # before they are read into memory.
         ws_max_size=settings.max_message_bytes,
@@ -124,8 +134,9 @@ def build_server(app: FastAPI, settings: Settings) -> GracefulServer:
         # that does not answer within the timeout is dropped (close 1011, TCP closed).
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
-        # uvicorn offers permessage-deflate by default: each frame is then compressed once
-        # per connection, and the fan-out cannot write one pre-encoded frame to every socket.
+        # Offered by SharedDeflateProtocol without server context takeover, so that each
+        # frame is compressed once for every client (clients that do not offer it get plain
+        # frames); uvicorn's own offer would compress every frame again per connection.
         ws_per_message_deflate=settings.ws_per_message_deflate,
         loop=settings.event_loop,
         lifespan="on",
@@ -143,6 +154,25 @@ def build_server(app: FastAPI, settings: Settings) -> GracefulServer:
         logging.INFO if direct else logging.WARNING, "%s, uvicorn %s", line, uvicorn.__version__
     )
     return GracefulServer(config, lifecycle, guard)
+
+
+#: What every connection that asks for compression negotiates: no context kept between
+#: messages in either direction; the window sizes are the client's choice (15 by default).
+SHARED_DEFLATE = ServerPerMessageDeflateFactory(
+    server_no_context_takeover=True, client_no_context_takeover=True
+)
+
+
+class SharedDeflateProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's ``websockets-sansio`` protocol, offering permessage-deflate (when
+    ``ws_per_message_deflate``) on the terms that let one compressed frame serve every
+    client: ``SHARED_DEFLATE`` instead of uvicorn's factory."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.config.ws_per_message_deflate:
+            # Read by the handshake (``ServerProtocol.accept``), which has not happened yet.
+            self.conn.available_extensions = [SHARED_DEFLATE]
 
 
 def _ws_protocol_class(config: uvicorn.Config) -> object:

@@ -10,11 +10,19 @@ complete frame — header and UTF-8 payload — is the same for every client. ``
 builds it once, on first use, and every subscriber's socket gets the same ``bytes``
 (``delivery.direct``); ``tests/unit/test_wire_framing.py`` checks it against the ``websockets``
 library's own framing.
+
+Why compressed frames can be shared too: a connection that negotiated permessage-deflate with
+``server_no_context_takeover`` (RFC 7692 7.1.1.1; the server asks for it, ``serving``) decodes
+each message on its own, with no window carried over from the previous one. The compressed
+message then depends only on the text and the window size, so ``Frame.deflated`` compresses
+once per frame and every such subscriber gets the same bytes: compression at the price of
+one compression per update, not one per delivery.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
@@ -49,6 +57,9 @@ class Frame:
     #: The complete WebSocket frame, built by the first ``wire()`` call and shared by every
     #: subscriber; frames only ever sent through ASGI never pay for it.
     _wire: bytes | None = field(default=None, init=False, compare=False, repr=False)
+    #: ``(window bits, frame)``: the compressed frame of the last window size asked for (every
+    #: client of one server normally gets the same one).
+    _deflated: tuple[int, bytes] | None = field(default=None, init=False, compare=False, repr=False)
 
     def wire(self) -> bytes:
         """This frame as one unmasked, unfragmented WebSocket text frame."""
@@ -57,6 +68,16 @@ class Frame:
             data = text_frame(self.text.encode())
             # Frozen for users; this cache is invisible to equality and to the text.
             object.__setattr__(self, "_wire", data)
+        return data
+
+    def deflated(self, window_bits: int) -> bytes:
+        """This frame as one permessage-deflate text frame compressed with a window of
+        ``window_bits``, for connections that negotiated ``server_no_context_takeover``."""
+        cached = self._deflated
+        if cached is not None and cached[0] == window_bits:
+            return cached[1]
+        data = deflated_text_frame(self.text.encode(), window_bits)
+        object.__setattr__(self, "_deflated", (window_bits, data))
         return data
 
     @property
@@ -71,12 +92,35 @@ _LEN64 = struct.Struct("!BBQ")
 
 def text_frame(payload: bytes) -> bytes:
     """A final, unmasked text frame (opcode 1) carrying ``payload`` (UTF-8), RFC 6455 5.2."""
+    return _frame(0x81, payload)
+
+
+def _frame(first: int, payload: bytes) -> bytes:
+    """An unmasked frame: ``first`` is the FIN/RSV/opcode byte."""
     size = len(payload)
     if size < 126:
-        return bytes((0x81, size)) + payload
+        return bytes((first, size)) + payload
     if size < 65536:
-        return _LEN16.pack(0x81, 126, size) + payload
-    return _LEN64.pack(0x81, 127, size) + payload
+        return _LEN16.pack(first, 126, size) + payload
+    return _LEN64.pack(first, 127, size) + payload
+
+
+#: Payloads shorter than this go out uncompressed even on a deflate connection (RFC 7692
+#: lets each message choose): deflate's own overhead leaves nothing to gain below it.
+MIN_DEFLATE_BYTES = 64
+#: What ends every sync-flushed deflate block; RFC 7692 7.2.1 has the sender remove it.
+_SYNC_TAIL = b"\x00\x00\xff\xff"
+
+
+def deflated_text_frame(payload: bytes, window_bits: int) -> bytes:
+    """A final, unmasked text frame whose payload is ``payload`` compressed on its own
+    (RFC 7692: raw deflate, sync flush, tail removed, RSV1 set); a short payload is sent as
+    a plain text frame instead."""
+    if len(payload) < MIN_DEFLATE_BYTES:
+        return text_frame(payload)
+    compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -window_bits)
+    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return _frame(0xC1, data[: -len(_SYNC_TAIL)])
 
 
 def envelope(type_: str, payload: dict[str, Any], request_id: RequestId | None = None) -> str:

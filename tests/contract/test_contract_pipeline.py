@@ -19,6 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = "backend/marketcast/channels/quotes.py"
 SPEC = "docs/asyncapi.json"
+SPEC3 = "docs/asyncapi-3.json"
 TS_TYPES = "frontend-types/src/generated/messages.ts"
 CLIENT_MODELS = "clients/python/src/marketcast_client/models.py"
 NODE_MODULES = "frontend-types/node_modules"
@@ -57,8 +58,9 @@ def test_a_payload_field_change_regenerates_spec_ts_types_and_client_models(
     assert check.returncode == 1, check.stdout + check.stderr
 
     changed = _run(clone, "git", "diff", "--name-only").stdout.split()
-    assert sorted(changed) == sorted([PROTOCOL, SPEC, TS_TYPES, CLIENT_MODELS])
+    assert sorted(changed) == sorted([PROTOCOL, SPEC, SPEC3, TS_TYPES, CLIENT_MODELS])
     assert f'"{PROBE}"' in (clone / SPEC).read_text()
+    assert f'"{PROBE}"' in (clone / SPEC3).read_text()
     assert f"{PROBE}?: number | null;" in (clone / TS_TYPES).read_text()
     assert f"{PROBE}: int | None = None" in (clone / CLIENT_MODELS).read_text()
 

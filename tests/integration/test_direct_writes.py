@@ -3,8 +3,9 @@
 The direct path relies on uvicorn internals (its ``websockets-sansio`` protocol object behind
 the ASGI ``send``), so this test is the alarm for an uvicorn upgrade that moves them: with
 permessage-deflate off, frames must be written straight to the transport and still arrive
-intact and in order at a real client; with deflate negotiated, every frame must go through
-ASGI ``send`` instead (a pre-encoded uncompressed frame would be wrong there).
+intact and in order at a real client; with deflate negotiated too (without server context
+takeover, so one compressed frame serves every client; ``tests/integration/test_deflate.py``
+checks the bytes on the wire).
 """
 
 from __future__ import annotations
@@ -97,9 +98,9 @@ async def test_frames_go_straight_to_the_transport_without_deflate() -> None:
         assert stats.asgi_frames == 0, "no frame should fall back to ASGI send"
 
 
-async def test_direct_path_is_used_even_when_the_client_offers_deflate() -> None:
-    # Off by default (MARKETCAST_WS_PER_MESSAGE_DEFLATE): the offer is declined.
-    async with serving() as (url, stats):
+async def test_with_deflate_turned_off_the_offer_is_declined() -> None:
+    # MARKETCAST_WS_PER_MESSAGE_DEFLATE=false: the offer is declined, frames go out plain.
+    async with serving(ws_per_message_deflate=False) as (url, stats):
         async with connect(url, open_timeout=10) as ws:
             assert ws.protocol.extensions == []
         frames = await receive_updates(url, 20)
@@ -107,13 +108,19 @@ async def test_direct_path_is_used_even_when_the_client_offers_deflate() -> None
         assert stats.direct_frames > 0
 
 
-async def test_deflate_negotiated_falls_back_to_asgi_send() -> None:
+async def test_deflate_negotiated_keeps_the_direct_path() -> None:
+    """With deflate negotiated (no server context takeover), updates are still written
+    straight to the transport, compressed once per frame (``wire.Frame.deflated``), and
+    replies compressed by uvicorn's ``websockets`` interleave with them intact and in order."""
     async with serving(ws_per_message_deflate=True) as (url, stats):
+        async with connect(url, open_timeout=10) as ws:
+            (deflate,) = ws.protocol.extensions
+            assert deflate.name == "permessage-deflate"
+            assert deflate.remote_no_context_takeover, "the server keeps no context"
         frames = await receive_updates(url, 40, compression="deflate")
         check_in_order(frames)
-        assert stats.asgi_frames > 0
-        assert stats.direct_frames == 0
-        assert stats.batched_frames == 0
+        assert stats.direct_frames > 0
+        assert stats.asgi_frames == 0
 
 
 async def test_write_delay_batches_every_frame_and_keeps_order() -> None:

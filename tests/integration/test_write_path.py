@@ -35,8 +35,11 @@ async def frames_by_path(server: Server, updates: int, **options: object) -> Sam
 async def test_direct_path_is_named_at_startup_and_counted(tmp_path: Path) -> None:
     with run_server(tmp_path, sim_speed=60, sim_tick_interval=0.05) as server:
         lines = STARTUP.findall(server.log())
-        samples = await frames_by_path(server, 20, compression=None)
-    assert lines == ["direct to uvicorn's transport (WebSocketsSansIOProtocol)"], lines
+        samples = await frames_by_path(server, 20, compression="deflate")
+    assert lines == [
+        "direct to uvicorn's transport (SharedDeflateProtocol), "
+        "permessage-deflate offered (each frame compressed once for every client)"
+    ], lines
     transport = value(samples, BY_PATH, path="direct") + value(samples, BY_PATH, path="batched")
     assert transport >= 21, samples  # the reply and 20 updates
     assert value(samples, BY_PATH, path="asgi") == 0
@@ -45,17 +48,17 @@ async def test_direct_path_is_named_at_startup_and_counted(tmp_path: Path) -> No
     assert total == value(samples, "marketcast_ws_messages_sent_total")
 
 
-async def test_deflate_is_named_at_startup_and_its_frames_counted_as_asgi(
+async def test_deflate_turned_off_is_named_at_startup_and_frames_still_go_direct(
     tmp_path: Path,
 ) -> None:
+    """Whether or not compression is offered and taken, the fan-out writes to the transport:
+    a client that negotiated deflate gets frames compressed once for every such client."""
     with run_server(
-        tmp_path, sim_speed=60, sim_tick_interval=0.05, ws_per_message_deflate=True
+        tmp_path, sim_speed=60, sim_tick_interval=0.05, ws_per_message_deflate=False
     ) as server:
         lines = STARTUP.findall(server.log())
         samples = await frames_by_path(server, 20, compression="deflate")
-    assert lines == [
-        "direct to uvicorn's transport (WebSocketsSansIOProtocol), "
-        "ASGI send for clients that negotiate permessage-deflate"
-    ], lines
-    assert value(samples, BY_PATH, path="asgi") >= 21, samples
-    assert value(samples, BY_PATH, path="direct") == value(samples, BY_PATH, path="batched") == 0
+    assert lines == ["direct to uvicorn's transport (SharedDeflateProtocol)"], lines
+    transport = value(samples, BY_PATH, path="direct") + value(samples, BY_PATH, path="batched")
+    assert transport >= 21, samples
+    assert value(samples, BY_PATH, path="asgi") == 0

@@ -33,10 +33,12 @@ def test_uvicorns_sansio_protocol_allows_the_direct_path() -> None:
     assert line == "WebSocket write path: direct to uvicorn's transport (WebSocketsSansIOProtocol)"
 
 
-def test_deflate_is_named_as_the_exception() -> None:
+def test_deflate_is_named_and_keeps_the_direct_path() -> None:
     direct, line = startup_write_path(WebSocketsSansIOProtocol, per_message_deflate=True)
     assert direct
-    assert line.endswith(", ASGI send for clients that negotiate permessage-deflate")
+    assert line.endswith(
+        ", permessage-deflate offered (each frame compressed once for every client)"
+    )
 
 
 def test_a_protocol_without_the_attributes_falls_back_and_says_which() -> None:

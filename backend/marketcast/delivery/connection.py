@@ -207,7 +207,7 @@ class Connection(Client):
             if self._write_delay:
                 self._collect(frame)
                 return
-            data = frame.wire()
+            data = direct.encode(frame)
             if direct.offer(data):
                 stats = self.stats
                 stats.direct_frames += 1
@@ -300,7 +300,8 @@ class Connection(Client):
         self._state = following
 
     def _write_batch(self, direct: DirectSink, frames: list[Frame]) -> None:
-        data = b"".join([frame.wire() for frame in frames])
+        encode = direct.encode
+        data = b"".join([encode(frame) for frame in frames])
         direct.write(data)
         self.stats.batched_frames += len(frames)
         self._wrote(len(data))

@@ -15,8 +15,16 @@ text frame written to the transport interleaves with frames uvicorn writes itsel
 as nobody writes one while an ASGI ``send`` of the same connection is under way — which
 ``Connection`` guarantees by writing directly only when its outbox is empty and its writer
 idle. This is an implementation detail, not an ASGI guarantee: ``open_direct`` returns None
-whenever anything it relies on is missing, or permessage-deflate was negotiated (frames
-must then be compressed per connection), and the connection falls back to ASGI ``send``.
+whenever anything it relies on is missing, or an extension other than permessage-deflate
+without server context takeover was negotiated, and the connection falls back to ASGI
+``send``.
+
+Why permessage-deflate keeps the direct path: the server negotiates it with
+``server_no_context_takeover`` (``serving``), so each message it sends is compressed on its
+own and the frames uvicorn writes (replies, compressed by ``websockets``) and the frames
+written here (``wire.Frame.deflated``, compressed once for every subscriber) can interleave:
+no compression state links one message to the next. A message may also go out uncompressed
+(RFC 7692), which is how a short frame is sent.
 ``tests/integration/test_direct_writes.py`` pins which path is taken.
 
 Why the path is named at startup (``startup_write_path``) and counted per path in ``/metrics``
@@ -40,11 +48,15 @@ import logging
 import socket
 import struct
 import sys
+from collections.abc import Callable
+from functools import partial
 from typing import Any, Final
 
 from starlette.websockets import WebSocket
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 
 from marketcast.delivery.transport import RAW_SEND_KEY
+from marketcast.wire import Frame
 
 if sys.platform == "linux":
     import fcntl
@@ -64,9 +76,11 @@ _LINGER_RESET: Final = struct.pack("ii", 1, 0)
 class DirectSink:
     """The transport and flow-control state of one uvicorn WebSocket connection."""
 
-    __slots__ = ("_protocol", "_transport", "_writable", "write")
+    __slots__ = ("_protocol", "_transport", "_writable", "encode", "write")
 
-    def __init__(self, protocol: Any, transport: asyncio.WriteTransport) -> None:
+    def __init__(
+        self, protocol: Any, transport: asyncio.WriteTransport, deflate_bits: int = 0
+    ) -> None:
         #: uvicorn's protocol: ``close_sent``/``disconnected`` say when frames must stop.
         self._protocol = protocol
         self._transport = transport
@@ -75,6 +89,11 @@ class DirectSink:
         self._writable: asyncio.Event = protocol.writable
         #: Bound once: called for every frame written.
         self.write = transport.write
+        #: A frame's bytes for this connection: plain, or compressed with the window it
+        #: negotiated (``deflate_bits``, 0: none), shared with every connection alike.
+        self.encode: Callable[[Frame], bytes] = (
+            partial(Frame.deflated, window_bits=deflate_bits) if deflate_bits else Frame.wire
+        )
 
     def offer(self, data: bytes) -> bool:
         """Write ``data`` now if the transport takes it without queueing (under its
@@ -200,13 +219,27 @@ def open_direct(ws: WebSocket) -> DirectSink | None:
         reason = "no 'close_sent' and 'disconnected' flags on the protocol"
     elif not isinstance(extensions, list):
         reason = "no negotiated extensions list on the protocol's connection"
-    elif extensions:  # permessage-deflate (or any extension) transforms every frame
-        reason = "an extension was negotiated (permessage-deflate: frames are compressed)"
+    elif extensions and shared_deflate_bits(extensions) is None:
+        reason = f"extensions {extensions!r} compress each connection's frames its own way"
     if reason is not None:
         log.debug("frames go through ASGI send: %s", reason)
         return None
     _release_handshake(protocol)
-    return DirectSink(protocol, transport)
+    deflate_bits = shared_deflate_bits(extensions) if extensions else None
+    return DirectSink(protocol, transport, deflate_bits or 0)
+
+
+def shared_deflate_bits(extensions: list[Any]) -> int | None:
+    """The window of the one extension negotiated, when it is permessage-deflate without
+    server context takeover (so a frame compressed once serves every such connection);
+    None for anything else."""
+    if len(extensions) != 1 or not isinstance(extensions[0], PerMessageDeflate):
+        return None
+    deflate = extensions[0]
+    if not deflate.local_no_context_takeover:
+        return None
+    bits: int = deflate.local_max_window_bits
+    return bits
 
 
 def startup_write_path(protocol_class: object, *, per_message_deflate: bool) -> tuple[bool, str]:
@@ -228,7 +261,7 @@ def startup_write_path(protocol_class: object, *, per_message_deflate: bool) -> 
         )
     line = f"WebSocket write path: direct to uvicorn's transport ({name})"
     if per_message_deflate:
-        line += ", ASGI send for clients that negotiate permessage-deflate"
+        line += ", permessage-deflate offered (each frame compressed once for every client)"
     return True, line
 
 

@@ -30,5 +30,7 @@ class MarketcastClient(GeneratedChannels):
     (code, message, will_retry, error)``, ``Unsubscribed(reason, error)``. Options:
     ``token`` (servers with ``MARKETCAST_AUTH_TOKENS``), ``reconnect``,
     ``backoff``, ``stable_after`` (seconds up before a penalty is forgotten),
-    ``request_timeout``, ``open_timeout``, ``random`` (the jitter source, for tests).
+    ``request_timeout``, ``open_timeout``, ``random`` (the jitter source, for tests),
+    ``compression`` (default True: offer permessage-deflate, which the server compresses
+    once per frame for every client; False: plain frames).
     """

@@ -79,8 +79,12 @@ class Connection:
         request_timeout: float,
         open_timeout: float,
         random: Callable[[], float],
+        compression: bool = True,
     ) -> None:
         self.url = url
+        #: Offer permessage-deflate (the server compresses each frame once for every client
+        #: that takes it: fewer bytes for the same frames); False: plain frames.
+        self._compression: Literal["deflate"] | None = "deflate" if compression else None
         self.state: ConnectionState = "idle"
         #: The last ``notice`` of the current connection (a planned close is coming).
         self.notice: NoticePayload | None = None
@@ -187,6 +191,7 @@ class Connection:
                 open_timeout=self._open_timeout,
                 close_timeout=5,
                 max_size=_MAX_FRAME_BYTES,
+                compression=self._compression,
             )
         except InvalidStatus as refused:
             status = refused.response.status_code

@@ -82,6 +82,7 @@ class ClientCore(Connection):
         request_timeout: float = 10.0,
         open_timeout: float = 10.0,
         random: Callable[[], float] = random.random,
+        compression: bool = True,
     ) -> None:
         super().__init__(
             url,
@@ -92,6 +93,7 @@ class ClientCore(Connection):
             request_timeout=request_timeout,
             open_timeout=open_timeout,
             random=random,
+            compression=compression,
         )
         #: Every active subscription by its local key (``_identity``): what each new
         #: connection renews, and what refuses a second subscription to the same topic.
