@@ -49,7 +49,6 @@ import socket
 import struct
 import sys
 from collections.abc import Callable
-from functools import partial
 from typing import Any, Final
 
 from starlette.websockets import WebSocket
@@ -92,7 +91,7 @@ class DirectSink:
         #: A frame's bytes for this connection: plain, or compressed with the window it
         #: negotiated (``deflate_bits``, 0: none), shared with every connection alike.
         self.encode: Callable[[Frame], bytes] = (
-            partial(Frame.deflated, window_bits=deflate_bits) if deflate_bits else Frame.wire
+            _deflated_with(deflate_bits) if deflate_bits else Frame.wire
         )
 
     def offer(self, data: bytes) -> bool:
@@ -164,6 +163,17 @@ class DirectSink:
         current = getattr(self._protocol, "close_timeout", None)
         if isinstance(current, int | float) and current < seconds:
             self._protocol.close_timeout = seconds
+
+
+def _deflated_with(window_bits: int) -> Callable[[Frame], bytes]:
+    """``Frame.deflated`` with the window bound: a closure, not a ``partial`` with a keyword,
+    which measured twice the call cost on this per-delivery path."""
+    deflated = Frame.deflated
+
+    def encode(frame: Frame) -> bytes:
+        return deflated(frame, window_bits)
+
+    return encode
 
 
 def kernel_unsent(sock: Any) -> int:
