@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -59,20 +59,33 @@ async def cancel_and_wait(task: asyncio.Task[None], *, attempts: int = 20) -> No
         log.error("task %s had failed", task.get_name(), exc_info=task.exception())
 
 
+#: Connections one client keeps to Redis at most; a command past them waits for one.
+POOL_SIZE = 64
+
+
 def connect(url: str, *, timeout: float, name: str, retries: int = 1) -> Redis:
     """A client for ``url`` that fails fast instead of retrying for seconds.
 
     One immediate retry (the default) absorbs a pooled connection that went stale when Redis
     restarted; more would only delay noticing an outage. The pub/sub reader passes
     ``retries=0``: a silent reconnect there would hide that messages were lost.
+
+    Why a blocking pool: redis-py's default pool refuses the command after its 100th
+    concurrent one with an error that reads like an unreachable Redis, and a burst of first
+    subscribes (clients reconnecting after a deploy) made a worker give up its leases that way.
+    Here a command past ``POOL_SIZE`` waits for a free connection, up to four times Redis's
+    own timeout, so only a Redis that really stopped answering turns into an outage.
     """
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=POOL_SIZE,
+        timeout=timeout * 4,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), retries),
         client_name=name,
     )
+    return Redis.from_pool(pool)
 
 
 class RedisHealth:
