@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from marketcast.market import BarKey, Candle
@@ -28,6 +28,15 @@ class Bus(Protocol):
         Why the bus does the write: the order "stored, then published" is what snapshot
         continuity relies on, and a bus on the store's Redis can keep it in one round trip
         instead of two per candle."""
+        ...
+
+    async def publish_stored_many(
+        self, store: CandleStore, items: Sequence[tuple[BarKey, Candle, Frame]]
+    ) -> None:
+        """``publish_stored`` for each ``(key, candle, frame)``, in order: several keys moved
+        by one upstream update. A bus on the store's Redis writes and publishes them in one
+        round trip rather than one per candle. A failed store write raises; the candles
+        before it may have been stored and published."""
         ...
 
     async def close(self) -> None: ...

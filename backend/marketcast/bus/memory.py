@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from marketcast.bus.base import FrameHandler
 from marketcast.market import BarKey, Candle
 from marketcast.store.base import CandleStore
@@ -30,6 +32,13 @@ class MemoryBus:
     ) -> None:
         await store.upsert(key, candle)
         await self.publish(frame)
+
+    async def publish_stored_many(
+        self, store: CandleStore, items: Sequence[tuple[BarKey, Candle, Frame]]
+    ) -> None:
+        for key, candle, frame in items:
+            await store.upsert(key, candle)
+            await self.publish(frame)
 
     async def close(self) -> None:
         self._deliver = None

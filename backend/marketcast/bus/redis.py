@@ -15,7 +15,13 @@ reaches each worker's hub exactly once.
 Why a candle's store write and its publish are one script (``publish_stored``): with the store
 on the same Redis, ``RedisCandleStore.upsert_and_publish`` writes and PUBLISHes in one round
 trip instead of two, still in that order; only then does the owner's own hub get the frame.
-A store on another Redis server falls back to two round trips.
+A store on another Redis server falls back to two round trips. Several keys' candles moved by
+one upstream update (``publish_stored_many``) share one such script call, then one round trip
+in all instead of one per key.
+
+Why the reader reads the subscription's stream itself (``_read_messages``): with one channel,
+every worker receives every update of the cluster, its own included; parsing each with
+redis-py's pure-Python parser cost more than ingesting the candle had.
 
 Why the reconnect pause is drawn at random (full jitter, ``feeds.pacing.Backoff``): when Redis
 restarts, every worker's reader is cut off at the same instant; plain doubling would bring them
@@ -43,10 +49,16 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+try:  # redis-py's pure-Python RESP2/RESP3 parsers (private: checked, never required)
+    from redis._parsers.base import _AsyncRESPBase as _ExactParser
+except ImportError:  # pragma: no cover - another redis-py layout: its own reads are used
+    _ExactParser = None  # type: ignore[assignment,misc]
 
 from marketcast.bus.base import FrameHandler
 from marketcast.bus.guard import ClosedBarGuard
@@ -54,7 +66,7 @@ from marketcast.feeds.pacing import Backoff
 from marketcast.market import BarKey, Candle
 from marketcast.redis_health import CONNECTION_ERRORS, RedisHealth, cancel_and_wait
 from marketcast.store.base import CandleStore
-from marketcast.store.redis import RedisCandleStore
+from marketcast.store.redis import PUBLISH_BATCH, RedisCandleStore
 from marketcast.types import Millis, Topic
 from marketcast.wire import Frame
 
@@ -68,6 +80,9 @@ ResyncSource = Callable[
 
 _FRAME = b"F"
 _RESYNC = b"R"
+#: Bytes asked of the subscription's stream per read: many messages at once.
+_READ_BYTES = 1 << 16
+_ARRAY, _PUSH, _BULK, _INTEGER, _SIMPLE, _ERROR = b"*>$:+-"
 
 
 def encode(kind: bytes, sender: bytes, frame: Frame) -> bytes:
@@ -94,6 +109,64 @@ def decode(data: bytes) -> tuple[bytes, bytes, Frame]:
         closed == b"1",
     )
     return kind, sender, frame
+
+
+def split_messages(buffer: bytes) -> tuple[list[bytes], int]:
+    """The data of every complete pub/sub ``message`` in ``buffer`` (a subscription's byte
+    stream, RESP2 or RESP3), and how many bytes the complete replies took: the rest is the
+    start of a reply still arriving. Other replies (a subscribe confirmation, a pong) are
+    skipped; an error reply or a malformed one raises ValueError."""
+    messages: list[bytes] = []
+    size, pos = len(buffer), 0
+    while pos < size:
+        head = buffer.find(b"\r\n", pos)
+        if head < 0:
+            break
+        kind = buffer[pos]
+        if kind in (_SIMPLE, _INTEGER):
+            pos = head + 2
+            continue
+        if kind == _ERROR:
+            raise ValueError(f"error reply on the bus subscription: {buffer[pos:head]!r}")
+        if kind not in (_ARRAY, _PUSH):
+            raise ValueError(f"unexpected reply on the bus subscription: {buffer[pos:head]!r}")
+        items: list[bytes] = []
+        at = head + 2
+        for _ in range(int(buffer[pos + 1 : head])):
+            end = buffer.find(b"\r\n", at)
+            if end < 0:
+                break
+            item = buffer[at]
+            if item == _BULK:
+                length = int(buffer[at + 1 : end])
+                stop = end + 2 + max(length, 0)
+                if stop + 2 > size and length >= 0:
+                    break
+                items.append(buffer[end + 2 : stop])
+                at = stop + 2 if length >= 0 else end + 2
+            elif item in (_INTEGER, _SIMPLE):
+                items.append(buffer[at + 1 : end])
+                at = end + 2
+            else:
+                raise ValueError(f"unexpected reply on the bus subscription: {buffer[at:end]!r}")
+        else:
+            pos = at
+            if len(items) == 3 and items[0] == b"message":
+                messages.append(items[2])
+            continue
+        break  # a reply cut short: wait for the rest
+    return messages, pos
+
+
+def _plain_stream(pubsub: PubSub) -> asyncio.StreamReader | None:
+    """The subscription connection's byte stream, when redis-py reads it with its
+    pure-Python parser (exact reads, nothing buffered between replies); else None."""
+    connection = pubsub.connection
+    stream = getattr(connection, "_reader", None)
+    parser = getattr(connection, "_parser", None)
+    if _ExactParser is None or not isinstance(stream, asyncio.StreamReader):
+        return None
+    return stream if isinstance(parser, _ExactParser) else None
 
 
 class RedisBus:
@@ -163,6 +236,27 @@ class RedisBus:
         await store.upsert(key, candle)
         await self.publish(frame)
 
+    async def publish_stored_many(
+        self, store: CandleStore, items: Sequence[tuple[BarKey, Candle, Frame]]
+    ) -> None:
+        """``publish_stored`` for each item, in order: with the store on this bus's Redis,
+        one script call per ``PUBLISH_BATCH`` candles stores and publishes them all, then
+        this worker's hub gets that call's frames (never before they are stored)."""
+        if not (isinstance(store, RedisCandleStore) and store.shares(self._publisher)):
+            for key, candle, frame in items:
+                await store.upsert(key, candle)
+                await self.publish(frame)
+            return
+        sender = self._sender
+        for first in range(0, len(items), PUBLISH_BATCH):
+            chunk = items[first : first + PUBLISH_BATCH]
+            await store.upsert_and_publish_many(
+                [(key, candle, encode(_FRAME, sender, frame)) for key, candle, frame in chunk],
+                self._channel,
+            )
+            for _, _, frame in chunk:
+                self.deliver_local(frame)
+
     async def close(self) -> None:
         reader, self._reader = self._reader, None
         if reader is not None:
@@ -228,13 +322,42 @@ class RedisBus:
             self.connected = True
             if self.subscriptions > 1:
                 log.info("bus resubscribed and resynced")
+            await self._read_messages(pubsub)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py lacks a hint
+
+    async def _read_messages(self, pubsub: PubSub) -> None:
+        """Hand every message to ``_handle`` until the connection breaks (raises then).
+
+        Why not ``pubsub.get_message`` for each: every worker receives every update of the
+        cluster, its own included, and redis-py's pure-Python reply parser spent ~20 µs on
+        each, more than the rest of a candle's ingest. Its reads are exact (a line, then a
+        bulk of known length), so once the subscription is confirmed nothing of the stream
+        sits in the parser: the messages that follow are read here straight from the
+        connection's stream, many per read, split with ``split_messages``, and this worker's
+        own are skipped by their sender before anything is decoded. Where that is not so (the
+        hiredis parser buffers ahead; a redis-py without the stream), redis-py reads them."""
+        stream = _plain_stream(pubsub)
+        if stream is None:
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is not None and message.get("type") == "message":
                     await self._handle(message["data"])
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py lacks a hint
+        own = self._sender + b"\n"
+        pending = b""
+        while True:
+            chunk = await stream.read(_READ_BYTES)
+            if not chunk:
+                raise RedisConnectionError("the bus subscription was closed by the server")
+            pending = pending + chunk if pending else chunk
+            messages, used = split_messages(pending)
+            pending = pending[used:]
+            for data in messages:
+                # ``kind \n sender \n ...``: a one-byte kind (F, R) from this worker is its
+                # own echo; anything else is decoded (``_handle`` skips a longer kind's own).
+                if not data.startswith(own, 2):
+                    await self._handle(data)
 
     async def _confirm(self, pubsub: PubSub) -> None:
         loop = asyncio.get_running_loop()

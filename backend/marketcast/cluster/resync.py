@@ -39,13 +39,13 @@ class StoreResync:
         self, topics: Collection[Topic] | None, floor: Callable[[Topic], Millis | None]
     ) -> list[Frame]:
         frames: list[Frame] = []
-        for key in self._streams.active_keys():
-            family = self._streams.channels.of_key(key)
+        streams = self._streams
+        keys = streams.active_keys() if topics is None else streams.active_keys_of(topics)
+        for key in keys:
+            family = streams.channels.of_key(key)
             if family.history is History.NONE:
                 continue
-            topic = self._streams.topic(key)
-            if topics is not None and topic not in topics:
-                continue
+            topic = streams.topic(key)
             start = floor(topic)
             if start is None or self._hub.subscriber_count(topic) == 0:
                 continue

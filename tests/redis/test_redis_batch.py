@@ -1,0 +1,173 @@
+"""Several keys' candles stored and published in one round trip (``publish_stored_many``), and
+the bus reader that reads the subscription's stream itself, against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+import marketcast.bus.redis as bus_redis
+from marketcast.bus.redis import RedisBus
+from marketcast.channels.bars import bar_update
+from marketcast.market import BarKey, Candle
+from marketcast.redis_health import connect
+from marketcast.store.redis import PUBLISH_BATCH, RedisCandleStore
+from marketcast.wire import Frame
+from tests.redis.redis_server import RedisServer
+from tests.redis.test_redis_bus import eventually
+
+MINUTE = 60_000
+KEYS = [BarKey("BTCUSDT", r) for r in ("1", "5", "60", "D")]
+
+
+def topic(key: BarKey) -> str:
+    return f'bars:{{"resolution":"{key.resolution}","symbol":"{key.symbol}"}}'
+
+
+def items(keys: list[BarKey], index: int) -> list[tuple[BarKey, Candle, Frame]]:
+    out = []
+    for key in keys:
+        candle = Candle(index * MINUTE, 1.0, 2.0, 0.5, 1.5, float(index), closed=False)
+        out.append((key, candle, bar_update(topic(key), key, candle)))
+    return out
+
+
+@pytest.fixture
+async def workers(
+    redis_server: RedisServer, redis_client: Redis
+) -> AsyncIterator[tuple[RedisBus, RedisBus, list[Frame], list[Frame]]]:
+    subscribers = [connect(redis_server.url, timeout=2.0, name=n, retries=0) for n in "ab"]
+    owner, receiver = (
+        RedisBus(redis_client, s, channel="batch:updates", worker_id=n)
+        for s, n in zip(subscribers, ("owner", "receiver"), strict=True)
+    )
+    local: list[Frame] = []
+    remote: list[Frame] = []
+    await owner.start(local.append)
+    await receiver.start(remote.append)
+    await eventually(lambda: owner.connected and receiver.connected)
+    yield owner, receiver, local, remote
+    for bus in (owner, receiver):
+        await bus.close()
+    for subscriber in subscribers:
+        await subscriber.aclose()
+
+
+async def test_a_batch_is_one_script_call_stored_then_published_in_order(
+    workers: tuple[RedisBus, RedisBus, list[Frame], list[Frame]],
+    redis_client: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    owner, _, local, remote = workers
+    store = RedisCandleStore(redis_client, 100)
+    await owner.publish_stored_many(store, items(KEYS, 0))  # loads the script
+    commands: list[object] = []
+    execute = redis_client.execute_command
+
+    async def counted(*args: object, **options: object) -> object:
+        commands.append(args[0])
+        return await execute(*args, **options)
+
+    monkeypatch.setattr(redis_client, "execute_command", counted)
+    batch = items(KEYS, 1)
+    await owner.publish_stored_many(store, batch)
+    assert commands == ["EVALSHA"]
+    monkeypatch.undo()
+    frames = [frame for _, _, frame in items(KEYS, 0) + batch]
+    assert local == frames  # this worker's hub got them once written, in order
+    await eventually(lambda: len(remote) == len(frames))
+    assert remote == frames  # the other worker got each message, in order
+    for key, candle, _ in batch:
+        assert await store.last(key, 5) == [
+            Candle(0, 1.0, 2.0, 0.5, 1.5, 0.0),
+            candle,
+        ]
+
+
+async def test_a_large_batch_goes_in_calls_of_publish_batch_candles(
+    workers: tuple[RedisBus, RedisBus, list[Frame], list[Frame]],
+    redis_client: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    owner, _, local, remote = workers
+    store = RedisCandleStore(redis_client, 1000)
+    await owner.publish_stored_many(store, items(KEYS[:1], 0))
+    batch = [item for index in range(1, PUBLISH_BATCH + 11) for item in items(KEYS[:1], index)]
+    calls = 0
+    execute = redis_client.execute_command
+
+    async def counted(*args: object, **options: object) -> object:
+        nonlocal calls
+        calls += 1
+        return await execute(*args, **options)
+
+    monkeypatch.setattr(redis_client, "execute_command", counted)
+    await owner.publish_stored_many(store, batch)
+    monkeypatch.undo()
+    assert calls == 2
+    assert [f.order for f in local] == [i * MINUTE for i in range(PUBLISH_BATCH + 11)]
+    await eventually(lambda: len(remote) == PUBLISH_BATCH + 11)
+    assert await store.count(KEYS[0]) == PUBLISH_BATCH + 11
+
+
+async def test_a_store_on_another_redis_is_written_then_published_per_candle(
+    workers: tuple[RedisBus, RedisBus, list[Frame], list[Frame]], redis_server: RedisServer
+) -> None:
+    owner, _, local, remote = workers
+    other = connect(redis_server.url, timeout=2.0, name="other")
+    try:
+        store = RedisCandleStore(other, 100, prefix="elsewhere")
+        batch = items(KEYS, 0)
+        await owner.publish_stored_many(store, batch)
+        assert local == [frame for _, _, frame in batch]
+        await eventually(lambda: len(remote) == len(batch))
+        assert await store.last(KEYS[-1], 1) == [batch[-1][1]]
+    finally:
+        await other.aclose()
+
+
+async def test_the_reader_falls_back_to_redis_py_where_its_parser_buffers(
+    redis_server: RedisServer, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a parser that may read ahead (hiredis), the stream is not read directly."""
+
+    class NoSuchParser:
+        pass
+
+    monkeypatch.setattr(bus_redis, "_ExactParser", NoSuchParser)
+    subscriber = connect(redis_server.url, timeout=2.0, name="fallback", retries=0)
+    bus = RedisBus(redis_client, subscriber, channel="fallback:updates", worker_id="reader")
+    got: list[Frame] = []
+    try:
+        await bus.start(got.append)
+        await eventually(lambda: bus.connected)
+        frames = [frame for _, _, frame in items(KEYS, 0)]
+        await bus.publish(frames[0])  # its own: delivered locally, its echo skipped
+        for frame in frames:
+            await redis_client.publish(
+                "fallback:updates", bus_redis.encode(b"F", b"someone-else", frame)
+            )
+        await eventually(lambda: len(got) == 5)
+        await asyncio.sleep(0.1)  # an echo of its own frame would be here by now
+        assert got == [frames[0], *frames]
+    finally:
+        await bus.close()
+        await subscriber.aclose()
+
+
+async def test_the_reader_reads_the_stream_itself_with_redis_pys_own_parser(
+    redis_server: RedisServer,
+) -> None:
+    """The installed redis-py (no hiredis) reads exactly: the fast path is the one taken."""
+    subscriber = connect(redis_server.url, timeout=2.0, name="plain", retries=0)
+    pubsub = subscriber.pubsub()
+    try:
+        await pubsub.subscribe("plain:updates")
+        assert await pubsub.get_message(timeout=2.0) is not None  # the confirmation
+        assert isinstance(bus_redis._plain_stream(pubsub), asyncio.StreamReader)
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await subscriber.aclose()
