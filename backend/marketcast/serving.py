@@ -38,10 +38,10 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.config import WS_PROTOCOLS
 from uvicorn.importer import ImportFromStringError, import_from_string
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 
 from marketcast.delivery.direct import startup_write_path
+from marketcast.delivery.lean import LeanSansIOProtocol
 from marketcast.http_guard import HttpGuard, guarded_h11_protocol
 from marketcast.lifecycle import Lifecycle
 from marketcast.refusals import install_accept_failure_log
@@ -158,21 +158,26 @@ def build_server(app: FastAPI, settings: Settings) -> GracefulServer:
 
 #: What every connection that asks for compression negotiates: no context kept between
 #: messages in either direction; the window sizes are the client's choice (15 by default).
-SHARED_DEFLATE = ServerPerMessageDeflateFactory(
-    server_no_context_takeover=True, client_no_context_takeover=True
+#: One tuple for every connection (the handshake only reads it; ``delivery.lean`` drops it
+#: after the handshake).
+SHARED_DEFLATE = (
+    ServerPerMessageDeflateFactory(
+        server_no_context_takeover=True, client_no_context_takeover=True
+    ),
 )
 
 
-class SharedDeflateProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's ``websockets-sansio`` protocol, offering permessage-deflate (when
-    ``ws_per_message_deflate``) on the terms that let one compressed frame serve every
-    client: ``SHARED_DEFLATE`` instead of uvicorn's factory."""
+class SharedDeflateProtocol(LeanSansIOProtocol):
+    """uvicorn's ``websockets-sansio`` protocol with marketcast's lean per-connection objects
+    (``delivery.lean``), offering permessage-deflate (when ``ws_per_message_deflate``) on the
+    terms that let one compressed frame serve every client: ``SHARED_DEFLATE`` instead of
+    uvicorn's factory."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.config.ws_per_message_deflate:
             # Read by the handshake (``ServerProtocol.accept``), which has not happened yet.
-            self.conn.available_extensions = [SHARED_DEFLATE]
+            self.conn.available_extensions = SHARED_DEFLATE
 
 
 def _ws_protocol_class(config: uvicorn.Config) -> object:

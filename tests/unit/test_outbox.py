@@ -105,3 +105,20 @@ def test_empty_outbox_accepts_a_frame_larger_than_the_byte_limit() -> None:
     assert not box.put(Frame("y"))
     box.take()
     assert box.put(Frame("y"))
+
+
+def test_an_empty_outbox_holds_no_containers() -> None:
+    """Thousands of idle connections each have one: the queue and the conflation index exist
+    only while something is queued (``docs/performance.md``, idle memory)."""
+    box = Outbox(10, 10_000)
+    assert box._queue is None
+    assert box._replaceable is None
+    assert box.take() == []
+    assert box.oldest() is None
+    frame = bar(60, 1.0)
+    box.put(frame)
+    assert len(box) == 1
+    assert box.take() == [frame]
+    assert len(box) == 0
+    assert box._queue is None
+    assert box._replaceable is None

@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.websockets import WebSocket
 
-from marketcast.delivery.transport import RAW_SEND_KEY, WebSocketEntry, abort_transport
+from marketcast.delivery.transport import (
+    RAW_SEND_KEY,
+    EntryFirstApp,
+    WebSocketEntry,
+    abort_transport,
+)
 
 
 class Transport:
@@ -91,3 +96,79 @@ async def test_a_direct_route_gets_the_socket_and_the_app_does_not() -> None:
     await entry(scope("http", "/api/v1/ws"), receive, protocol.send)
     assert handled == [("/api/v1/ws", protocol.send), ("/prefix/api/v1/ws", protocol.send)]
     assert reached_app == ["websocket /api/v1/ws/stream/bars/BTCUSDT/1", "http /api/v1/ws"]
+
+
+class Recorder:
+    """A user middleware that notes every scope passing through it."""
+
+    seen: ClassVar[list[str]] = []
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        Recorder.seen.append(f"{scope['type']} {scope.get('path')}")
+        await self.app(scope, receive, send)
+
+
+def entry_first_app(*, outer: bool = False) -> tuple[EntryFirstApp, list[Any]]:
+    handled: list[Any] = []
+
+    async def handler(ws: WebSocket) -> None:
+        handled.append(ws.scope)
+
+    app = EntryFirstApp()
+    app.add_middleware(WebSocketEntry, routes={"/api/v1/ws": handler}.get)
+    if outer:
+        app.add_middleware(Recorder)
+    return app, handled
+
+
+async def test_entry_first_app_serves_an_entry_path_without_its_middleware_stack() -> None:
+    """The handler gets what the stack would have given it (the path under ``root_path``,
+    ``app``, the raw ``send``), and the stack is never even built for it."""
+    app, handled = entry_first_app()
+    protocol = Protocol()
+    scope = {
+        "type": "websocket",
+        "path": "/prefix/api/v1/ws",
+        "root_path": "/prefix",
+        "headers": [],
+    }
+    await app(scope, receive, protocol.send)
+    assert len(handled) == 1
+    assert handled[0]["path"] == "/prefix/api/v1/ws"
+    assert handled[0]["app"] is app
+    assert handled[0][RAW_SEND_KEY] == protocol.send
+    assert app.middleware_stack is None
+
+
+async def test_entry_first_app_leaves_other_paths_to_the_stack() -> None:
+    app, handled = entry_first_app()
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await app(
+        {"type": "websocket", "path": "/prefix/nowhere", "root_path": "/prefix", "headers": []},
+        receive,
+        send,
+    )
+    assert handled == []
+    assert app.middleware_stack is not None
+    assert sent == [{"type": "websocket.close", "code": 1000, "reason": ""}]  # the router
+
+
+async def test_entry_first_app_keeps_middleware_added_outside_the_entry() -> None:
+    """A middleware the app added after the entry wraps it: the shortcut would skip it, so
+    the connection takes the full stack (and still reaches the entry's handler)."""
+    Recorder.seen.clear()
+    app, handled = entry_first_app(outer=True)
+    await app(
+        {"type": "websocket", "path": "/prefix/api/v1/ws", "root_path": "/prefix", "headers": []},
+        receive,
+        Protocol().send,
+    )
+    assert Recorder.seen == ["websocket /prefix/api/v1/ws"]
+    assert len(handled) == 1

@@ -69,6 +69,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from time import perf_counter
+from uuid import uuid4
 
 from fastws import Client
 from starlette.websockets import WebSocket, WebSocketState
@@ -102,8 +103,9 @@ log = logging.getLogger("marketcast.ws")
 class Connection(Client):
     """A connected client, as the hub (``deliver``) and the adapter (``reply``) see it."""
 
-    # Why slots: one of these lives per connection, tens of thousands per process; fastws's
-    # ``Client`` has no slots, so its own ``ws``/``uid``/``topics`` stay in a (small) dict.
+    # Why slots: one of these lives per connection, tens of thousands per process. fastws's
+    # ``Client`` has no slots, so its attributes (``ws``, ``uid``, ``topics``) are declared
+    # here too and ``Client.__init__`` is not called: no instance dict is ever created.
     __slots__ = (
         "_close_patience",
         "_close_timeout",
@@ -112,6 +114,7 @@ class Connection(Client):
         "_holds",
         "_state",
         "_terminating",
+        "_topics",
         "_unsettled",
         "_unswept",
         "_write_delay",
@@ -123,7 +126,9 @@ class Connection(Client):
         "principal",
         "stats",
         "subscriptions",
+        "uid",
         "work",
+        "ws",
     )
 
     def __init__(
@@ -137,7 +142,10 @@ class Connection(Client):
         stats: FanoutStats | None = None,
         write_delay: float = 0.0,
     ) -> None:
-        super().__init__(ws)
+        # What ``Client.__init__`` sets, without the set it would allocate for ``topics``.
+        self.ws = ws
+        self.uid = uuid4().hex
+        self._topics: set[str] | None = None
         self.outbox = outbox
         #: Who the handshake said this is; the topic authorization hook sees it.
         self.principal = principal
@@ -151,10 +159,11 @@ class Connection(Client):
         #: before each frame and charges the rate limiter by it afterwards (``ws.limits``);
         #: the generated routers have no other channel through which to report their cost.
         self.work = 0
-        #: Topics whose updates wait for their snapshot's reply (``SnapshotHold``).
-        self._holds: dict[Topic, SnapshotHold] = {}
+        #: Topics whose updates wait for their snapshot's reply (``SnapshotHold``); created by
+        #: the first hold (most connections never make one).
+        self._holds: dict[Topic, SnapshotHold] | None = None
         #: The holds the request being handled made: the adapter settles them with its reply.
-        self._unsettled: list[SnapshotHold] = []
+        self._unsettled: list[SnapshotHold] | None = None
         self._close_timeout = close_timeout
         #: Seconds a close (other than a planned one) may wait for a client that is still
         #: reading to take its close frame (``MARKETCAST_DRAIN_TIMEOUT``); see ``_close``.
@@ -241,17 +250,24 @@ class Connection(Client):
 
     def hold(self, topic: Topic, on_abandon: Callable[[], None]) -> SnapshotHold:
         """Hold ``topic``'s updates back until the request being handled is settled."""
-        hold = SnapshotHold(self._holds, self.deliver, topic, on_abandon)
-        self._holds[topic] = hold
-        self._unsettled.append(hold)
+        holds = self._holds
+        if holds is None:
+            holds = self._holds = {}
+        hold = SnapshotHold(holds, self.deliver, topic, on_abandon)
+        holds[topic] = hold
+        if self._unsettled is None:
+            self._unsettled = [hold]
+        else:
+            self._unsettled.append(hold)
         return hold
 
     def settle(self, ok: bool) -> None:
         """The request being handled is answered: release its holds after a success (the
         reply is queued first), abandon them after a failure (before its error is queued)."""
-        if not self._unsettled:
+        holds = self._unsettled
+        if not holds:
             return
-        holds, self._unsettled = self._unsettled, []
+        self._unsettled = None
         for hold in holds:
             if ok:
                 hold.release()
@@ -259,9 +275,21 @@ class Connection(Client):
                 hold.abandon()
 
     def cancel_hold(self, topic: Topic) -> None:
-        hold = self._holds.get(topic)
+        hold = None if self._holds is None else self._holds.get(topic)
         if hold is not None:
             hold.cancel()
+
+    @property
+    def topics(self) -> set[str]:
+        """fastws's ``Client.topics`` (marketcast keeps ``subscriptions`` instead); the set is
+        created on first use."""
+        if self._topics is None:
+            self._topics = set()
+        return self._topics
+
+    @topics.setter
+    def topics(self, value: set[str]) -> None:
+        self._topics = value
 
     # -- writing ------------------------------------------------------------------------------
 

@@ -4,11 +4,12 @@ Why a queue per client at all: the publisher must never await a client's socket,
 stalled reader delays everybody. Each update is appended here (O(1)) and the client's writer
 task drains it (``delivery.connection`` starts one only while something is queued).
 
-Why a plain list and no event: an idle connection's outbox is empty, and there are thousands
-of them; an empty ``deque`` costs ~600 bytes and an ``asyncio.Event`` another ~700 (its waiter
-deque), against 56 for an empty list. The queue is only ever appended to and taken whole, so a
-list does everything a deque did here, and the owner starts its writer when it queues a frame
-instead of having one sleep on the outbox.
+Why a plain list, created on demand, and no event: an idle connection's outbox is empty, and
+there are thousands of them; an empty ``deque`` costs ~600 bytes and an ``asyncio.Event``
+another ~700 (its waiter deque), an empty list 56 and an empty dict 64. The queue is only ever
+appended to and taken whole, so a list does everything a deque did here; it and the conflation
+index exist only while something is queued (``take`` drops them), and the owner starts its
+writer when it queues a frame instead of having one sleep on the outbox.
 
 Why conflation: a client that falls a little behind does not need every intermediate state of
 a bar that is still open — only its latest. A newer update of the same open bar (same topic,
@@ -55,14 +56,17 @@ class Outbox:
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.conflate = conflate
-        self._queue: list[_Slot] = []
-        #: The queued, still-replaceable update per topic (the newest open bar or quote).
-        self._replaceable: dict[Topic, _Slot] = {}
+        #: The queued frames, oldest first; None while empty.
+        self._queue: list[_Slot] | None = None
+        #: The queued, still-replaceable update per topic (the newest open bar or quote); None
+        #: until one is queued.
+        self._replaceable: dict[Topic, _Slot] | None = None
         self._bytes = 0
         self.conflated = 0
 
     def __len__(self) -> int:
-        return len(self._queue)
+        queue = self._queue
+        return 0 if queue is None else len(queue)
 
     @property
     def nbytes(self) -> int:
@@ -71,30 +75,38 @@ class Outbox:
     def put(self, frame: Frame) -> bool:
         """Queue ``frame``; False when the client is over its limits (a slow consumer)."""
         topic = frame.topic
-        if self.conflate and topic is not None:
-            slot = self._replaceable.get(topic)
+        replaceable = self._replaceable
+        if self.conflate and topic is not None and replaceable:
+            slot = replaceable.get(topic)
             if slot is not None and slot.frame.order == frame.order:
                 self._bytes += len(frame.text) - len(slot.frame.text)
                 slot.frame = frame
                 self.conflated += 1
                 if frame.final:
-                    del self._replaceable[topic]
+                    del replaceable[topic]
                 return True
-        if self._queue and (
-            len(self._queue) >= self.max_messages or self._bytes + len(frame.text) > self.max_bytes
+        queue = self._queue
+        if queue and (
+            len(queue) >= self.max_messages or self._bytes + len(frame.text) > self.max_bytes
         ):
             # An empty queue takes any frame: a large snapshot reply alone is not a sign of a
             # slow consumer, and refusing it would make that reply impossible to receive.
             return False
         slot = _Slot(frame)
-        self._queue.append(slot)
+        if queue is None:
+            self._queue = [slot]
+        else:
+            queue.append(slot)
         self._bytes += len(frame.text)
         if topic is not None:
             if frame.conflatable:
-                self._replaceable[topic] = slot
-            else:
+                if replaceable is None:
+                    self._replaceable = {topic: slot}
+                else:
+                    replaceable[topic] = slot
+            elif replaceable:
                 # A closed bar must not be overtaken by a later replacement of an older slot.
-                self._replaceable.pop(topic, None)
+                replaceable.pop(topic, None)
         return True
 
     def oldest(self) -> Frame | None:
@@ -103,8 +115,11 @@ class Outbox:
 
     def take(self) -> list[Frame]:
         """Everything queued, oldest first; the queue is empty afterwards."""
-        frames = [slot.frame for slot in self._queue]
-        self._queue.clear()
-        self._replaceable.clear()
+        queue = self._queue
+        if queue is None:
+            return []
+        frames = [slot.frame for slot in queue]
+        self._queue = None
+        self._replaceable = None
         self._bytes = 0
         return frames

@@ -25,8 +25,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
+
+from marketcast.delivery.lean import slim_protocol
 
 #: The scope key under which the server's own ``send`` is kept for WebSocket connections.
 RAW_SEND_KEY: Final = "marketcast.raw_send"
@@ -58,12 +61,74 @@ class WebSocketEntry:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            scope[RAW_SEND_KEY] = send
-            handler = None if self.routes is None else self.routes(_route_path(scope))
+            handler = self.handler_for(scope, send)
             if handler is not None:
                 await handler(WebSocket(scope, receive, send))
                 return
         await self.app(scope, receive, send)
+
+    def handler_for(self, scope: Scope, send: Send) -> WebSocketHandler | None:
+        """Keep the server's ``send`` in the WebSocket ``scope``; the handler of its path, if
+        ``routes`` has one — with uvicorn's per-connection objects slimmed for it first
+        (``delivery.lean``: before the handler receives anything)."""
+        scope[RAW_SEND_KEY] = send
+        handler = None if self.routes is None else self.routes(_route_path(scope))
+        if handler is not None:
+            slim_protocol(getattr(send, "__self__", None))
+        return handler
+
+
+class EntryFirstApp(FastAPI):
+    """A FastAPI app whose ``WebSocketEntry`` serves its WebSocket paths from ``__call__``.
+
+    Why: as a middleware the entry sits inside FastAPI's own outer layers (server errors,
+    exception telemetry, the body limit) and below ``FastAPI.__call__`` and
+    ``Starlette.__call__``; a WebSocket connection keeps every one of those coroutine frames
+    for its whole life, ~1.5 KB per idle connection (``docs/performance.md``). For a WebSocket
+    path the entry serves, none of them does anything: the error middleware and the body limit
+    pass WebSocket scopes through, and exception telemetry records nothing unless FastAPI's
+    telemetry is on. So, when the entry is the outermost user middleware (nothing the
+    application added runs before it) and FastAPI's telemetry is off, ``__call__`` does what
+    those layers would have done for such a path (``root_path``, ``scope["app"]``) and calls
+    the handler itself. Every other case (HTTP, lifespan, a path the entry leaves to the
+    router, telemetry on) takes the full stack, where the entry still runs as before.
+    """
+
+    #: The entry the direct call uses, built on first use from the declared middleware.
+    _entry_first: WebSocketEntry | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            entry = self._outermost_entry()
+            if entry is not None:
+                if self.root_path:  # as FastAPI.__call__
+                    scope["root_path"] = self.root_path
+                handler = entry.handler_for(scope, send)
+                if handler is not None:
+                    scope["app"] = self  # as Starlette.__call__
+                    await handler(WebSocket(scope, receive, send))
+                    return
+        await super().__call__(scope, receive, send)
+
+    def _outermost_entry(self) -> WebSocketEntry | None:
+        """A ``WebSocketEntry`` like the one in the middleware stack, when it is the outermost
+        user middleware and FastAPI's telemetry does not wrap WebSocket connections."""
+        telemetry = getattr(self, "_native_telemetry", None)
+        if telemetry is not None and telemetry.enabled():
+            return None
+        if not self.user_middleware:
+            return None
+        outermost = self.user_middleware[0]
+        declared: Any = outermost.cls
+        if declared is not WebSocketEntry or outermost.args:
+            return None
+        routes: Any = outermost.kwargs.get("routes")
+        if routes is None:
+            return None
+        entry = self._entry_first
+        if entry is None or entry.routes is not routes:
+            entry = self._entry_first = WebSocketEntry(self.router, routes=routes)
+        return entry
 
 
 def _route_path(scope: Scope) -> str:

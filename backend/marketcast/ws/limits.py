@@ -54,15 +54,21 @@ class Verdict(Enum):
 class RateLimiter:
     """The verdict for each frame of one connection."""
 
-    __slots__ = ("_frames", "_refusals", "enabled", "refused")
+    __slots__ = ("_clock", "_frames", "_max_refused", "_refusals", "enabled", "refused")
 
     def __init__(
         self, rate: float, burst: int, max_refused: int, clock: Callable[[], float]
     ) -> None:
+        if max_refused < 1:  # what the refusal bucket would say, before it exists
+            raise ValueError(f"capacity must be >= 1 token, got {max_refused}")
         #: ``rate == 0`` means no limit: every frame is allowed and no clock is read.
         self.enabled = rate > 0
         self._frames = TokenBucket(rate, burst, clock)
-        self._refusals = TokenBucket(REFUSALS_FORGIVEN_PER_SECOND, max_refused, clock)
+        #: Created by the first refusal: a bucket nothing has taken from is full whenever it
+        #: was made, and most connections are never refused (one fewer bucket per connection).
+        self._refusals: TokenBucket | None = None
+        self._max_refused = max_refused
+        self._clock = clock
         #: Frames refused so far on this connection (for logs and tests).
         self.refused = 0
 
@@ -71,7 +77,12 @@ class RateLimiter:
         if not self.enabled or self._frames.take():
             return Verdict.ALLOW
         self.refused += 1
-        return Verdict.REFUSE if self._refusals.take() else Verdict.CLOSE
+        refusals = self._refusals
+        if refusals is None:
+            refusals = self._refusals = TokenBucket(
+                REFUSALS_FORGIVEN_PER_SECOND, self._max_refused, self._clock
+            )
+        return Verdict.REFUSE if refusals.take() else Verdict.CLOSE
 
     def charge(self, bars: int) -> None:
         """Charge the frame just handled for the ``bars`` bars it returned or had fetched."""
