@@ -134,7 +134,7 @@ check-generated: setup ## regenerate everything; fail if it differs from what gi
 	$(RUN) python scripts/check_generated.py
 
 # The clients run on uvloop (a project dependency); the servers on asyncio unless --loop uvloop.
-bench: .venv/.synced ## fan-out benchmark vs baselines, ~8 min (BENCH_ARGS=--quick: < 1 min)
+bench: .venv/.synced ## fan-out benchmark vs baselines + goal gate, exit 3 on a FAIL, ~10 min (BENCH_ARGS=--quick: ~1.5 min)
 	$(RUN) python -m scripts.bench $(BENCH_ARGS)
 
 clean:

@@ -58,8 +58,9 @@ class Bench:
     marketcast_src: Path | None = None
     #: The server processes' event loop: "asyncio" or "uvloop".
     loop: str = "asyncio"
-    #: Experiment: gc.collect() + gc.freeze() in every server before it publishes.
-    gc_freeze: bool = False
+    #: gc.collect() + gc.freeze() in every server before it publishes (the default); False:
+    #: no server freezes, marketcast runs with MARKETCAST_GC_FREEZE=false.
+    gc_freeze: bool = True
     #: Where each target's code was imported from, as the server processes report it.
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -68,7 +69,9 @@ async def run_case(bench: Bench, scenario: Scenario, target: str) -> CaseResult:
     result = CaseResult(target, scenario.name)
     args = ["--target", target, "--cpu", str(bench.server_cpu), "--topics", str(scenario.topics)]
     args += ["--nofile", str(bench.nofile), "--sndbuf", str(scenario.server_sndbuf)]
-    args += ["--loop", bench.loop]
+    args += ["--loop", bench.loop, "--frame", scenario.frame]
+    if not bench.gc_freeze:
+        args.append("--no-gc-freeze")
     launched = now_us()
     server = await Child.start(
         f"server-{scenario.name}-{target}",
@@ -118,8 +121,16 @@ def _specs(scenario: Scenario) -> list[dict[str, Any]]:
     ]
 
 
-async def _connect(bench: Bench, port: int, specs: list[dict[str, Any]]) -> tuple[int, list[str]]:
-    """Spread ``specs`` over the client processes round-robin; (connected, errors)."""
+async def _connect(
+    bench: Bench,
+    port: int,
+    specs: list[dict[str, Any]],
+    deflate: dict[str, Any] | None = None,
+    quickack: bool = False,
+) -> tuple[int, list[str]]:
+    """Spread ``specs`` over the client processes round-robin; (connected, errors).
+    ``deflate``: every connection offers permessage-deflate; ``quickack``: every connection
+    acknowledges each read at once (see ``client``)."""
     procs = bench.clients
     shares = [specs[i :: len(procs)] for i in range(len(procs))]
     replies = await asyncio.gather(
@@ -132,6 +143,8 @@ async def _connect(bench: Bench, port: int, specs: list[dict[str, Any]]) -> tupl
                     "path": WS_PATH,
                     "conns": share,
                     "timeout": 30.0,
+                    "deflate": deflate,
+                    "quickack": quickack,
                 },
                 "connected",
                 CONNECT_TIMEOUT,
@@ -170,7 +183,8 @@ async def _idle(
 async def _load(
     bench: Bench, scenario: Scenario, server: Child, port: int, result: CaseResult
 ) -> None:
-    connected, errors = await _connect(bench, port, _specs(scenario))
+    offer = {"server_max_window_bits": scenario.deflate_window_bits} if scenario.deflate else None
+    connected, errors = await _connect(bench, port, _specs(scenario), offer, scenario.quickack)
     if connected == 0:
         raise RuntimeError(f"{server.name}: no client could connect: {errors[:3]}")
     if connected < scenario.clients:
@@ -196,12 +210,14 @@ async def _load(
     await _sleep_until(t0)
     times0 = [cpu_times(pid) for pid in pids]
     wait0 = run_queue_wait_s(server.pid)
+    client_waits0 = [run_queue_wait_s(c.pid) for c in bench.clients]
     ticks0 = [core_ticks(core) for core in cores]
     wall0 = now_us()
     profiler = await _start_profiler(bench, scenario, server, result)
     await _sleep_until(t1)
     times1 = [cpu_times(pid) for pid in pids]
     wait1 = run_queue_wait_s(server.pid)
+    client_waits1 = [run_queue_wait_s(c.pid) for c in bench.clients]
     ticks1 = [core_ticks(core) for core in cores]
     wall = (now_us() - wall0) / 1e6
     rss = rss_kib(server.pid)
@@ -229,6 +245,10 @@ async def _load(
     # Time the server was ready to run while its core ran something else (other processes,
     # or the kernel's deferred network work): the noise it met.
     result.figures["server_wait_pct"] = round(100 * (wait1 - wait0) / wall, 1)
+    # The same for the client process that waited most: how late it may have read (the
+    # gate's noise rule, ``report.noise_pct``).
+    client_wait = max(b - a for a, b in zip(client_waits0, client_waits1, strict=True))
+    result.figures["client_wait_pct"] = round(100 * client_wait / wall, 1)
     result.figures["server_core"] = core_usage(ticks0[0], ticks1[0], server_cpu)
     result.figures["client_core"] = core_usage(ticks0[1], ticks1[1], client_cpu)
     for report in reports:
@@ -273,6 +293,7 @@ def _figures(
     share = scenario.topics_per_client / scenario.topics  # of all updates, per client
     in_window = int(published["in_window"])
     expected = healthy_conns * in_window * share
+    wire = sum(int(r.get("wire_bytes", 0)) for r in reports)
     figures: dict[str, Any] = {
         "delivered_per_s": round(delivered / scenario.measure_s),
         "p50_ms": _ms(histogram.percentile(0.50)),
@@ -295,10 +316,19 @@ def _figures(
         "publisher_max_lag_ms": round(int(published["max_lag_us"]) / 1000, 1),
         "publisher_cancelled": bool(published["cancelled"]),
         "closed_by_server": _merge_codes(reports),
+        # WebSocket header + payload as received (compressed or not), per in-window delivery.
+        "wire_bytes_per_delivery": round(wire / delivered, 1) if delivered else None,
         "gc_ms_total": round(sum(published.get("gc_ms", [])), 1),
         "gc_ms": published.get("gc_ms"),
         "gc_collections": published.get("gc_collections"),
     }
+    if scenario.deflate:
+        # Did the server compress? Connections that agreed to permessage-deflate, and the
+        # share of text frames that came compressed (RSV1) since the window was set.
+        frames = sum(int(r.get("frames_since_window", 0)) for r in reports)
+        inflated = sum(int(r.get("inflated_frames", 0)) for r in reports)
+        figures["deflate_conns"] = sum(int(r.get("deflate_conns", 0)) for r in reports)
+        figures["compressed_pct"] = round(100 * inflated / frames, 1) if frames else None
     if scenario.mode == "rate":
         offered = scenario.publish_rate * scenario.measure_s
         figures["offered_per_s"] = scenario.offered_per_s

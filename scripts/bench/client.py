@@ -5,7 +5,9 @@ command lines on stdin (see ``common``):
 
 - ``connect``: open connections (bounded concurrency), subscribe each to its topics, wait for
   every reply; a connection marked ``stall`` then stops reading (and was opened with a small
-  receive buffer, so the server feels it within seconds rather than megabytes later).
+  receive buffer, so the server feels it within seconds rather than megabytes later). With
+  ``deflate`` (``{"server_max_window_bits": N or null}``) each offers permessage-deflate;
+  with ``quickack`` each acknowledges every read at once (see ``rawws``).
 - ``window``: count only updates whose publish stamp falls in [t0, t1) from now on.
 - ``count`` / ``report``: in-window deliveries so far / everything measured.
 - ``probe``: stalled connections read again; how did each end (open, close code, dropped)?
@@ -13,7 +15,9 @@ command lines on stdin (see ``common``):
 - ``quit``: close every connection and exit.
 
 Every frame is looked at only as far as needed: is it a benchmark update (suffix), and when
-was it published (the ``volume`` field). Nothing else is decoded.
+was it published (the ``volume`` field). Nothing else is decoded (a compressed frame is
+inflated first, by ``rawws``). In-window updates also add up their size on the wire
+(WebSocket header + payload as received), for the bytes per delivery.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from .common import (
     stdin_reader,
     subscribe_text,
 )
-from .rawws import WsClientProtocol
+from .rawws import DeflateOffer, WsClientProtocol
 from .stats import Histogram
 
 #: A stalled client's receive buffer: small, so a server's backpressure starts early.
@@ -53,12 +57,23 @@ class Window:
     healthy: Histogram = field(default_factory=Histogram)
     out_of_window: int = 0
     other_frames: int = 0
+    #: Wire bytes of the in-window updates of every connection.
+    wire_bytes: int = 0
 
 
 class Conn:
     """One connection and its counters."""
 
-    __slots__ = ("count", "error_reply", "proto", "replies", "stall", "symbols", "window")
+    __slots__ = (
+        "count",
+        "error_reply",
+        "inflated_before",
+        "proto",
+        "replies",
+        "stall",
+        "symbols",
+        "window",
+    )
 
     def __init__(self, symbols: list[str], stall: bool, window: Window) -> None:
         self.symbols = symbols
@@ -68,6 +83,8 @@ class Conn:
         self.replies = 0
         self.error_reply: bytes | None = None
         self.proto: WsClientProtocol | None = None
+        #: The protocol's compressed-frame count when the window was set.
+        self.inflated_before = 0
 
     def on_text(self, payload: bytes, arrival_us: int) -> None:
         """Count one frame; the hot path of the clients' core, so kept to a few operations."""
@@ -84,6 +101,9 @@ class Conn:
         stamp = stamp_of(payload)
         if window.t0 <= stamp < window.t1:
             self.count += 1
+            proto = self.proto
+            if proto is not None:
+                window.wire_bytes += proto.frame_bytes
             if not self.stall:
                 window.healthy.record(arrival_us - stamp)
         else:
@@ -104,6 +124,9 @@ class LoadClient:
         specs: list[dict[str, Any]] = command["conns"]
         limit = asyncio.Semaphore(int(command.get("concurrency", 64)))
         timeout = float(command.get("timeout", 30.0))
+        asked = command.get("deflate")
+        offer = None if asked is None else DeflateOffer(asked.get("server_max_window_bits"))
+        quickack = bool(command.get("quickack"))
         fresh = [
             Conn(list(spec["symbols"]), bool(spec.get("stall")), self.window) for spec in specs
         ]
@@ -111,7 +134,9 @@ class LoadClient:
         async def open_one(conn: Conn) -> None:
             async with limit:
                 try:
-                    await asyncio.wait_for(self._open(conn, host, port, path), timeout)
+                    await asyncio.wait_for(
+                        self._open(conn, host, port, path, offer, quickack), timeout
+                    )
                 except Exception as exc:
                     self.failed += 1
                     if conn.proto is not None:
@@ -130,7 +155,15 @@ class LoadClient:
             errors=self.errors,
         )
 
-    async def _open(self, conn: Conn, host: str, port: int, path: str) -> None:
+    async def _open(
+        self,
+        conn: Conn,
+        host: str,
+        port: int,
+        path: str,
+        offer: DeflateOffer | None,
+        quickack: bool,
+    ) -> None:
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -142,7 +175,8 @@ class LoadClient:
             sock.close()
             raise
         _, proto = await loop.create_connection(
-            lambda: WsClientProtocol(host, port, path, conn.on_text, now_us), sock=sock
+            lambda: WsClientProtocol(host, port, path, conn.on_text, now_us, offer, quickack),
+            sock=sock,
         )
         conn.proto = proto
         await proto.opened
@@ -161,8 +195,11 @@ class LoadClient:
         self.window.t0, self.window.t1 = t0, t1
         self.window.healthy = Histogram()
         self.window.out_of_window = 0
+        self.window.other_frames = 0
+        self.window.wire_bytes = 0
         for conn in self.conns:
             conn.count = 0
+            conn.inflated_before = conn.proto.inflated if conn.proto is not None else 0
 
     def in_window(self) -> int:
         return sum(conn.count for conn in self.conns)
@@ -176,7 +213,19 @@ class LoadClient:
             if conn.proto is not None and conn.proto.closed.done():
                 key = str(code) if code is not None else "dropped"
                 codes[key] = codes.get(key, 0) + 1
+        protos = [c.proto for c in self.conns if c.proto is not None]
         return {
+            "deflate_conns": sum(1 for proto in protos if proto.deflate is not None),
+            # Text frames that came compressed since the window was set, and all text frames
+            # since then (updates in and out of the window, and anything else).
+            "inflated_frames": sum(
+                c.proto.inflated - c.inflated_before for c in self.conns if c.proto is not None
+            ),
+            "frames_since_window": sum(healthy)
+            + sum(stalled)
+            + self.window.out_of_window
+            + self.window.other_frames,
+            "wire_bytes": self.window.wire_bytes,
             "healthy_conns": len(healthy),
             "stalled_conns": len(stalled),
             "healthy_frames": sum(healthy),

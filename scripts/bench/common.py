@@ -15,6 +15,15 @@ newest closed one; a closed bar with a later time than any before is never confl
 dropped, so every publish must reach every subscriber and the counts can be checked exactly.
 Frames end in ``"closed":true}}``, which is how clients tell them from anything the simulator
 sends (open bars).
+
+Why ``BookFrames``: the deflate scenarios need frames of 1-2 KB, the size of order-book
+levels or snapshots, where compression pays. marketcast has no order-book family, so a book
+frame is the same closed-bar ``bars.update`` of the subscribed topic with 30 order-book levels
+a side added before the bar's fields: every server routes it like any update, clients find
+its stamp the same way, and its bytes compress like a real book in marketcast's style (float
+prices on a 0.01 tick, mostly adjacent near the top; sizes a mix of round lots and amounts
+with up to five decimals). The levels are drawn once from a fixed seed (64 variants), so every
+server sends the same bytes and publishing costs no random draws.
 """
 
 from __future__ import annotations
@@ -22,9 +31,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import resource
 import sys
 import time
+import zlib
 from typing import Any, Final
 
 import orjson
@@ -89,6 +100,80 @@ def stamp_of(frame: bytes) -> int:
     with a zero fraction, ``1234567.0``; only the integer digits are read)."""
     start = frame.rindex(_VOLUME_KEY, -64) + len(_VOLUME_KEY)
     return int(frame[start : frame.index(b".", start)])
+
+
+#: Order-book levels a side in a ``BookFrames`` frame: ~1.3 KB frames.
+BOOK_LEVELS = 30
+#: Distinct books drawn at start-up; frame ``n`` of a topic carries one of them.
+BOOK_VARIANTS = 64
+#: Round lots that make up a share of a real book's sizes.
+_LOTS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+_BOOK_BAR = (
+    f',"open":{PRICES[0]},"high":{PRICES[1]},"low":{PRICES[2]},"close":{PRICES[3]},"volume":'
+).encode()
+_BOOK_END = b'.0,"closed":true}}'
+
+
+def book_side(rng: random.Random, sign: int, levels: int) -> list[list[float]]:
+    """``levels`` [price, size] pairs moving away from the mid price (``sign`` -1: bids)."""
+    price, side = PRICES[0], []
+    for _ in range(levels):
+        draw = rng.random()
+        if draw < 0.7:
+            step = 0.01
+        elif draw < 0.9:
+            step = rng.choice((0.02, 0.03, 0.05))
+        else:
+            step = rng.choice((0.1, 0.25, 0.5))
+        price = round(price + sign * step, 2)
+        if rng.random() < 0.4:
+            size = rng.choice(_LOTS)
+        else:
+            size = round(rng.lognormvariate(-2, 1.5), 5) or 0.00001
+        side.append([price, size])
+    return side
+
+
+class BookFrames:
+    """The deflate scenarios' 1-2 KB frames (see the module's docstring)."""
+
+    def __init__(
+        self, topics: int, *, levels: int = BOOK_LEVELS, variants: int = BOOK_VARIANTS
+    ) -> None:
+        rng = random.Random(16)
+        self._heads = [
+            b'{"type":"bars.update","payload":{"topic":'
+            + orjson.dumps(topic_of(symbol(i)))
+            + f',"symbol":"{symbol(i)}","resolution":"{RESOLUTION}","time":'.encode()
+            for i in range(topics)
+        ]
+        self._books = [
+            b',"bids":'
+            + orjson.dumps(book_side(rng, -1, levels))
+            + b',"asks":'
+            + orjson.dumps(book_side(rng, 1, levels))
+            + _BOOK_BAR
+            for _ in range(variants)
+        ]
+
+    def frame(self, index: int, bar_time: int, stamp_us: int) -> bytes:
+        """Topic ``index``'s book frame for this bar, stamped ``stamp_us``."""
+        books = self._books
+        book = books[(bar_time // BAR_STEP_MS + index) % len(books)]
+        return b"%s%d%s%d%s" % (self._heads[index], bar_time, book, stamp_us, _BOOK_END)
+
+
+def deflate_ratio(frames: list[bytes], *, window_bits: int = 15, level: int = 9) -> float:
+    """Compressed / plain size of ``frames``, each deflated on its own (permessage-deflate
+    without context takeover: raw deflate, sync flush, the 4-byte tail removed), payloads
+    only. At level 9 and a 15-bit window it is the floor for any server that compresses
+    each message on its own, which a shared compressed frame must."""
+    plain = packed = 0
+    for data in frames:
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -window_bits, 9)
+        packed += len(compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)) - 4
+        plain += len(data)
+    return packed / plain if plain else 1.0
 
 
 def now_us() -> int:

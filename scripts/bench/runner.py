@@ -4,6 +4,14 @@ The orchestrator pins itself to the clients' core, starts the client processes o
 each scenario runs each target in turn (targets interleaved per scenario, so a burst of noise
 from other work on the machine hits one scenario's comparison rather than one target), prints
 a table per scenario, the goal checks, and finally one JSON line with every figure and ratio.
+
+Every server gets the same GC treatment by default: ``gc.collect(); gc.freeze()`` before it
+publishes (marketcast also freezes on its own, ``MARKETCAST_GC_FREEZE``, by default).
+``--no-gc-freeze`` turns it off for every server, marketcast's own freezes included.
+
+The exit status is the gate's (``report.gate``): 0 when no goal FAILs, ``GATE_FAILED`` (3)
+when one does — in the quick preset and in the full run; 1 (an error) or 2 (bad arguments)
+when the run itself failed.
 """
 
 from __future__ import annotations
@@ -21,14 +29,16 @@ from typing import Any
 
 from .cases import Bench, CaseResult, run_case
 from .common import pin_to_cpu, raise_nofile
+from .ingest import run_in_bench
+from .ingest_report import ingest_goals, ingest_text
 from .procs import Child
-from .report import LEGEND, goals, goals_text, json_line, table
+from .report import LEGEND, gate, goals, goals_text, json_line, table
 from .scenarios import preset
 from .stats import load_average
 from .targets import DESCRIPTIONS
 
 FULL_TARGETS = ["marketcast", "fastws", "websockets", "naive", "raw"]
-#: --quick leaves out the naive loop, the cheapest baseline to drop, to stay under a minute.
+#: --quick leaves out the naive loop and raw, the cheapest baselines to drop, to stay short.
 QUICK_TARGETS = ["marketcast", "fastws", "websockets"]
 
 
@@ -38,7 +48,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Fan-out benchmark: marketcast against its baselines, in one run.",
         epilog="Targets: " + "; ".join(f"{k} = {v}" for k, v in DESCRIPTIONS.items()),
     )
-    parser.add_argument("--quick", action="store_true", help="CI-sized run (well under 60 s)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI-sized run (~1.5 min): the regression gate, exit status 3 on a FAIL",
+    )
     parser.add_argument("--targets", help=f"comma list (default {','.join(FULL_TARGETS)})")
     parser.add_argument("--scenarios", help="comma list, e.g. saturation,market")
     parser.add_argument("--clients", type=int, help="clients in saturation and market")
@@ -56,8 +70,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--gc-freeze",
-        action="store_true",
-        help="experiment: gc.collect() + gc.freeze() in every server before it publishes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gc.collect() + gc.freeze() in every server before it publishes (the default: "
+        "every server gets the same GC treatment); --no-gc-freeze: no server freezes, "
+        "marketcast runs with MARKETCAST_GC_FREEZE=false",
     )
     parser.add_argument("--profile", type=Path, help="py-spy marketcast's load runs into DIR")
     parser.add_argument(
@@ -111,6 +128,7 @@ async def run(args: argparse.Namespace) -> int:
     meta: dict[str, Any] = {
         "mode": "quick" if args.quick else "full",
         "targets": targets,
+        "gc": gc_treatment(args.gc_freeze),
         "machine": {
             "cpus": os.cpu_count(),
             "server_cpu": args.server_cpu,
@@ -155,14 +173,24 @@ async def run(args: argparse.Namespace) -> int:
             gc_freeze=args.gc_freeze,
         )
         print(LEGEND, end="\n\n", flush=True)
+        print(f"GC: {meta['gc']['summary']}", end="\n\n", flush=True)
         for scenario in scenarios:
+            if scenario.kind == "ingest":  # its own runs: memory and Redis, not targets
+                began = time.monotonic()
+                meta["ingest"] = await run_in_bench(bench, scenario, args.quick)
+                _progress(f"{scenario.name}: {time.monotonic() - began:.1f} s")
+                print(ingest_text(meta["ingest"]), end="\n\n", flush=True)
+                continue
             by_scenario[scenario.name] = {}
             for target in targets:
+                if not scenario.runs(target):
+                    continue
                 began = time.monotonic()
                 case = await run_case(bench, scenario, target)
                 _progress(f"{scenario.name} / {target}: {time.monotonic() - began:.1f} s")
                 by_scenario[scenario.name][target] = case
-            print(table(scenario, by_scenario[scenario.name]), flush=True)
+            skipped = [t for t in targets if not scenario.runs(t)]
+            print(table(scenario, by_scenario[scenario.name], skipped), flush=True)
             print(flush=True)
         meta["sources"] = bench.sources
     finally:
@@ -175,16 +203,38 @@ async def run(args: argparse.Namespace) -> int:
         # and its logs stay where the error message points.
         shutil.rmtree(log_dir, ignore_errors=True)
     meta["logs"] = str(args.log_dir) if args.log_dir else None
-    checks = goals_text(goals(by_scenario))
+    checks = goals(by_scenario, meta["mode"])
+    if "ingest" in meta:
+        checks.update(ingest_goals(meta["ingest"], meta["mode"]))
+    status, verdict = gate(checks)
     if checks:
-        print(checks)
+        print(goals_text(checks, meta["mode"]))
+        print(verdict)
     print(
         f"(load average before {_load(meta['machine']['load_before'])}, after "
         f"{_load(meta['machine']['load_after'])}; {meta['duration_s']} s"
         + (f"; logs in {args.log_dir})" if args.log_dir else ")")
     )
-    print(json_line(meta, scenarios, by_scenario), flush=True)
-    return 0
+    print(json_line(meta, scenarios, by_scenario, checks), flush=True)
+    return status
+
+
+def gc_treatment(freeze: bool) -> dict[str, Any]:
+    """What every server's collector does, for the JSON line and the header."""
+    if freeze:
+        summary = (
+            "every server runs gc.collect(); gc.freeze() before it publishes (the default; "
+            "marketcast also freezes on its own, MARKETCAST_GC_FREEZE)"
+        )
+    else:
+        summary = "no server freezes (--no-gc-freeze; marketcast with MARKETCAST_GC_FREEZE=false)"
+    return {
+        "freeze_before_publish": freeze,
+        "marketcast_gc_freeze": os.environ.get("MARKETCAST_GC_FREEZE", "true")
+        if freeze
+        else "false",
+        "summary": summary,
+    }
 
 
 def _load(values: tuple[float, float, float]) -> str:

@@ -10,6 +10,23 @@ Load shapes (full preset):
   healthy clients' p99 can be compared with and without stalled peers.
 - ``idle_1k`` / ``idle_10k``: connections that subscribe and then receive nothing; the
   server's resident memory growth per connection.
+- ``idle_19k`` / ``market_19k``: as many connections as this machine's open-file cap (20,000,
+  ``ulimit -Hn``) leaves room for. ``idle_19k`` as above; ``market_19k`` is 19,000 clients on
+  190 topics, one each (100 subscribers per topic), at ``market``'s 30,000 deliveries/s
+  (300 updates/s): the fan-out's cost and latency with 19 times the connections open.
+  marketcast and the ``websockets``/``raw`` baselines only (the other two cannot keep up
+  with ``market`` at 1,000 clients already).
+- ``deflate_ref`` / ``deflate``: 1,000 clients, 100 topics, 10 per client (100 subscribers
+  per topic), 250 updates/s = 25,000 deliveries/s of ~1.3 KB frames (``common.BookFrames``:
+  order-book levels); in ``deflate`` every client offers permessage-deflate
+  (``server_no_context_takeover``), in ``deflate_ref`` none does; in both the clients ACK
+  every read at once (``quickack``). Run by marketcast, ``websockets`` (its own
+  per-connection deflate) and ``raw`` (compressed once per frame) only: the other baselines
+  have no deflate worth measuring.
+- ``ingest`` (kind ``ingest``, run by ``ingest.py`` rather than per target): 2,000 symbols
+  (``topics`` counts symbols here) updating their 1-minute klines, every resolution
+  aggregated (22,000 keys), 5,000 clients on 5 topics each; marketcast with the memory and
+  with the Redis store and bus, then Redis's own ceiling (``redis-benchmark``).
 """
 
 from __future__ import annotations
@@ -45,6 +62,20 @@ class Scenario:
     server_sndbuf: int = 0
     #: Idle runs: seconds to let the server settle before each memory reading.
     settle_s: float = 1.5
+    #: What is published: ``bar`` (~250-byte bar updates) or ``book`` (~1.3 KB frames).
+    frame: str = "bar"
+    #: Whether every client offers permessage-deflate, and the server window it asks for
+    #: (None: the server's choice).
+    deflate: bool = False
+    deflate_window_bits: int | None = None
+    #: Clients acknowledge every read at once (``rawws``: without it, 500-700-byte frames
+    #: such as compressed books stall 30-40 ms on delayed ACKs on loopback, for any server).
+    quickack: bool = False
+    #: The targets that run this scenario (None: all); the others are listed as skipped.
+    targets: tuple[str, ...] | None = None
+
+    def runs(self, target: str) -> bool:
+        return self.targets is None or target in self.targets
 
     @property
     def subscribers_per_topic(self) -> float:
@@ -66,12 +97,58 @@ class Scenario:
         stalled = f", {self.stalled} stop reading" if self.stalled else ""
         if self.server_sndbuf:
             stalled += f" (server SO_SNDBUF {self.server_sndbuf // 1024} KiB)"
+        if self.frame == "book":
+            stalled += ", ~1.3 KB book frames"
+        if self.deflate:
+            bits = self.deflate_window_bits
+            stalled += " offering permessage-deflate" + (f" ({bits}-bit window)" if bits else "")
         return (
             f"{self.clients} clients{stalled}, {self.topics} topic(s), "
             f"{self.topics_per_client} per client; {load}; "
             f"{self.measure_s:g} s measured after {self.warmup_s:g} s warm-up"
         )
 
+
+#: The deflate scenarios' targets: marketcast, the library's per-connection deflate, and the
+#: compress-once floor.
+DEFLATE_TARGETS = ("marketcast", "websockets", "raw")
+#: ~1.3 KB frames to 100 subscribers per topic; ``deflate`` is the same run with every
+#: client offering permessage-deflate, so the two differ in nothing else.
+DEFLATE_REF = Scenario(
+    "deflate_ref",
+    "load",
+    clients=1000,
+    topics=100,
+    topics_per_client=10,
+    mode="rate",
+    offered_per_s=25_000,
+    warmup_s=2,
+    measure_s=8,
+    frame="book",
+    quickack=True,
+    targets=DEFLATE_TARGETS,
+)
+#: 200 clients, 20 topics (100 subscribers each), 10,000 deliveries/s, 2-s windows.
+QUICK_DEFLATE_REF = replace(
+    DEFLATE_REF, clients=200, topics=20, offered_per_s=10_000, warmup_s=0.5, measure_s=2.0
+)
+
+#: The 19,000-connection runs: marketcast and the baselines that keep up with ``market``.
+TARGETS_19K = ("marketcast", "websockets", "raw")
+#: 19,000 clients (the open-file cap here is 20,000), one topic each, 100 per topic, at the
+#: ``market`` scenario's 30,000 deliveries/s: each client gets ~1.6 updates/s.
+MARKET_19K = Scenario(
+    "market_19k",
+    "load",
+    clients=19_000,
+    topics=190,
+    topics_per_client=1,
+    mode="rate",
+    offered_per_s=30_000,
+    warmup_s=3,
+    measure_s=10,
+    targets=TARGETS_19K,
+)
 
 #: 200 clients on one topic at 150 updates/s; ``slow`` is the same run with 2 stalled clients,
 #: so the two differ in nothing else.
@@ -101,8 +178,13 @@ FULL = [
     ),
     SLOW_REF,
     replace(SLOW_REF, name="slow", stalled=2),
+    DEFLATE_REF,
+    replace(DEFLATE_REF, name="deflate", deflate=True),
     Scenario("idle_1k", "idle", clients=1000),
     Scenario("idle_10k", "idle", clients=10_000),
+    Scenario("idle_19k", "idle", clients=19_000, targets=TARGETS_19K),
+    MARKET_19K,
+    Scenario("ingest", "ingest", clients=5000, topics=2000, topics_per_client=5, measure_s=4),
 ]
 
 #: Seconds, not minutes: fewer clients and topics (each new topic makes marketcast load its
@@ -121,7 +203,12 @@ QUICK = [
         measure_s=1.0,
     ),
     replace(SLOW_REF, name="slow", stalled=2, warmup_s=1.5, measure_s=1.0),
+    QUICK_DEFLATE_REF,
+    replace(QUICK_DEFLATE_REF, name="deflate", deflate=True),
     Scenario("idle_500", "idle", clients=500, settle_s=0.5),
+    Scenario(
+        "ingest", "ingest", clients=500, topics=200, topics_per_client=5, warmup_s=0.5, measure_s=1
+    ),
 ]
 
 

@@ -64,8 +64,10 @@ async def run(target: Target, topics: int, nofile: tuple[int, int], sndbuf: int)
     async def publish(command: dict[str, Any]) -> None:
         nonlocal next_seq
         if command.get("gc_freeze"):
-            # Experiment (--gc-freeze): what a server gains by moving everything alive after
-            # start-up (connections, history) out of the collector's reach.
+            # The default for every target (``--no-gc-freeze`` turns it off): everything
+            # alive after start-up (connections, history) is moved out of the collector's
+            # reach, as marketcast's own ``MARKETCAST_GC_FREEZE`` does, so that every server
+            # gets the same GC treatment.
             gc.collect()
             gc.freeze()
         gc_before = gc_meter.snapshot()
@@ -115,6 +117,15 @@ async def reader_or_exit(reading: Any, serving: asyncio.Task[None]) -> dict[str,
     raise RuntimeError("the server under test stopped serving on its own")
 
 
+def apply_gc_choice(*, freeze: bool) -> None:
+    """``--no-gc-freeze``: marketcast's own freezes off too (its Settings read the variable
+    when the target builds the app), so that no server freezes; the baselines have no such
+    setting, and ``publish`` is told by the orchestrator not to freeze any of them. With
+    freezing on, marketcast keeps its setting (a caller's ``MARKETCAST_GC_FREEZE`` wins)."""
+    if not freeze:
+        os.environ["MARKETCAST_GC_FREEZE"] = "false"
+
+
 def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The event loop every target runs on: asyncio's own (the default) or uvloop, to
     measure what uvloop would give (``--loop uvloop``, needs uvloop installed)."""
@@ -138,10 +149,17 @@ def main() -> None:
     parser.add_argument("--nofile", type=int, default=20_000, help="open-files limit wanted")
     parser.add_argument("--sndbuf", type=int, default=0, help="SO_SNDBUF of connections")
     parser.add_argument("--loop", default="asyncio", help="asyncio (default) or uvloop")
+    parser.add_argument("--frame", default="bar", help="bar (default) or book (1-2 KB)")
+    parser.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="no GC freeze at all: marketcast runs with MARKETCAST_GC_FREEZE=false",
+    )
     args = parser.parse_args()
     pin_to_cpu(args.cpu)
     nofile = raise_nofile(args.nofile)
-    target = build_target(args.target, args.topics)
+    apply_gc_choice(freeze=not args.no_gc_freeze)
+    target = build_target(args.target, args.topics, args.frame)
     with asyncio.Runner(loop_factory=event_loop_factory(args.loop)) as runner:
         runner.run(run(target, args.topics, nofile, args.sndbuf))
 

@@ -41,9 +41,10 @@ class Target(Protocol):
 DESCRIPTIONS = {
     "marketcast": "marketcast: create_app + uvicorn, StreamManager.on_candle -> hub -> outboxes",
     "fastws": "stock FastWS 0.1.7 broadcast() on FastAPI + uvicorn",
-    "websockets": "bare websockets server, library broadcast()",
+    "websockets": "bare websockets server, library broadcast() (deflate: per connection)",
     "naive": "FastAPI + uvicorn, naive `await send_text` loop per update",
-    "raw": "bare websockets server, each frame encoded once and written raw to every transport",
+    "raw": "bare websockets server, each frame encoded (deflate: compressed) once and written "
+    "raw to every transport",
 }
 
 
@@ -52,12 +53,20 @@ def versions(*packages: str) -> str:
     return ", ".join(f"{p} {version(p)}" for p in packages)
 
 
-def build_target(name: str, topics: int) -> Target:
-    """The target called ``name``, serving ``topics`` benchmark symbols."""
+#: The targets that can publish ``common.BookFrames`` (the deflate scenarios); the others
+#: publish bars only.
+BOOK_TARGETS = ("marketcast", "websockets", "raw")
+
+
+def build_target(name: str, topics: int, frame: str = "bar") -> Target:
+    """The target called ``name``, serving ``topics`` benchmark symbols; ``frame`` is
+    ``bar`` (every scenario) or ``book`` (the deflate scenarios, ``BOOK_TARGETS`` only)."""
+    if frame != "bar" and name not in BOOK_TARGETS:
+        raise ValueError(f"target {name!r} publishes bars only, not {frame!r} frames")
     if name == "marketcast":
         from .marketcast import MarketcastTarget
 
-        return MarketcastTarget(topics)
+        return MarketcastTarget(topics, frame)
     if name == "fastws":
         from .fastws_stock import FastWSTarget
 
@@ -65,7 +74,7 @@ def build_target(name: str, topics: int) -> Target:
     if name == "websockets":
         from .websockets_bare import WebsocketsTarget
 
-        return WebsocketsTarget(topics)
+        return WebsocketsTarget(topics, frame)
     if name == "naive":
         from .naive import NaiveTarget
 
@@ -73,5 +82,5 @@ def build_target(name: str, topics: int) -> Target:
     if name == "raw":
         from .websockets_raw import WebsocketsRawTarget
 
-        return WebsocketsRawTarget(topics)
+        return WebsocketsRawTarget(topics, frame)
     raise ValueError(f"unknown target {name!r}: expected one of {', '.join(DESCRIPTIONS)}")

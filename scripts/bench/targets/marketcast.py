@@ -7,20 +7,30 @@ trade per minute (``sim_tick_interval=60``) at a thousandth of real speed, so no
 closes during a run; its open-bar updates are dropped by ``on_candle`` once the benchmark's
 closed bars (dated 2100) exist, and clients ignore the few that come before.
 Settings come from ``MARKETCAST_*`` variables on top of these, so a run can try other limits.
+
+The WebSocket protocol class and the permessage-deflate switch are read from the server
+``marketcast serve`` builds (``serving.build_server``), so the benchmark offers compression on
+the same terms as production. The deflate scenarios publish ``common.BookFrames`` frames: no
+marketcast family builds 1-2 KB updates, so they are handed to the hub as ``wire.Frame``
+objects of the subscribed bars topic (``Hub.publish``, what the in-memory bus calls) and take
+the same fan-out as every update from there: hub, connections, direct writes or outboxes.
+Only ``on_candle``'s store write and frame building are left out, in both deflate scenarios.
 """
 
 from __future__ import annotations
 
 import os
-from typing import cast
+from typing import Any, cast
 
 import marketcast
 from marketcast.app import create_app
+from marketcast.delivery.hub import Hub
 from marketcast.market import BarKey, Candle
 from marketcast.settings import Settings
 from marketcast.streams import StreamManager
+from marketcast.wire import Frame
 
-from ..common import PRICES, RESOLUTION, symbol
+from ..common import PRICES, RESOLUTION, BookFrames, symbol
 from . import versions
 from .uvicorn_host import UvicornHost, UvicornServed
 
@@ -39,10 +49,23 @@ def bench_settings(topics: int) -> Settings:
     return Settings()
 
 
+def deployed_ws(app: Any, settings: Settings) -> tuple[Any, bool]:
+    """(uvicorn ``ws`` option, permessage-deflate on) as ``marketcast serve`` sets them; an
+    older marketcast (``--marketcast-src``) without ``build_server`` gets uvicorn's protocol
+    and its own setting."""
+    deflate = bool(getattr(settings, "ws_per_message_deflate", False))
+    try:
+        from marketcast.serving import build_server
+    except ImportError:
+        return "websockets-sansio", deflate
+    config = build_server(app, settings).config
+    return config.ws, bool(config.ws_per_message_deflate)
+
+
 class MarketcastTarget(UvicornServed):
     name = "marketcast"
 
-    def __init__(self, topics: int) -> None:
+    def __init__(self, topics: int, frame: str = "bar") -> None:
         self.settings = bench_settings(topics)
         where = os.path.dirname(os.path.dirname(os.path.abspath(marketcast.__file__)))
         self.source = f"marketcast {marketcast.__version__} from {where}, " + versions(
@@ -51,9 +74,17 @@ class MarketcastTarget(UvicornServed):
         app = create_app(self.settings)
         self.streams = cast(StreamManager, app.state.streams)
         self.keys = [BarKey(symbol(i), RESOLUTION) for i in range(topics)]
+        self.hub = cast(Hub, app.state.adapter.hub)
+        self.topics = [self.streams.topic(key) for key in self.keys]
+        self.books = BookFrames(topics) if frame == "book" else None
+        if frame not in ("bar", "book"):
+            raise ValueError(f"unknown frame kind {frame!r}")
+        ws, self.deflate = deployed_ws(app, self.settings)
         self.host = UvicornHost(
             app,
             lifespan="on",
+            ws=ws,
+            per_message_deflate=self.deflate,
             max_message_bytes=self.settings.max_message_bytes,
             # Newer settings carry the ping options; the same 20 s as everywhere otherwise.
             ping_interval=getattr(self.settings, "ws_ping_interval", 20.0),
@@ -61,6 +92,11 @@ class MarketcastTarget(UvicornServed):
         )
 
     async def publish(self, index: int, bar_time: int, stamp_us: int) -> None:
+        books = self.books
+        if books is not None:
+            text = books.frame(index, bar_time, stamp_us).decode()
+            self.hub.publish(Frame(text, self.topics[index], bar_time, True))
+            return
         open_, high, low, close = PRICES
         candle = Candle(bar_time, open_, high, low, close, float(stamp_us), closed=True)
         await self.streams.on_candle(self.keys[index], candle)

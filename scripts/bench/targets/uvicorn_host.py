@@ -4,7 +4,10 @@ All three ASGI targets (marketcast and the two FastAPI baselines) are served wit
 uvicorn options, which are the ones ``marketcast serve`` uses: the ``websockets-sansio``
 WebSocket implementation, protocol pings every 20 s and 64 KiB frames at most. Only the log
 level differs from production (warning: a log line per accepted connection would be measured
-in the idle scenarios, and it is the same for every target). ``Server.serve`` runs on the
+in the idle scenarios, and it is the same for every target), and marketcast's WebSocket
+protocol class and permessage-deflate switch are the ones ``marketcast serve`` uses
+(``targets.marketcast``); the baselines keep uvicorn's (which accepts a deflate offer and
+compresses per connection; they do not run the deflate scenarios). ``Server.serve`` runs on the
 event loop of the benchmark's server process — asyncio's own unless ``--loop uvloop`` — for
 every target alike; uvicorn's ``loop`` option only matters to ``Server.run``, which is not
 used. The HTTP parser is uvicorn's default, the same for every target.
@@ -35,10 +38,13 @@ class UvicornHost:
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         ping_interval: float = 20.0,
         ping_timeout: float = 20.0,
+        ws: Any = "websockets-sansio",
+        per_message_deflate: bool = True,
     ) -> None:
         self.config = uvicorn.Config(
             app,
-            ws="websockets-sansio",
+            ws=ws,
+            ws_per_message_deflate=per_message_deflate,
             ws_max_size=max_message_bytes,
             ws_ping_interval=ping_interval,
             ws_ping_timeout=ping_timeout,
