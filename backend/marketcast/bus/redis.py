@@ -83,6 +83,10 @@ _RESYNC = b"R"
 #: Bytes asked of the subscription's stream per read: many messages at once.
 _READ_BYTES = 1 << 16
 _ARRAY, _PUSH, _BULK, _INTEGER, _SIMPLE, _ERROR = b"*>$:+-"
+#: What follows the ``*`` or ``>`` of a pub/sub ``message`` reply: three items, the first
+#: the bulk string ``message``.
+_MESSAGE_HEAD = b"3\r\n$7\r\nmessage\r\n"
+_MESSAGE_HEAD_SIZE = 1 + len(_MESSAGE_HEAD)
 
 
 def encode(kind: bytes, sender: bytes, frame: Frame) -> bytes:
@@ -119,6 +123,24 @@ def split_messages(buffer: bytes) -> tuple[list[bytes], int]:
     messages: list[bytes] = []
     size, pos = len(buffer), 0
     while pos < size:
+        if buffer.startswith(_MESSAGE_HEAD, pos + 1) and buffer[pos] in (_ARRAY, _PUSH):
+            # Nearly every reply is a ``message`` (channel, data): read it directly; anything
+            # else about it (a null bulk, a reply cut short) goes the general way below.
+            at = pos + _MESSAGE_HEAD_SIZE
+            if buffer.startswith(b"$", at):
+                end = buffer.find(b"\r\n", at)
+                channel = int(buffer[at + 1 : end]) if end > 0 else -1
+                if channel >= 0:
+                    at = end + 4 + channel
+                    if buffer.startswith(b"$", at):
+                        end = buffer.find(b"\r\n", at)
+                        if end > 0:
+                            length = int(buffer[at + 1 : end])
+                            stop = end + 2 + length
+                            if length >= 0 and stop + 2 <= size:
+                                messages.append(buffer[end + 2 : stop])
+                                pos = stop + 2
+                                continue
         head = buffer.find(b"\r\n", pos)
         if head < 0:
             break

@@ -239,6 +239,16 @@ class CandleAggregator:
 
     def add_candle(self, candle: Candle) -> list[Candle]:
         """Apply one finer candle; return the coarse candles to emit, oldest first."""
+        if self._start is not None and candle.time == self._newest:
+            # The common case, a new version of the newest finer bar: its time was checked
+            # when that bar arrived and lies in the current coarse bucket, so what the full
+            # path below would do reduces to this.
+            self._parts[candle.time] = candle
+            bar = self._bar()
+            if candle.closed and candle.time == self._last_part:
+                bar = replace(bar, closed=True)
+                self._finish()
+            return [bar]
         _check_aligned(candle, self.source, "source")
         start = bucket_start(candle.time, self.target)
         if self._done_until is not None and start < self._done_until:

@@ -62,6 +62,11 @@ class MemoryCandleStore:
         self._series: dict[BarKey, _Series] = {}
 
     async def upsert(self, key: BarKey, candle: Candle) -> None:
+        self.put(key, candle)
+
+    def put(self, key: BarKey, candle: Candle) -> None:
+        """``upsert`` without the coroutine: for callers on the ingest path that own this
+        exact store type (``MemoryBus.publish_stored_many``)."""
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = _Series()

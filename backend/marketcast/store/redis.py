@@ -134,10 +134,15 @@ class RedisCandleStore:
         self._health = health
         self._upsert = client.register_script(_UPSERT)
         self._upsert_publish_many = client.register_script(_UPSERT_PUBLISH_MANY)
+        #: ``redis_key`` of each key written so far: computed once, it is on the ingest path.
+        self._redis_keys: dict[BarKey, str] = {}
 
     def redis_key(self, key: BarKey) -> str:
         """The sorted set holding ``key``'s candles."""
-        return f"{self._prefix}:candles:{key.symbol}:{key.resolution}"
+        name = self._redis_keys.get(key)
+        if name is None:
+            name = self._redis_keys[key] = f"{self._prefix}:candles:{key.symbol}:{key.resolution}"
+        return name
 
     def shares(self, client: Redis) -> bool:
         """Whether ``client`` is this store's own, i.e. one script can reach both."""
@@ -164,7 +169,8 @@ class RedisCandleStore:
             args: list[Any] = [self.capacity, channel]
             for _, candle, message in chunk:
                 args += (candle.time, encode_candle(candle), message)
-            keys = [self.redis_key(key) for key, _, _ in chunk]
+            redis_key = self.redis_key
+            keys = [redis_key(key) for key, _, _ in chunk]
             await self._run(self._upsert_publish_many(keys=keys, args=args))
 
     async def upsert_many(self, key: BarKey, candles: Sequence[Candle]) -> None:
