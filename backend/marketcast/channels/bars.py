@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Final
 
-import orjson
 from pydantic import Field, field_validator
 
 from marketcast.channels.base import Docs, Family, History, Models
@@ -104,33 +103,26 @@ class BarsUpdatePayload(Bar):
 
 def bar_update(topic: Topic, key: BarKey, candle: Candle, *, stale: bool = False) -> Frame:
     """A ``bars.update`` frame; ``stale`` repeats a bar to say the upstream went silent."""
-    if not stale:
-        # The ingest path's frame: one literal, one dumps; the same text as ``envelope`` of
-        # the payload below (same keys, same order), without its intermediate dicts.
-        text = orjson.dumps(
-            {
-                "type": _UPDATE,
-                "payload": {
-                    "topic": topic,
-                    "symbol": key.symbol,
-                    "resolution": key.resolution,
-                    "time": candle.time,
-                    "open": candle.open,
-                    "high": candle.high,
-                    "low": candle.low,
-                    "close": candle.close,
-                    "volume": candle.volume,
-                    "closed": candle.closed,
-                },
-            }
-        ).decode()
-        return Frame(text, topic, candle.time, candle.closed)
-    payload: dict[str, Any] = {"topic": topic, "symbol": key.symbol, "resolution": key.resolution}
-    payload.update(candle_dict(candle))
-    # A notice that repeats a bar, not a bar: no snapshot de-duplication, closed-bar guard or
-    # conflation by bar time may treat it as one (it would be dropped).
-    payload["stale"] = True
-    return Frame(envelope(_UPDATE, payload), topic)
+    # One literal, not ``candle_dict`` merged into another dict: this runs for every key of
+    # every upstream update (the same keys in the same order, so the same text).
+    payload: dict[str, Any] = {
+        "topic": topic,
+        "symbol": key.symbol,
+        "resolution": key.resolution,
+        "time": candle.time,
+        "open": candle.open,
+        "high": candle.high,
+        "low": candle.low,
+        "close": candle.close,
+        "volume": candle.volume,
+        "closed": candle.closed,
+    }
+    if stale:
+        # A notice that repeats a bar, not a bar: no snapshot de-duplication, closed-bar
+        # guard or conflation by bar time may treat it as one (it would be dropped).
+        payload["stale"] = True
+        return Frame(envelope(_UPDATE, payload), topic)
+    return Frame(envelope(_UPDATE, payload), topic, candle.time, candle.closed)
 
 
 _UPDATE: Final = f"{ROUTE}.update"
