@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Protocol
 
+from marketcast.errors import ServiceUnavailable
 from marketcast.market import BarKey, Candle, Quote, StreamKey, SymbolInfo
 from marketcast.types import Millis, Symbol
 
@@ -65,3 +67,15 @@ class Feed(Protocol):
         """The most recent ``limit`` candles opening before ``end`` (None: up to now,
         including the still-open bar), ascending by time."""
         ...
+
+
+def log_sink_failure(log: logging.Logger, what: str, exc: BaseException) -> None:
+    """A feed's sink refused an update (``what``): say so, and go on with the other keys.
+
+    A store outage (``ServiceUnavailable``) is an expected, documented state that the health
+    probe already reports: one line per update lost, no traceback. Anything else is a bug
+    and gets its traceback."""
+    if isinstance(exc, ServiceUnavailable):
+        log.warning("sink failed to take %s: %s", what, exc)
+    else:
+        log.error("sink failed to take %s", what, exc_info=exc)

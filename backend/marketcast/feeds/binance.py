@@ -46,7 +46,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from marketcast.channels.trades import KEPT, Trade, TradeKey
 from marketcast.errors import ConfigurationError, FeedError
-from marketcast.feeds.base import FeedSink
+from marketcast.feeds.base import FeedSink, log_sink_failure
 from marketcast.feeds.binance_link import Link
 from marketcast.feeds.binance_protocol import (
     CONNECTION_ATTEMPT_WINDOW,
@@ -316,15 +316,15 @@ class BinanceFeed:
         assert self._sink is not None, "BinanceFeed.start was not called"
         try:
             await self._sink.on_candle(key, candle)
-        except Exception:
-            log.exception("sink failed to take a candle of %s", key)
+        except Exception as exc:
+            log_sink_failure(log, f"a candle of {key}", exc)
 
     async def _emit_trade(self, key: TradeKey, trade: Trade) -> None:
         assert self._sink is not None, "BinanceFeed.start was not called"
         try:
             await self._sink.on_event(key, trade)
-        except Exception:
-            log.exception("sink failed to take a trade of %s", key)
+        except Exception as exc:
+            log_sink_failure(log, f"a trade of {key}", exc)
 
     async def _seed_trades(self, key: TradeKey) -> None:
         """Before the stream: the newest ``KEPT`` trades from REST (one request, weight 4), so
@@ -352,8 +352,8 @@ class BinanceFeed:
         assert self._sink is not None, "BinanceFeed.start was not called"
         try:
             await self._sink.on_quote(symbol, quote)
-        except Exception:
-            log.exception("sink failed to take a quote of %s", symbol)
+        except Exception as exc:
+            log_sink_failure(log, f"a quote of {symbol}", exc)
 
     # -- helpers ------------------------------------------------------------------------------
 

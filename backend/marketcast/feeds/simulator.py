@@ -25,7 +25,7 @@ from typing import Final
 from marketcast.channels.trades import TradeKey
 from marketcast.errors import ConfigurationError
 from marketcast.feeds.aggregate import CandleBuilder
-from marketcast.feeds.base import FeedSink
+from marketcast.feeds.base import FeedSink, log_sink_failure
 from marketcast.feeds.sim_history import HistoryMemo
 from marketcast.feeds.sim_prices import Walk, bar_between, profile_for, stable_seed
 from marketcast.feeds.sim_trades import TradeTape
@@ -330,8 +330,8 @@ async def _guarded(delivery: Awaitable[None], key: StreamKey) -> None:
     """A failing sink must not stop the feed for every other key: log and go on."""
     try:
         await delivery
-    except Exception:
-        log.exception("sink failed to take an update for %s", key)
+    except Exception as exc:
+        log_sink_failure(log, f"an update for {key}", exc)
 
 
 def _check_config(symbols: Sequence[str], speed: float, tick_interval: float) -> None:

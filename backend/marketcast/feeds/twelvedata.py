@@ -36,7 +36,7 @@ import httpx
 import orjson
 
 from marketcast.feeds.aggregate import aggregate
-from marketcast.feeds.base import FeedSink
+from marketcast.feeds.base import FeedSink, log_sink_failure
 from marketcast.feeds.pacing import Backoff, SlidingWindow, UpstreamError
 from marketcast.feeds.sim_prices import asset_class_of
 from marketcast.feeds.status import FeedStatus
@@ -366,15 +366,15 @@ class TwelveDataFeed:
         assert self._sink is not None, "TwelveDataFeed.start was not called"
         try:
             await self._sink.on_candle(key, candle)
-        except Exception:
-            log.exception("sink failed to take a candle of %s", key)
+        except Exception as exc:
+            log_sink_failure(log, f"a candle of {key}", exc)
 
     async def _emit_quote(self, symbol: Symbol, quote: Quote) -> None:
         assert self._sink is not None, "TwelveDataFeed.start was not called"
         try:
             await self._sink.on_quote(symbol, quote)
-        except Exception:
-            log.exception("sink failed to take a quote of %s", symbol)
+        except Exception as exc:
+            log_sink_failure(log, f"a quote of {symbol}", exc)
 
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
