@@ -1,20 +1,23 @@
 """Domain records: what a candle and a quote are inside marketcast, independent of the wire.
 
-They are frozen dataclasses with slots rather than pydantic models because they sit on the hot
-path (every tick creates one) and never need validation: feeds build them from already-parsed
-upstream data.
+They are dataclasses with slots rather than pydantic models because they sit on the hot path
+(every tick creates one) and never need validation: feeds build them from already-parsed
+upstream data. Keys are frozen (they are hashed); the records built per event (``Candle``,
+``Quote``) are not, and are never changed once built: a frozen dataclass sets each field
+through ``object.__setattr__``, which made building a candle cost four times as much, eleven
+times per upstream kline once its resolutions are aggregated.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from marketcast.types import Millis, Resolution, Symbol
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Candle:
     """One OHLCV bar. ``time`` is the bucket's open time; ``closed`` means final."""
 
@@ -27,7 +30,7 @@ class Candle:
     closed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Quote:
     """Top of book plus last trade for one symbol at one instant."""
 
@@ -56,6 +59,16 @@ class BarKey(StreamKey):
     """Identifies one candle series: a symbol at a resolution."""
 
     resolution: Resolution
+    #: The hash, computed once: one candle looks its key up in half a dozen dicts on the
+    #: ingest path (store, staleness, topics, closed-bar floor...), and a dataclass hashes a
+    #: fresh tuple of its fields on every lookup.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((BarKey, self.symbol, self.resolution)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,11 +67,13 @@ class StalenessTracker:
 
     def touch(self, key: StreamKey, now: float) -> bool:
         """Data arrived for ``key``; True if it was stale until now."""
-        if key not in self._seen:
+        seen = self._seen
+        if key not in seen:
             return False
-        self._seen[key] = now
-        if key in self._stale:
-            self._stale.discard(key)
+        seen[key] = now
+        stale = self._stale
+        if stale and key in stale:  # usually empty: no second lookup per candle
+            stale.discard(key)
             return True
         return False
 

@@ -377,35 +377,37 @@ class StreamManager:
     # -- FeedSink -----------------------------------------------------------------------------
 
     async def on_candle(self, key: BarKey, candle: Candle) -> None:
-        frame = self._admit(key, candle)
-        if frame is not None:
-            await self._bus.publish_stored(self._store, key, candle, frame)
+        await self.on_candles(((key, candle),))
 
     async def on_candles(self, candles: Sequence[tuple[BarKey, Candle]]) -> None:
-        """Several keys' candles from one upstream update (a kline and the resolutions
-        aggregated from it), each taken as ``on_candle`` takes it, in order; stored and
-        published together, so on Redis they cost one round trip instead of one each."""
+        """Candles of one or more keys (a kline and the resolutions aggregated from it), in
+        order; stored and published together, so on Redis they cost one round trip instead
+        of one each.
+
+        Each candle is dropped when it is not this worker's to ingest (``Ownership.ingests``)
+        or repeats a closed bar already published; the others mark their key as fresh
+        (staleness) and get their ``bars.update`` frame. This runs for every key of every
+        upstream update: the lookups are bound once per call, the clock read once."""
+        ingests = self._ownership.ingests
+        last_final = self._last_final
+        touch = self._staleness.tracker.touch
+        now = self._staleness.clock()
+        topics = self._topics
         batch: list[tuple[BarKey, Candle, Frame]] = []
         for key, candle in candles:
-            frame = self._admit(key, candle)
-            if frame is not None:
-                batch.append((key, candle, frame))
+            if not ingests(key):
+                continue
+            last_closed = last_final.get(key)
+            if last_closed is not None and candle.time <= last_closed:
+                self.repeats_dropped += 1
+                continue
+            if candle.closed:
+                last_final[key] = candle.time
+            touch(key, now)
+            topic = topics.get(key) or self.topic(key)
+            batch.append((key, candle, bar_update(topic, key, candle)))  # bars: no registry
         if batch:
             await self._bus.publish_stored_many(self._store, batch)
-
-    def _admit(self, key: BarKey, candle: Candle) -> Frame | None:
-        """The update frame of ``candle``, or None when it is not ours to ingest or repeats a
-        closed bar already published."""
-        if not self._ownership.ingests(key):
-            return None
-        last_closed = self._last_final.get(key)
-        if last_closed is not None and candle.time <= last_closed:
-            self.repeats_dropped += 1
-            return None
-        if candle.closed:
-            self._last_final[key] = candle.time
-        self._staleness.tracker.touch(key, self._staleness.clock())
-        return bar_update(self.topic(key), key, candle)  # bars only: no registry lookup
 
     async def on_backfill(self, key: BarKey, candles: Sequence[Candle]) -> None:
         """Bars the feed produced for a time nobody watched (a re-watched simulator key's

@@ -33,11 +33,14 @@ from marketcast.market import Candle
 from marketcast.types import RequestId, Topic
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=True)
 class Frame:
     """One outbound text frame plus what an outbox needs to know about it without parsing it.
 
-    The same ``Frame`` object is queued to every subscriber of ``topic``.
+    The same ``Frame`` object is queued to every subscriber of ``topic``: treat it as
+    immutable. Why it is not a frozen dataclass: one is built for every key of every upstream
+    update, and a frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__``, which made building one cost more than encoding its JSON.
     """
 
     text: str
@@ -66,8 +69,7 @@ class Frame:
         data = self._wire
         if data is None:
             data = text_frame(self.text.encode())
-            # Frozen for users; this cache is invisible to equality and to the text.
-            object.__setattr__(self, "_wire", data)
+            self._wire = data  # a cache, invisible to equality and to the text
         return data
 
     def deflated(self, window_bits: int) -> bytes:
@@ -77,7 +79,7 @@ class Frame:
         if cached is not None and cached[0] == window_bits:
             return cached[1]
         data = deflated_text_frame(self.text.encode(), window_bits)
-        object.__setattr__(self, "_deflated", (window_bits, data))
+        self._deflated = (window_bits, data)
         return data
 
     @property
