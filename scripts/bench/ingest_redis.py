@@ -9,9 +9,10 @@ built from marketcast's own script texts and encoders, so their sizes and work a
 ones:
 
 - ``batch``: ``EVALSHA`` of ``RedisCandleStore``'s store-and-publish script for one upstream
-  update's eleven candles (every resolution), the call ``RedisBus.publish_stored_many`` makes;
-- ``single``: ``EVALSHA`` of the one-candle script ``publish_stored`` makes (one call per key);
-- ``publish``: ``PUBLISH`` of one bus message alone: the bus without the store.
+  update's eleven candles (every resolution) and their one ``B`` message: the call
+  ``RedisBus.publish_stored_many`` makes for one update (a busy worker's calls carry several);
+- ``single``: the same script for one candle (a feed sending one key per call);
+- ``publish``: ``PUBLISH`` of one one-frame bus message alone: the bus without the store.
 
 Each is pipelined (``-P``) from several connections while one subscriber (``redis-cli``)
 drains the channel, as the worker's own bus reader does: Redis pays for delivering every
@@ -27,6 +28,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,35 +176,37 @@ def marketcast_commands(symbols: int) -> list[BenchCommand]:
     from marketcast.store import redis as store_redis
     from marketcast.timeframes import RESOLUTIONS
     from marketcast.types import Resolution
+    from marketcast.wire import Frame
 
     from .common import BAR_TIME_BASE
 
     sample = Candle(BAR_TIME_BASE, 1.2345e11, 1.2345e11, 1.2345e11, 1.2345e11, 1.0)
     member = store_redis.encode_candle(sample).decode()
+    sender = b"bench-worker:1234:abcd"
 
-    def message(resolution: Resolution) -> str:
+    def frame(resolution: Resolution) -> Frame:
         key = BarKey("BENCH1234", resolution)
         topic = 'bars:{"resolution":"' + resolution + '","symbol":"BENCH1234"}'
-        frame = bar_update(topic, key, sample)
-        return bus_redis.encode(b"F", b"bench-worker:1234:abcd", frame).decode()
+        return bar_update(topic, key, sample)
 
     def key(resolution: Resolution) -> str:
         return f"{KEY_PREFIX}BENCH__rand_int__:{resolution}"
 
-    commands = []
-    many = getattr(store_redis, "_UPSERT_PUBLISH_MANY", None)
-    if many is not None:
-        args = ["EVALSHA", "{sha}", str(len(RESOLUTIONS))] + [key(r) for r in RESOLUTIONS]
-        args += ["1000", CHANNEL]
-        for r in RESOLUTIONS:
-            args += [str(sample.time), member, message(r)]
-        commands.append(BenchCommand("batch", args, len(RESOLUTIONS), many))
-    one = store_redis._UPSERT
-    args = ["EVALSHA", "{sha}", "1", key("1"), "1000", CHANNEL, message("1")]
-    args += [str(sample.time), member]
-    commands.append(BenchCommand("single", args, 1, one))
-    commands.append(BenchCommand("publish", ["PUBLISH", CHANNEL, message("1")], 1))
-    return commands
+    def store(resolutions: Sequence[Resolution], message: bytes) -> list[str]:
+        args = ["EVALSHA", "{sha}", str(len(resolutions))] + [key(r) for r in resolutions]
+        args += ["1000", CHANNEL, message.decode()]
+        count = len(resolutions)
+        args += [",".join([str(sample.time)] * count), "\n".join([member] * count)]
+        return args
+
+    script = store_redis._STORE
+    batch = bus_redis.encode_batch(sender, [frame(r) for r in RESOLUTIONS])
+    one = bus_redis.encode_batch(sender, [frame("1")])
+    return [
+        BenchCommand("batch", store(RESOLUTIONS, batch), len(RESOLUTIONS), script),
+        BenchCommand("single", store(("1",), one), 1, script),
+        BenchCommand("publish", ["PUBLISH", CHANNEL, one.decode()], 1),
+    ]
 
 
 async def redis_ceiling(

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 import marketcast.bus.redis as bus_redis
 from marketcast.bus.redis import RedisBus
@@ -171,3 +172,113 @@ async def test_the_reader_reads_the_stream_itself_with_redis_pys_own_parser(
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
         await subscriber.aclose()
+
+
+async def test_callers_queued_while_a_write_is_pending_share_one_call_and_one_message(
+    workers: tuple[RedisBus, RedisBus, list[Frame], list[Frame]],
+    redis_client: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Group commit: updates arriving together go out as one script call carrying one ``B``
+    message; each caller returns once its own frames reached this worker's hub; the other
+    worker gets every frame once, in the callers' order."""
+    owner, _, local, remote = workers
+    store = RedisCandleStore(redis_client, 100)
+    await owner.publish_stored_many(store, items(KEYS, 0))  # loads the script
+    await eventually(lambda: len(remote) == len(KEYS))
+    calls: list[object] = []
+    published: list[bytes] = []
+    execute = redis_client.execute_command
+
+    async def counted(*args: object, **options: object) -> object:
+        calls.append(args[0])
+        published.append(args[-3])  # type: ignore[arg-type]  # ARGV[3]: the message
+        return await execute(*args, **options)
+
+    monkeypatch.setattr(redis_client, "execute_command", counted)
+    batches = [items(KEYS, index) for index in range(1, 6)]
+    seen_by_caller: list[int] = []
+
+    async def caller(batch: list[tuple[BarKey, Candle, Frame]]) -> None:
+        await owner.publish_stored_many(store, batch)
+        # Returned only once its own frames were delivered here.
+        assert all(frame in local for _, _, frame in batch)
+        seen_by_caller.append(len(local))
+
+    await asyncio.gather(*(caller(batch) for batch in batches))
+    monkeypatch.undo()
+    assert calls == ["EVALSHA"]
+    sender, carried = bus_redis.decode_batch(published[0])
+    assert sender == b"owner"
+    frames = [frame for batch in batches for _, _, frame in batch]
+    assert carried == frames
+    assert local[len(KEYS) :] == frames
+    await eventually(lambda: len(remote) == len(KEYS) + len(frames))
+    assert remote[len(KEYS) :] == frames
+    for key in KEYS:
+        assert [c.time for c in await store.last(key, 10)] == [i * MINUTE for i in range(6)]
+
+
+async def test_queued_callers_go_in_calls_of_at_most_publish_batch_candles(
+    workers: tuple[RedisBus, RedisBus, list[Frame], list[Frame]],
+    redis_client: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    owner, _, local, remote = workers
+    store = RedisCandleStore(redis_client, 1000)
+    await owner.publish_stored_many(store, items(KEYS, 0))
+    callers = PUBLISH_BATCH // len(KEYS) + 3  # one call's worth and then some
+    calls = 0
+    execute = redis_client.execute_command
+
+    async def counted(*args: object, **options: object) -> object:
+        nonlocal calls
+        calls += 1
+        return await execute(*args, **options)
+
+    monkeypatch.setattr(redis_client, "execute_command", counted)
+    batches = [items(KEYS, index) for index in range(1, callers + 1)]
+    await asyncio.gather(*(owner.publish_stored_many(store, batch) for batch in batches))
+    monkeypatch.undo()
+    assert calls == 2  # whole callers per call: 32 of them, then the other 3
+    frames = [frame for batch in batches for _, _, frame in batch]
+    assert local[len(KEYS) :] == frames
+    await eventually(lambda: len(remote) == len(KEYS) + len(frames))
+    assert remote[len(KEYS) :] == frames
+
+
+async def test_a_failed_write_raises_in_its_callers_and_publishes_nothing_of_it(
+    workers: tuple[RedisBus, RedisBus, list[Frame], list[Frame]], redis_client: Redis
+) -> None:
+    """A key holding something else than a sorted set makes the script fail: every caller of
+    that batch gets the error, none of its frames is delivered anywhere; the next write works."""
+    owner, _, local, remote = workers
+    store = RedisCandleStore(redis_client, 100)
+    await redis_client.set(store.redis_key(KEYS[2]), "not a sorted set")
+    batches = [items(KEYS, index) for index in range(2)]
+    outcomes = await asyncio.gather(
+        *(owner.publish_stored_many(store, batch) for batch in batches), return_exceptions=True
+    )
+    assert all(isinstance(outcome, ResponseError) for outcome in outcomes), outcomes
+    assert "WRONGTYPE" in str(outcomes[0])
+    assert local == []
+    await redis_client.delete(store.redis_key(KEYS[2]))
+    after = items(KEYS, 5)
+    await owner.publish_stored_many(store, after)
+    assert local == [frame for _, _, frame in after]
+    await eventually(lambda: len(remote) == len(KEYS))
+    assert remote == local  # nothing of the failed batch ever reached the other worker
+
+
+async def test_the_reader_skips_a_malformed_batch_and_reads_on(
+    workers: tuple[RedisBus, RedisBus, list[Frame], list[Frame]],
+    redis_client: Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, _, _, remote = workers
+    frames = [frame for _, _, frame in items(KEYS, 0)]
+    await redis_client.publish("batch:updates", b"B\nsomeone\nt\n1\n0\n999\n{}")
+    await redis_client.publish("batch:updates", bus_redis.encode_batch(b"someone", frames))
+    await eventually(lambda: len(remote) == len(frames))
+    assert remote == frames
+    assert "malformed bus batch" in caplog.text

@@ -247,7 +247,7 @@ async def test_a_candle_is_stored_and_published_in_one_round_trip(
     await receiver.start(remote.append)
     await eventually(lambda: owner.connected and receiver.connected)
     first = bar_update(TOPIC, KEY, candle(0))
-    await owner.publish_stored(store, KEY, candle(0), first)  # loads the script
+    await owner.publish_stored_many(store, [(KEY, candle(0), first)])  # loads the script
 
     commands: list[object] = []
     execute = redis_client.execute_command
@@ -258,7 +258,7 @@ async def test_a_candle_is_stored_and_published_in_one_round_trip(
 
     monkeypatch.setattr(redis_client, "execute_command", counted)
     second = bar_update(TOPIC, KEY, candle(1))
-    await owner.publish_stored(store, KEY, candle(1), second)
+    await owner.publish_stored_many(store, [(KEY, candle(1), second)])
     assert commands == ["EVALSHA"]
     monkeypatch.undo()
     assert local == [first, second]
@@ -278,7 +278,7 @@ async def test_a_store_on_another_redis_is_written_then_published(
         local: list[Frame] = []
         await owner.start(local.append)
         frame_ = bar_update(TOPIC, KEY, candle(0))
-        await owner.publish_stored(store, KEY, candle(0), frame_)
+        await owner.publish_stored_many(store, [(KEY, candle(0), frame_)])
         assert local == [frame_]
         assert await store.last(KEY, 1) == [candle(0)]
     finally:

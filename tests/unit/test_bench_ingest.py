@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from marketcast.bus.redis import decode_batch
 from marketcast.market import BarKey, Candle
 from scripts.bench.common import BAR_TIME_BASE
 from scripts.bench.ingest import (
@@ -250,12 +251,15 @@ def test_the_benchmarked_commands_are_marketcasts() -> None:
     assert keys[0] == "marketcast:candles:BENCH__rand_int__:1"
     assert keys[-1].endswith(":M")
     assert batch.args[14:16] == ["1000", "marketcast:updates"]
-    assert len(batch.args) == 16 + 3 * 11
+    assert len(batch.args) == 14 + 5
     assert batch.script is not None
     assert "PUBLISH" in batch.script
-    message = batch.args[18]
-    assert message.startswith("F\nbench-worker:1234:abcd\nbars:")
-    assert '"bars.update"' in message
+    times, members = batch.args[17].split(","), batch.args[18].split("\n")
+    assert len(times) == len(members) == 11
+    sender, frames = decode_batch(batch.args[16].encode())
+    assert sender == b"bench-worker:1234:abcd"
+    assert [frame.topic for frame in frames][-1] == 'bars:{"resolution":"M","symbol":"BENCH1234"}'
+    assert all('"bars.update"' in frame.text for frame in frames)
     assert single.args[2] == "1"
     assert single.candles == 1
     assert publish.args[:2] == ["PUBLISH", "marketcast:updates"]

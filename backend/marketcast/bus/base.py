@@ -20,23 +20,16 @@ class Bus(Protocol):
 
     async def publish(self, frame: Frame) -> None: ...
 
-    async def publish_stored(
-        self, store: CandleStore, key: BarKey, candle: Candle, frame: Frame
-    ) -> None:
-        """Write ``candle`` to ``store``, then publish ``frame`` (its update).
-
-        Why the bus does the write: the order "stored, then published" is what snapshot
-        continuity relies on, and a bus on the store's Redis can keep it in one round trip
-        instead of two per candle."""
-        ...
-
     async def publish_stored_many(
         self, store: CandleStore, items: Sequence[tuple[BarKey, Candle, Frame]]
     ) -> None:
-        """``publish_stored`` for each ``(key, candle, frame)``, in order: several keys moved
-        by one upstream update. A bus on the store's Redis writes and publishes them in one
-        round trip rather than one per candle. A failed store write raises; the candles
-        before it may have been stored and published."""
+        """Write each ``(key, candle)`` to ``store``, then publish its ``frame``, in order:
+        the keys one upstream update moved, or one.
+
+        Why the bus does the write: the order "stored, then published" is what snapshot
+        continuity relies on, and a bus on the store's Redis keeps it in one round trip for
+        many candles instead of two per candle. A failed store write raises; candles before
+        it may have been stored and published."""
         ...
 
     async def close(self) -> None: ...

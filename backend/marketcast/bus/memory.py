@@ -28,12 +28,6 @@ class MemoryBus:
         if self._deliver is not None:
             self._deliver(frame)
 
-    async def publish_stored(
-        self, store: CandleStore, key: BarKey, candle: Candle, frame: Frame
-    ) -> None:
-        await store.upsert(key, candle)
-        await self.publish(frame)
-
     async def publish_stored_many(
         self, store: CandleStore, items: Sequence[tuple[BarKey, Candle, Frame]]
     ) -> None:

@@ -12,12 +12,18 @@ Why local delivery first: the publishing worker hands the frame to its own hub d
 skips its own echo from Redis, so its clients do not wait on a round trip, and each frame
 reaches each worker's hub exactly once.
 
-Why a candle's store write and its publish are one script (``publish_stored``): with the store
-on the same Redis, ``RedisCandleStore.upsert_and_publish`` writes and PUBLISHes in one round
-trip instead of two, still in that order; only then does the owner's own hub get the frame.
-A store on another Redis server falls back to two round trips. Several keys' candles moved by
-one upstream update (``publish_stored_many``) share one such script call, then one round trip
-in all instead of one per key.
+Why a candle's store write and its publish are one script (``publish_stored_many``): with the
+store on the same Redis, ``RedisCandleStore.store_and_publish`` writes and PUBLISHes in one
+round trip instead of two, still in that order; only then does the owner's own hub get the
+frames. A store on another Redis server falls back to a write, then a publish, per candle.
+
+Why updates are gathered while a write is in flight (group commit): a worker ingesting many
+keys has many updates arriving while it waits on Redis; each caller's candles join a queue,
+and one writer task sends everything queued as one script call and one ``B`` message, then
+wakes each caller once its own candles are stored and delivered here. An idle worker sends
+each update at once (nothing is in flight); a busy one pays one round trip, one command
+encoding and one message per batch instead of per key, and every other worker decodes one
+message per batch. Order holds: batches go out one at a time, in the order callers queued.
 
 Why the reader reads the subscription's stream itself (``_read_messages``): with one channel,
 every worker receives every update of the cluster, its own included; parsing each with
@@ -34,13 +40,15 @@ messages published meanwhile wait in the subscription's buffer, so the order hol
 that caught a key up after a takeover sends a resync request for its topic; every worker
 answers it the same way, in order with the live stream.
 
-Message format, encoded once per publish (the frame text is never re-encoded)::
+Message formats, each encoded once per publish (the frame text is never re-encoded)::
 
-    kind \\n sender \\n topic \\n order \\n final \\n text
+    kind \\n sender \\n topic \\n order \\n final \\n text        (F, R)
+    B \\n sender \\n (topic \\n order \\n final \\n length \\n text)...   (B)
 
-``kind`` is ``F`` (a frame) or ``R`` (resync this topic from the store); unknown kinds are
-ignored, so a newer worker can add one during a rolling upgrade. Neither topics (compact JSON)
-nor frame texts contain a raw newline.
+``kind`` is ``F`` (a frame), ``R`` (resync this topic from the store) or ``B`` (a batch of
+frames, each with its text's length in bytes); unknown kinds are ignored, so a newer worker
+can add one during a rolling upgrade. Neither topics (compact JSON) nor frame texts contain a
+raw newline.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
 
 from redis.asyncio import Redis
@@ -80,6 +89,8 @@ ResyncSource = Callable[
 
 _FRAME = b"F"
 _RESYNC = b"R"
+_BATCH = b"B"
+_BATCH_HEAD = _BATCH + b"\n"
 #: Bytes asked of the subscription's stream per read: many messages at once.
 _READ_BYTES = 1 << 16
 _ARRAY, _PUSH, _BULK, _INTEGER, _SIMPLE, _ERROR = b"*>$:+-"
@@ -101,6 +112,49 @@ def encode(kind: bytes, sender: bytes, frame: Frame) -> bytes:
             frame.text.encode(),
         )
     )
+
+
+def encode_batch(sender: bytes, frames: Sequence[Frame]) -> bytes:
+    """One ``B`` message carrying ``frames``; see the module docstring for the layout."""
+    parts = [_BATCH, sender]
+    for frame in frames:
+        text = frame.text.encode()
+        parts += (
+            (frame.topic or "").encode(),
+            b"" if frame.order is None else str(frame.order).encode(),
+            b"1" if frame.final else b"0",
+            str(len(text)).encode(),
+            text,
+        )
+    return b"\n".join(parts)
+
+
+def decode_batch(data: bytes) -> tuple[bytes, list[Frame]]:
+    """(sender, frames) of a ``B`` message; ValueError if it is malformed."""
+    head = data.split(b"\n", 2)
+    if len(head) < 2 or head[0] != _BATCH:
+        raise ValueError(f"expected a batch message, got {data[:40]!r}")
+    rest = head[2] if len(head) == 3 else b""
+    frames: list[Frame] = []
+    pos, size, find = 0, len(rest), rest.find
+    while pos < size:
+        fields = []
+        for _ in range(4):  # topic, order, final, length
+            end = find(b"\n", pos)
+            if end < 0:
+                raise ValueError("a batch frame's header is cut short")
+            fields.append(rest[pos:end])
+            pos = end + 1
+        topic, order, final, length = fields
+        stop = pos + int(length)
+        if stop > size:
+            raise ValueError(f"a batch frame of {int(length)} bytes runs past the message")
+        text = rest[pos:stop].decode()
+        frames.append(
+            Frame(text, topic.decode() or None, int(order) if order else None, final == b"1")
+        )
+        pos = stop + 1
+    return head[1], frames
 
 
 def decode(data: bytes) -> tuple[bytes, bytes, Frame]:
@@ -226,6 +280,13 @@ class RedisBus:
         self.subscriptions = 0
         #: Frames this worker could not publish because Redis was unreachable.
         self.publish_failures = 0
+        #: Candles waiting for the writer (group commit): the store, a caller's items, and
+        #: the future that caller waits on.
+        self._queued: deque[
+            tuple[RedisCandleStore, Sequence[tuple[BarKey, Candle, Frame]], asyncio.Future[None]]
+        ] = deque()
+        #: The task sending the queue, while there is one.
+        self._writer: asyncio.Task[None] | None = None
 
     def set_resync(self, source: ResyncSource) -> None:
         """Where resyncs read from; set once the stream manager and hub exist."""
@@ -245,44 +306,70 @@ class RedisBus:
         self.deliver_local(frame)
         await self._send(_FRAME, frame)
 
-    async def publish_stored(
-        self, store: CandleStore, key: BarKey, candle: Candle, frame: Frame
-    ) -> None:
-        """Store, then publish — in one round trip when the store is on this bus's Redis.
-        A failed store write raises (as ``store.upsert`` does) and publishes nothing."""
-        if isinstance(store, RedisCandleStore) and store.shares(self._publisher):
-            message = encode(_FRAME, self._sender, frame)
-            await store.upsert_and_publish(key, candle, self._channel, message)
-            self.deliver_local(frame)
-            return
-        await store.upsert(key, candle)
-        await self.publish(frame)
-
     async def publish_stored_many(
         self, store: CandleStore, items: Sequence[tuple[BarKey, Candle, Frame]]
     ) -> None:
-        """``publish_stored`` for each item, in order: with the store on this bus's Redis,
-        one script call per ``PUBLISH_BATCH`` candles stores and publishes them all, then
-        this worker's hub gets that call's frames (never before they are stored)."""
+        """Store each ``(key, candle, frame)``, then publish its frame, in order. With the
+        store on this bus's Redis the items join the write queue (group commit, see the
+        module docstring) and this returns once they are stored, published and delivered to
+        this worker's hub; a failed write raises here and publishes nothing of its batch."""
+        if not items:
+            return
         if not (isinstance(store, RedisCandleStore) and store.shares(self._publisher)):
             for key, candle, frame in items:
                 await store.upsert(key, candle)
                 await self.publish(frame)
             return
-        sender = self._sender
-        for first in range(0, len(items), PUBLISH_BATCH):
-            chunk = items[first : first + PUBLISH_BATCH]
-            await store.upsert_and_publish_many(
-                [(key, candle, encode(_FRAME, sender, frame)) for key, candle, frame in chunk],
-                self._channel,
-            )
-            for _, _, frame in chunk:
-                self.deliver_local(frame)
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.append((store, items, written))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_queued(), name="redis-bus-writer")
+        await written
+
+    async def _write_queued(self) -> None:
+        """Send what is queued, one batch at a time, until the queue is empty: each batch
+        is whole callers' items (up to ``PUBLISH_BATCH`` candles unless one caller brings
+        more) for one store, one script call and one ``B`` message."""
+        queued = self._queued
+        try:
+            while queued:
+                store, items, written = queued.popleft()
+                batch, waiting = list(items), [written]
+                while queued and queued[0][0] is store:
+                    if len(batch) + len(queued[0][1]) > PUBLISH_BATCH:
+                        break
+                    _, items, written = queued.popleft()
+                    batch += items
+                    waiting.append(written)
+                frames = [frame for _, _, frame in batch]
+                try:
+                    await store.store_and_publish(
+                        [(key, candle) for key, candle, _ in batch],
+                        self._channel,
+                        encode_batch(self._sender, frames),
+                    )
+                except Exception as exc:
+                    for written in waiting:
+                        if not written.done():
+                            written.set_exception(exc)
+                    continue
+                for frame in frames:
+                    self.deliver_local(frame)
+                for written in waiting:
+                    if not written.done():
+                        written.set_result(None)
+        finally:
+            self._writer = None
+            while queued:  # cancelled (the bus closing): nobody writes these any more
+                queued.popleft()[2].cancel()
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None
         if reader is not None:
             await cancel_and_wait(reader)
+        writer = self._writer
+        if writer is not None:
+            await cancel_and_wait(writer)
         self._deliver = None
         self.connected = False
 
@@ -391,6 +478,16 @@ class RedisBus:
         raise TimeoutError(f"no confirmation of SUBSCRIBE {self._channel} within 10 s")
 
     async def _handle(self, data: bytes) -> None:
+        if data.startswith(_BATCH_HEAD):
+            try:
+                sender, frames = decode_batch(data)
+            except ValueError:
+                log.warning("ignoring a malformed bus batch: %r", data[:200])
+                return
+            if sender != self._sender:
+                for frame in frames:
+                    self.deliver_local(frame)
+            return
         try:
             kind, sender, frame = decode(data)
         except ValueError:

@@ -10,20 +10,18 @@ followed by a trim, and another worker's read must never see the key without its
 above capacity. A script runs atomically, costs one round trip for a whole batch, and
 redis-py reloads it by itself after a Redis restart flushed the script cache.
 
-Why the same script can also PUBLISH (``upsert_and_publish``): a live candle is stored, then
+Why the same script also PUBLISHes (``store_and_publish``): a live candle is stored, then
 published to the other workers (``bus.redis``). Two round trips per candle doubled the ingest
 path's latency and Redis load; one script does both, in that order, atomically — so a worker
 that receives the update and reads the store always finds the bar there.
 
-Why several keys' candles can go in one script call (``upsert_and_publish_many``): one upstream
-update may move many keys at once (a 1-minute kline and every resolution aggregated from it),
-and a round trip per key made the ingest path wait on Redis once per key: at 11 keys per
-update, a feed awaiting each spent most of its time idle and one worker ingested a few hundred
-updates a second (under 700). One call per batch stores and publishes each candle exactly as the
-one-candle call does (same sorted set, same member, same message on the same channel, each
-candle stored before its own message), atomically for the whole batch. Every key of a batch
-must live on the one Redis server the script runs on, which is what a store and bus sharing a
-client means.
+Why one call takes many keys' candles and one message for all of them: one upstream update
+moves many keys at once (a 1-minute kline and every resolution aggregated from it), and the
+bus gathers the updates that arrive while its previous call is in flight (``bus.redis``). A
+round trip and a message per key made one worker ingest a few hundred updates a second; one
+call per batch stores every candle exactly as a one-candle call would (same sorted set, same
+member), then publishes the batch's one message. Every key of a batch must live on the one
+Redis server the script runs on, which is what a store and bus sharing a client means.
 
 Scores are open times in ms: integers below 2**53, so the double a score is stored as holds
 them exactly.
@@ -41,46 +39,48 @@ from marketcast.market import BarKey, Candle
 from marketcast.redis_health import RedisHealth, store_answer
 from marketcast.types import Millis
 
-#: KEYS[1] the key's sorted set; ARGV[1] the capacity; ARGV[2] a pub/sub channel and ARGV[3]
-#: a message to publish there once stored (empty channel: none); then (open time, member) pairs.
-_UPSERT = """
-for i = 4, #ARGV, 2 do
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[i], ARGV[i])
-  redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
+#: KEYS[i] the i-th candle's sorted set (a key may repeat); ARGV[1] the capacity; ARGV[2] a
+#: pub/sub channel and ARGV[3] a message to publish there once every candle is stored (empty
+#: channel: none); ARGV[4] the candles' open times joined by commas; ARGV[5] their members
+#: joined by newlines (compact JSON holds none). Each candle replaces the bar at its open
+#: time; a new bar then trims its set to the capacity (a replaced one leaves the size as it
+#: was: most writes are a new version of the open bar, and skip the ZCARD). Why the candles
+#: travel in two arguments rather than two each: the client encodes every argument of a
+#: command on its own, and at eleven candles an update that encoding was most of a worker's
+#: ingest cost.
+_STORE = """
+local capacity = tonumber(ARGV[1])
+local members = {}
+for member in string.gmatch(ARGV[5], '[^\\n]+') do
+  members[#members + 1] = member
 end
-local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
-if excess > 0 then
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
+if #members ~= #KEYS then
+  return redis.error_reply('marketcast: ' .. #KEYS .. ' keys but ' .. #members .. ' members')
+end
+local i = 0
+for time in string.gmatch(ARGV[4], '[^,]+') do
+  i = i + 1
+  local key = KEYS[i]
+  local replaced = redis.call('ZREMRANGEBYSCORE', key, time, time)
+  redis.call('ZADD', key, time, members[i])
+  if replaced == 0 then
+    local excess = redis.call('ZCARD', key) - capacity
+    if excess > 0 then
+      redis.call('ZREMRANGEBYRANK', key, 0, excess - 1)
+    end
+  end
+end
+if i ~= #KEYS then
+  return redis.error_reply('marketcast: ' .. #KEYS .. ' keys but ' .. i .. ' open times')
 end
 if ARGV[2] ~= '' then
   redis.call('PUBLISH', ARGV[2], ARGV[3])
 end
-return excess
+return i
 """
 
-#: KEYS[i] the i-th candle's sorted set; ARGV[1] the capacity, ARGV[2] the pub/sub channel;
-#: then per candle (open time, member, message). Each candle as ``_UPSERT`` writes one (replace
-#: the bar at that open time, trim to the capacity), then its message is published.
-_UPSERT_PUBLISH_MANY = """
-local capacity = tonumber(ARGV[1])
-for i = 1, #KEYS do
-  local j = 3 * i
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], ARGV[j], ARGV[j])
-  redis.call('ZADD', KEYS[i], ARGV[j], ARGV[j + 1])
-  local excess = redis.call('ZCARD', KEYS[i]) - capacity
-  if excess > 0 then
-    redis.call('ZREMRANGEBYRANK', KEYS[i], 0, excess - 1)
-  end
-  redis.call('PUBLISH', ARGV[2], ARGV[j + 2])
-end
-return #KEYS
-"""
-
-#: Candles written per script call: bounds the time one call blocks Redis (a 20k-bar
-#: backfill becomes a few short scripts instead of one long one).
-_BATCH = 500
-#: Candles stored and published per ``upsert_and_publish_many`` script call: each costs Redis
-#: a few microseconds, so a call blocks it well under a millisecond.
+#: Candles stored per script call: each costs Redis a few microseconds, so one call blocks it
+#: well under a millisecond (a 20k-bar backfill becomes a few short scripts, not one long one).
 PUBLISH_BATCH = 128
 
 
@@ -132,8 +132,7 @@ class RedisCandleStore:
         #: Namespace of every key this store writes, so deployments can share a Redis.
         self._prefix = prefix
         self._health = health
-        self._upsert = client.register_script(_UPSERT)
-        self._upsert_publish_many = client.register_script(_UPSERT_PUBLISH_MANY)
+        self._store = client.register_script(_STORE)
         #: ``redis_key`` of each key written so far: computed once, it is on the ingest path.
         self._redis_keys: dict[BarKey, str] = {}
 
@@ -149,36 +148,30 @@ class RedisCandleStore:
         return client is self._client
 
     async def upsert(self, key: BarKey, candle: Candle) -> None:
-        await self.upsert_many(key, (candle,))
-
-    async def upsert_and_publish(
-        self, key: BarKey, candle: Candle, channel: str, message: bytes
-    ) -> None:
-        """Store ``candle``, then PUBLISH ``message`` on ``channel``: one round trip, atomic."""
-        args: list[Any] = [self.capacity, channel, message, candle.time, encode_candle(candle)]
-        await self._run(self._upsert(keys=[self.redis_key(key)], args=args))
-
-    async def upsert_and_publish_many(
-        self, items: Sequence[tuple[BarKey, Candle, bytes]], channel: str
-    ) -> None:
-        """Store each ``(key, candle, message)`` and PUBLISH its message on ``channel``, in
-        order: one round trip, atomic, per ``PUBLISH_BATCH`` candles (a caller that delivers
-        what a call carried once it is written passes at most that many)."""
-        for first in range(0, len(items), PUBLISH_BATCH):
-            chunk = items[first : first + PUBLISH_BATCH]
-            args: list[Any] = [self.capacity, channel]
-            for _, candle, message in chunk:
-                args += (candle.time, encode_candle(candle), message)
-            redis_key = self.redis_key
-            keys = [redis_key(key) for key, _, _ in chunk]
-            await self._run(self._upsert_publish_many(keys=keys, args=args))
+        await self.store_and_publish(((key, candle),))
 
     async def upsert_many(self, key: BarKey, candles: Sequence[Candle]) -> None:
-        for first in range(0, len(candles), _BATCH):
-            args: list[Any] = [self.capacity, "", ""]
-            for candle in candles[first : first + _BATCH]:
-                args += (candle.time, encode_candle(candle))
-            await self._run(self._upsert(keys=[self.redis_key(key)], args=args))
+        await self.store_and_publish([(key, candle) for candle in candles])
+
+    async def store_and_publish(
+        self, items: Sequence[tuple[BarKey, Candle]], channel: str = "", message: bytes = b""
+    ) -> None:
+        """Store each ``(key, candle)`` in order, then PUBLISH ``message`` on ``channel`` (none
+        when it is empty): one atomic script call, one round trip, per ``PUBLISH_BATCH``
+        candles; the message goes with the last, once everything before it is stored."""
+        redis_key = self.redis_key
+        for first in range(0, len(items), PUBLISH_BATCH):
+            chunk = items[first : first + PUBLISH_BATCH]
+            publish = first + PUBLISH_BATCH >= len(items)
+            args = (
+                self.capacity,
+                channel if publish else "",
+                message if publish else b"",
+                ",".join([str(candle.time) for _, candle in chunk]),
+                b"\n".join([encode_candle(candle) for _, candle in chunk]),
+            )
+            keys = [redis_key(key) for key, _ in chunk]
+            await self._run(self._store(keys=keys, args=args))
 
     async def last(self, key: BarKey, count: int) -> list[Candle]:
         """The newest ``count`` candles, ascending."""
