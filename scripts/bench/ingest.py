@@ -69,6 +69,8 @@ class IngestPlan:
     rate_warmup_s: float = 2.0
     rate_measure_s: float = 6.0
     stores: tuple[str, ...] = ("memory", "redis")
+    #: Also run the raw baseline's ingest-alone window (``ingest_raw``).
+    raw: bool = True
     #: redis-benchmark requests per command (batch, single, publish).
     bench_requests: tuple[int, int, int] = (30_000, 300_000, 500_000)
 
@@ -234,6 +236,18 @@ async def run_ingest(
             )
             if progress is not None:
                 progress(f"ingest / {store}: {(now_us() - began) / 1e6:.1f} s")
+        if plan.raw:
+            began = now_us()
+            results["raw"] = await _run_raw(
+                plan,
+                clients,
+                log_dir,
+                server_cpu=server_cpu,
+                client_cpu=client_cpu,
+                gc_freeze=gc_freeze,
+            )
+            if progress is not None:
+                progress(f"ingest / raw: {(now_us() - began) / 1e6:.1f} s")
         if "redis" in plan.stores:
             from .ingest_redis import PrivateRedis, redis_ceiling
 
@@ -334,6 +348,29 @@ async def _run_store(
         if redis is not None:
             redis.stop()
     return out
+
+
+async def _run_raw(
+    plan: IngestPlan,
+    clients: list[Child],
+    log_dir: Path,
+    *,
+    server_cpu: int,
+    client_cpu: int,
+    gc_freeze: bool,
+) -> dict[str, Any]:
+    """The raw baseline's ingest-alone window, on the server core, as marketcast's."""
+    args = ["--cpu", str(server_cpu), "--symbols", str(plan.symbols)]
+    args += ["--connections", str(plan.connections)]
+    server = await Child.start("ingest-raw", "scripts.bench.ingest_raw", args, log_dir)
+    try:
+        ready = await server.expect("ready", 60)
+        await server.ask({"cmd": "want"}, "wanted", 60)
+        ctx = Context(plan, server, clients, server_cpu, client_cpu, gc_freeze)
+        window = await _window(ctx, "saturate", 0.0, plan.warmup_s, plan.measure_s)
+        return {"source": ready.get("source"), "ingest": window}
+    finally:
+        await server.stop({"cmd": "stop"}, within=30)
 
 
 async def _connect(ctx: Context, port: int) -> tuple[int, list[str]]:

@@ -167,10 +167,16 @@ class DriveResult:
         }
 
 
+class Upstream(Protocol):
+    """What ``KlineDriver`` drives: ``KlineFeed``, or the raw baseline's (``ingest_raw``)."""
+
+    async def update(self, index: int, seq: int, stamp_us: int) -> int: ...
+
+
 class KlineDriver:
     """Drives ``feed`` from ``connections`` concurrent upstream connections."""
 
-    def __init__(self, feed: KlineFeed, symbols: int, connections: int) -> None:
+    def __init__(self, feed: Upstream, symbols: int, connections: int) -> None:
         if connections < 1 or connections > symbols:
             raise ValueError(f"need 1..{symbols} connections, got {connections}")
         self.feed = feed
