@@ -1,5 +1,5 @@
-"""A fake Binance on loopback: combined kline/aggTrade/book-ticker/mini-ticker streams, REST
-klines and aggTrades.
+"""A fake Binance on loopback: combined kline/aggTrade/book-ticker/mini-ticker/diff-depth
+streams, REST klines, aggTrades and depth (the order books are ``binance_depth``'s).
 
 It speaks the documented wire formats (``marketcast.sim.binance_control`` for the control
 protocol) from a deterministic ``Market``, and it *records* what clients do, so tests can
@@ -14,9 +14,10 @@ the ``B`` field, aggTrade payloads without ``M``), ``fail_rest`` (the next REST 
 with ``Retry-After``, 418 or 500), ``refuse_connections`` (WebSocket handshakes answered 503
 for a while; REST still answers), ``kill``/``restart`` (the process dies: connections
 aborted, port closed; then back), ``rest_delay`` (every klines and aggTrades answer held
-back). Each applies to the trade stream as to the others: trades that happen while a
-connection is down or stalled are never sent on it, and only ``GET /api/v3/aggTrades`` can
-tell them.
+back), ``depth_faults`` (diff-depth events dropped, repeated or swapped, snapshots older than
+the stream; ``true_book`` tells the true book at an update id). Each applies to the trade
+stream as to the others: trades that happen while a connection is down or stalled are never
+sent on it, and only ``GET /api/v3/aggTrades`` can tell them.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from marketcast.book.sim_book import Faults, StrLevels
 from marketcast.sim import binance_control as control
+from marketcast.sim.binance_depth import DEPTH_KINDS, HISTORY, DepthBooks, DepthSession
 from marketcast.sim.binance_rest import KlinesApi, agg_trade_event
 from marketcast.sim.http import is_upgrade, json_response, split
 from marketcast.sim.market import TICK_MS, Agg, Market, after, floor_to
@@ -118,6 +121,8 @@ class _Live:
     pushed: dict[str, int] = field(default_factory=dict)
     #: Stream -> id of the newest trade that happened by the last push (aggTrade only).
     traded: dict[str, int] = field(default_factory=dict)
+    #: Stream -> index of the next depth event to send (``DepthBooks.frames``).
+    depth: dict[str, int] = field(default_factory=dict)
 
 
 class FakeBinance:
@@ -137,8 +142,12 @@ class FakeBinance:
         weight_limit: int = 6000,
         shutdown_grace: float = 0.5,
         rest_delay: float = 0.0,
+        depth_history: int = HISTORY,
     ) -> None:
         self.market = market
+        #: The order books of the depth streams and ``GET /api/v3/depth`` (``depth_history``:
+        #: true states kept per symbol for ``true_book``).
+        self.depth = DepthBooks(market, history=depth_history)
         #: Seconds every klines or aggTrades answer is held back (computed on arrival): a slow
         #: upstream.
         self.rest_delay = rest_delay
@@ -152,7 +161,7 @@ class FakeBinance:
         self.connections: list[ConnectionRecord] = []
         self.omit_optional = False
         #: The REST side (klines, weight, REST faults and records).
-        self.rest = KlinesApi(market, weight_limit)
+        self.rest = KlinesApi(market, weight_limit, self.depth)
         self._stalled_until = 0.0
         self._refuse_until = 0.0
         #: Monotonic times of WebSocket handshakes refused by ``refuse_connections``.
@@ -256,6 +265,26 @@ class FakeBinance:
         """The next ``times`` REST requests answer ``status`` (429/418 with Retry-After)."""
         self.rest.fail(status, times, retry_after)
 
+    def depth_faults(
+        self,
+        *,
+        drop: float = 0.0,
+        duplicate: float = 0.0,
+        reorder: float = 0.0,
+        lagging_snapshot: float = 0.0,
+        max_lag: int = 5,
+    ) -> None:
+        """From the next diff-depth event on, per event: drop it, send it twice, or hold it back
+        and send it after the next one; per ``GET /api/v3/depth``: answer with the book 1 to
+        ``max_lag`` events older than the stream. All zero: no faults. What was injected is in
+        ``depth.records(symbol)``."""
+        self.depth.set_faults(Faults(drop, duplicate, reorder, lagging_snapshot, max_lag))
+
+    def true_book(self, symbol: str, update_id: int) -> tuple[StrLevels, StrLevels] | None:
+        """The true book of ``symbol`` right after ``update_id`` (bids, asks, best first, as
+        decimal strings), if that id ended a recent event (or None)."""
+        return self.depth.true_book(symbol, update_id)
+
     @property
     def rest_requests(self) -> list[tuple[float, str, dict[str, str], int]]:
         return self.rest.requests
@@ -286,7 +315,7 @@ class FakeBinance:
         path, params = split(ws.request) if ws.request else ("", {})
         raw_streams = params.get("streams", "") if path == "/stream" else path.removeprefix("/ws")
         wanted = [s for s in raw_streams.strip("/").split("/") if s]
-        session = control.Session(
+        session = DepthSession(
             self.max_streams, lambda s: s in self.market.tapes, combined=path == "/stream"
         )
         if path not in ("/stream", "/ws") and not path.startswith("/ws/"):
@@ -365,11 +394,15 @@ class FakeBinance:
     def _frames(self, live: _Live) -> list[str]:
         now = self.market.clock.now_ms()
         frames: list[str] = []
-        for gone in live.traded.keys() - live.session.streams.keys():
-            del live.traded[gone]  # unsubscribed: a later subscription starts afresh
+        for cursors in (live.traded, live.depth):
+            for gone in cursors.keys() - live.session.streams.keys():
+                del cursors[gone]  # unsubscribed: a later subscription starts afresh
         for stream in list(live.session.streams):
             symbol_lower, _, kind = stream.partition("@")
             symbol = symbol_lower.upper()
+            if kind in DEPTH_KINDS:
+                frames += self.depth.frames(live.depth, stream, live.session.combined, now)
+                continue
             payloads: list[dict[str, Any]] = []
             if kind.startswith("kline_"):
                 payloads = self._kline_events(live, stream, symbol, kind[6:], now)

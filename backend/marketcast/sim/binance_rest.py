@@ -1,15 +1,15 @@
 """The fake Binance's REST side: ``GET /api/v3/klines`` (and ``uiKlines``), ``aggTrades``,
-``ping``, ``time``.
+``ping``, ``time``, and ``depth`` (answered by ``binance_depth``).
 
 Kline rows are the 12-field arrays Binance documents, aggregate trades the objects it
 documents (``a p q f l T m M``), both computed from the same ``Market`` as the streams: the
 trade with id ``i`` is the tape's tick ``i``, so ``aggTrades`` answers with exactly the trades
 the ``@aggTrade`` stream sent or will send (``agg_trade_event`` is that stream's payload).
 Every answer carries ``X-MBX-USED-WEIGHT-1M`` (Binance's weights: 2 per klines request, 4 per
-aggTrades request, 1 otherwise; counted per real minute); beyond ``weight_limit`` it answers
-429 with ``Retry-After``. Errors are Binance's: 400 with -1121 (invalid symbol), -1120
-(invalid interval), -1102, -1100, -1130, -1128. ``fail`` and ``fault_every`` inject 429
-(``Retry-After``), 418 or 500. Requests are recorded.
+aggTrades request, 5 to 250 per depth request by its ``limit``, 1 otherwise; counted per real
+minute); beyond ``weight_limit`` it answers 429 with ``Retry-After``. Errors are Binance's:
+400 with -1121 (invalid symbol), -1120 (invalid interval), -1102, -1100, -1130, -1128.
+``fail`` and ``fault_every`` inject 429 (``Retry-After``), 418 or 500. Requests are recorded.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from marketcast.sim import binance_control as control
+from marketcast.sim.binance_depth import DepthBooks, depth_weight
 from marketcast.sim.http import is_upgrade, json_response, split
 from marketcast.sim.market import TICK_MS, Agg, Market, after, before, floor_to
 
@@ -77,18 +78,25 @@ def agg_trade_event(
     return event
 
 
-def _weight(path: str) -> int:
-    """The request weight Binance documents: 4 for aggTrades, 2 for klines, 1 otherwise here."""
+def _weight(path: str, params: dict[str, str]) -> int:
+    """The request weight Binance documents: 4 for aggTrades, 2 for klines, 5..250 for depth
+    (by ``limit``), 1 otherwise here."""
     lowered = path.lower()
+    if lowered == "/api/v3/depth":
+        return depth_weight(params.get("limit"))
     return 4 if lowered == "/api/v3/aggtrades" else 2 if "klines" in lowered else 1
 
 
 class KlinesApi:
     """REST routes of the fake Binance, for its ``process_request`` hook."""
 
-    def __init__(self, market: Market, weight_limit: int = 6000) -> None:
+    def __init__(
+        self, market: Market, weight_limit: int = 6000, depth: DepthBooks | None = None
+    ) -> None:
         self.market = market
         self.weight_limit = weight_limit
+        #: The order books ``GET /api/v3/depth`` answers from; None: no such route.
+        self.depth = depth
         #: (monotonic time, path, parameters, HTTP status) of every request.
         self.requests: list[tuple[float, str, dict[str, str], int]] = []
         #: HTTP status -> N: every Nth request answers that status (CLI fault flags).
@@ -111,7 +119,7 @@ class KlinesApi:
 
     def _rest(self, path: str, params: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         minute = int(time.time() // 60)
-        used = (self._weight[1] if self._weight[0] == minute else 0) + _weight(path)
+        used = (self._weight[1] if self._weight[0] == minute else 0) + _weight(path, params)
         self._weight = (minute, used)
         headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
         number = len(self.requests) + 1
@@ -136,6 +144,12 @@ class KlinesApi:
             return status, body, headers
         if path == "/api/v3/aggTrades":
             status, body = self._agg_trades(params)
+            return status, body, headers
+        if path == "/api/v3/depth" and self.depth is not None:
+            symbol = params.get("symbol", "")
+            status, body = self._symbol_error(symbol) or self.depth.answer(
+                symbol, params.get("limit"), self.market.clock.now_ms()
+            )
             return status, body, headers
         return 404, {"code": -1000, "msg": f"Unknown path {path}"}, headers
 
