@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Final
 from pydantic import Field, field_validator
 
 from marketcast.channels.base import Docs, Family, History, Models
+from marketcast.channels.numbers import NUMBERS_ON_THE_WIRE
 from marketcast.errors import ErrorCode, ProtocolError
 from marketcast.market import BarKey, Candle, StreamKey, SymbolInfo
 from marketcast.protocol import (
@@ -159,7 +160,8 @@ class BarsFamily(Family):
     router_module: ClassVar[str | None] = "marketcast.ws.generated.bars"
     docs: ClassVar[Docs] = Docs(
         description="live candles per symbol and resolution, with snapshots.",
-        channel="Candles per symbol and resolution; snapshots and recovery with `since`.",
+        channel="Candles per symbol and resolution; snapshots and recovery with `since`. "
+        + NUMBERS_ON_THE_WIRE,
         subscribe_summary="Receive a symbol's candles at one resolution, after a snapshot.",
         subscribe_description="Subscribe to the topic of (symbol, resolution); with "
         "``snapshot`` or ``since`` the reply carries bars, continuous with the stream.",

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Final
 from pydantic import Field
 
 from marketcast.channels.base import Docs, Family, Models
+from marketcast.channels.numbers import NUMBERS_ON_THE_WIRE
 from marketcast.market import Quote, QuoteKey, StreamKey
 from marketcast.protocol import ClientModel, Reply, ServerModel, SymbolField
 from marketcast.types import Topic
@@ -98,7 +99,7 @@ class QuotesFamily(Family):
     router_module: ClassVar[str | None] = "marketcast.ws.generated.quotes"
     docs: ClassVar[Docs] = Docs(
         description="live quotes (bid, ask, last) per symbol.",
-        channel="Quotes (bid, ask, last) per symbol.",
+        channel="Quotes (bid, ask, last) per symbol. " + NUMBERS_ON_THE_WIRE,
         subscribe_summary="Receive a symbol's quotes.",
         subscribe_description="Subscribe to the topic of a symbol's quotes.",
         update_noun="quotes",

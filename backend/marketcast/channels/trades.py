@@ -17,6 +17,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 from pydantic import Field
 
 from marketcast.channels.base import Docs, Family, History, Models
+from marketcast.channels.numbers import NUMBERS_ON_THE_WIRE
 from marketcast.market import RecentRecord, StreamKey
 from marketcast.protocol import ClientModel, Integral, Reply, ServerModel, SymbolField
 from marketcast.types import Millis, Topic
@@ -143,7 +144,7 @@ class TradesFamily(Family):
         channel="Trades per symbol (Binance aggregate trades; the simulator's trades), "
         "each exactly once and in id order, also across upstream drops; a snapshot of the "
         f"newest {KEPT} with `snapshot`. Symbols whose source has no trades (Twelve Data "
-        "forex) refuse the subscription with `unsupported_channel`.",
+        "forex) refuse the subscription with `unsupported_channel`. " + NUMBERS_ON_THE_WIRE,
         subscribe_summary="Receive a symbol's trades, after a snapshot of the newest ones.",
         subscribe_description="Subscribe to the topic of a symbol's trades; with "
         "``snapshot`` the reply carries the newest trades, continuous with the stream by id.",

@@ -11,6 +11,13 @@ is emitted with ``closed=True`` exactly once.
   coarse bar is recomputed from the latest version of each finer bar instead of accumulating
   deltas, which would double count volume and keep stale highs and lows.
 
+Both add volumes, and a binary float sum of decimal values is noisy (``0.1 + 0.2`` is
+``0.30000000000000004``), so every sum goes through ``decimal_sum``: the one place where a
+value bound for the wire is computed rather than copied (see "Numbers on the wire" in
+docs/websocket.md). It lives here, not in a module of its own, because the layering
+(docs/architecture.md) lets every feed import this module, and the ones that add already do;
+open, high, low and close are only ever selected, never computed.
+
 All buckets are UTC and come from ``marketcast.timeframes``.
 """
 
@@ -24,6 +31,53 @@ from typing import NamedTuple
 from marketcast.market import Candle
 from marketcast.timeframes import bucket_start, next_bucket, nominal_ms, previous_bucket
 from marketcast.types import Millis, Resolution
+
+# -- decimal values -----------------------------------------------------------------------------
+
+
+def decimals_of(value: float) -> int:
+    """How many decimals the decimal value ``value`` stands for has: those of its shortest
+    repr, the text ``repr`` and orjson write (``5.43488`` -> 5, ``1e-05`` -> 5, ``12.0`` -> 0).
+
+    A float parsed from an upstream's decimal string (``float("21.63272000")``) has exactly
+    the string's significant decimals, as long as the string has at most 15 significant
+    digits. Infinities and NaN count as 0, so arithmetic on them goes on as before instead of
+    raising on the ingest path; the parsers refuse them where the upstream could send them.
+    """
+    if value % 1 == 0:  # the fast path: whole volumes (stocks, forex), zero; ints too
+        return 0
+    text = repr(value)  # a float, not whole: below 2**52, "0.25", "1e-05", "1.5e-07", "inf"
+    point = text.find(".")
+    if "e" not in text:
+        return len(text) - point - 1 if point >= 0 else 0
+    mantissa, _, exponent = text.partition("e")
+    return (len(mantissa) - point - 1 if point >= 0 else 0) - int(exponent)
+
+
+def decimal_sum(a: float, b: float) -> float:
+    """``a + b`` as decimal values: the float nearest to the exact decimal sum, so its shortest
+    repr is that sum (``decimal_sum(0.1, 0.2)`` is ``0.3``). A difference is
+    ``decimal_sum(a, -b)``.
+
+    The rule: the sum is rounded to the most decimals either term has (``decimals_of``). The
+    exact decimal sum of values with at most ``d`` decimals has at most ``d`` decimals, so the
+    rounding drops no digit of it, only the binary noise. Unlike rounding to a configured
+    precision it needs no instrument metadata (the Twelve Data feed has none), cannot cut a
+    value finer than expected (an upstream may change a symbol's step size), and keeps to the
+    instrument's decimals whenever the terms do (the simulator rounds its prices and sizes to
+    them).
+
+    Exact while ``|a| + |b|``, counted in units of the last decimal, stays below 2**51 (about
+    2.2e15: 15 significant digits; 22 million BTC at 8 decimals, 22 billion shares at 5): the
+    error of the float sum, the terms' own included, is then below half a unit of the last
+    decimal, and ``round`` is correctly rounded. Beyond that a double cannot hold such a
+    decimal anyway, and the result still has at most that many decimals: no noise is added.
+    Properties checked against ``decimal.Decimal``: tests/unit/test_decimal_sums.py.
+    """
+    if a % 1 == 0 and b % 1 == 0:  # the fast path: whole numbers (below 2**53) add exactly
+        return a + b
+    places = max(decimals_of(a), decimals_of(b))
+    return round(a + b, places) if places else a + b  # NaN and infinities as they are
 
 
 def _flat_bars(
@@ -122,7 +176,7 @@ class CandleBuilder:
                     max(bar.high, price),
                     min(bar.low, price),
                     price,
-                    bar.volume + size,
+                    decimal_sum(bar.volume, size),
                 )
                 self._bar = bar
                 return [bar]
@@ -197,14 +251,16 @@ class _Summary(NamedTuple):
 
 
 def _summarize(parts: Sequence[Candle]) -> _Summary:
-    """Fold ``parts`` (ascending, non-empty) left to right, the same order a direct sum uses,
-    so incremental and batch results are equal to the last bit."""
+    """Fold ``parts`` (ascending, non-empty) left to right. The volume is an exact decimal sum
+    (``decimal_sum``), so it does not depend on the order; the fold keeps the order of a direct
+    sum anyway, so incremental and batch results are equal to the last bit even beyond the
+    magnitudes where the sum is exact."""
     first = parts[0]
     high, low, volume = first.high, first.low, first.volume
     for part in parts[1:]:
         high = max(high, part.high)
         low = min(low, part.low)
-        volume += part.volume
+        volume = decimal_sum(volume, part.volume)
     return _Summary(first.open, high, low, volume)
 
 
@@ -285,7 +341,7 @@ class CandleAggregator:
                         self._settled.open,
                         max(self._settled.high, previous.high),
                         min(self._settled.low, previous.low),
-                        self._settled.volume + previous.volume,
+                        decimal_sum(self._settled.volume, previous.volume),
                     )
                 )
             self._newest = candle.time
@@ -310,7 +366,7 @@ class CandleAggregator:
             max(settled.high, newest.high),
             min(settled.low, newest.low),
             newest.close,
-            settled.volume + newest.volume,
+            decimal_sum(settled.volume, newest.volume),
         )
 
     def _finish(self) -> None:

@@ -390,7 +390,12 @@ def _int(obj: Mapping[Any, Any], field: object) -> int:
 
 
 def _decimal(obj: Mapping[Any, Any], field: object) -> float:
-    """A decimal Binance writes as a string (``"60685.22000000"``); numbers are tolerated."""
+    """A decimal Binance writes as a string (``"60685.22000000"``); numbers are tolerated.
+
+    ``float`` of a decimal of up to 15 significant digits is the double whose shortest repr
+    is that decimal (``60685.22``), which orjson writes back: the value reaches the wire as
+    sent, with no conversion of our own to add noise (docs/websocket.md, "Numbers on the
+    wire"). Arithmetic on these values goes through ``aggregate.decimal_sum``."""
     value = obj.get(field)
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise UpstreamFormatError(f"field {field!r} must be a decimal string, got {value!r}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from marketcast.feeds.aggregate import decimal_sum
 from marketcast.feeds.binance_protocol import BookTickerEvent, MiniTickerEvent
 from marketcast.market import Quote
 from marketcast.types import Millis
@@ -152,7 +153,7 @@ class QuoteAssembler:
             return None
         change = change_percent = None
         if self.open_24h:
-            change = self.last - self.open_24h
+            change = decimal_sum(self.last, -self.open_24h)  # no binary noise on the wire
             change_percent = round(change / self.open_24h * 100, 4)
         return Quote(now, self.bid, self.ask, self.last, self.volume, change, change_percent)
 

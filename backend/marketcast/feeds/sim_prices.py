@@ -20,6 +20,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Final
 
+from marketcast.feeds.aggregate import decimal_sum
 from marketcast.market import Candle, Quote
 from marketcast.timeframes import bucket_start
 from marketcast.types import Millis, Symbol
@@ -34,10 +35,16 @@ _KNOWN_STARTS: Final = {"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0, "EUR/USD": 1.08
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    """How one symbol's prices behave; derived from its asset class and name."""
+    """How one symbol's prices behave; derived from its asset class and name.
+
+    ``decimals`` and ``size_decimals`` are the instrument's precision: every price and size
+    the model makes up is rounded to them (``price``, ``size``), and every value computed from
+    those is an exact decimal sum (``aggregate.decimal_sum``), so no simulated number on the
+    wire has more decimals than its instrument (docs/websocket.md, "Numbers on the wire")."""
 
     asset_class: str
     start: float
+    #: Price decimals (a tick is ``10**-decimals``).
     decimals: int
     #: Volatility of the log price per sqrt(second).
     sigma: float
@@ -47,6 +54,7 @@ class Profile:
     spread: float
     #: Typical trade value in quote currency; sizes are this over the price.
     notional: float
+    #: Size and volume decimals (the smallest trade is ``10**-size_decimals``).
     size_decimals: int
 
     def price(self, level: float) -> float:
@@ -145,14 +153,18 @@ class Walk:
             self.day, self.day_open, self.day_volume = day, self.price, 0.0
         self.price = self.profile.price(self.level)
         size = self.profile.size(self.price, self.rng.lognormvariate(0, 0.75))
-        self.day_volume += size
+        self.day_volume = decimal_sum(self.day_volume, size)
         return self.price, size
 
     def quote(self, now: Millis) -> Quote:
-        """Bid/ask at least one tick either side of the last price, so bid < ask always."""
+        """Bid/ask at least one tick either side of the last price, so bid < ask always.
+
+        Made-up values (the half spread) are rounded to the instrument's price decimals;
+        values computed from decimal ones (bid, ask, change, the day's volume) are exact
+        decimal sums (``decimal_sum``), so they have at most the instrument's decimals too."""
         price, places = self.price, self.profile.decimals
         half = max(round(price * self.profile.spread / 2, places), 10.0**-places)
-        change = round(price - self.day_open, places)
-        volume = round(self.day_volume, self.profile.size_decimals)
-        bid, ask = round(price - half, places), round(price + half, places)
-        return Quote(now, bid, ask, price, volume, change, round(change / self.day_open * 100, 4))
+        change = decimal_sum(price, -self.day_open)
+        bid, ask = decimal_sum(price, -half), decimal_sum(price, half)
+        percent = round(change / self.day_open * 100, 4)
+        return Quote(now, bid, ask, price, self.day_volume, change, percent)

@@ -286,6 +286,9 @@ def _optional_decimal(row: Mapping[str, Any], field: str) -> float | None:
 
 
 def _decimal(row: Mapping[str, Any], field: str) -> float:
+    """A decimal string (``"1.06490"``) as the double whose shortest repr is its value
+    (``1.0649``): it reaches the wire as sent (docs/websocket.md, "Numbers on the wire");
+    the 3-minute bars add volumes with ``aggregate.decimal_sum``."""
     value = row.get(field)
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise TwelveDataFormatError(f"field {field!r} must be a decimal string, got {value!r}")
