@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from marketcast.channels.base import Family, Registry
+from marketcast.channels.base import Family, History, Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "backend" / "marketcast" / "ws" / "generic.py.j2"
@@ -53,6 +53,7 @@ def family_values(family: Family) -> dict[str, Any]:
         "item": models.item.__name__ if models.item is not None else None,
         "item_module": models.item.__module__ if models.item is not None else None,
         "snapshot_field": family.snapshot_field,
+        "state": family.history is History.STATE,
         "snapshot": "snapshot" in models.subscribe.model_fields,
         "since": "since" in models.subscribe.model_fields,
         "subscribe_summary": docs.subscribe_summary,

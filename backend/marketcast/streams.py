@@ -19,12 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 from contextlib import suppress
+from typing import Any
 
+from marketcast.book.binance_sync import Applied, Reset
+from marketcast.book.served import Cancellable, ServedBooks
 from marketcast.bus.base import Bus
 from marketcast.channels.bars import bar_update
 from marketcast.channels.base import History, Registry
+from marketcast.channels.orderbook import UPDATE_TYPE as BOOK_UPDATE
+from marketcast.channels.orderbook import BookKey
 from marketcast.channels.registry import default_registry
 from marketcast.cluster.ownership import LocalOwnership, Ownership
 from marketcast.errors import ConfigurationError, FeedError, ProtocolError
@@ -38,6 +44,10 @@ from marketcast.types import Millis, Symbol, Topic
 from marketcast.wire import Frame
 
 log = logging.getLogger("marketcast.streams")
+
+
+def _call_later(delay: float, callback: Callable[[], None]) -> Cancellable:
+    return asyncio.get_running_loop().call_later(delay, callback)
 
 
 class StreamManager:
@@ -105,6 +115,12 @@ class StreamManager:
         #: over); clients must see each once, so anything at or before it is not published.
         self._last_final: dict[StreamKey, int] = {}
         self.repeats_dropped = 0
+        #: The order books of the book keys this worker runs upstream (``STATE`` families):
+        #: their views, frames and subscribe snapshots; frames go to this worker's hub only
+        #: (``on_book``).
+        self.books = ServedBooks(
+            bus.publish_local, _call_later, time.monotonic, update_type=BOOK_UPDATE
+        )
 
     # -- catalog ------------------------------------------------------------------------------
 
@@ -204,14 +220,20 @@ class StreamManager:
         if self.channels.of_key(key).history is History.SERIES:
             assert isinstance(key, BarKey)
             await self.ensure_history(key)
-        await self._ownership.want(key)  # watches the key upstream if this worker owns it
+        if self.channels.of_key(key).history is History.STATE:
+            await self.start_upstream(key)  # every worker runs its own (see ``on_book``)
+        else:
+            await self._ownership.want(key)  # watches the key upstream if this worker owns it
         log.info("stream started: %s", self.topic(key))
 
     async def _stop_key(self, key: StreamKey) -> None:
         task = self._running.pop(key, None)
         if task is None:
             return
-        await self._ownership.unwant(key)
+        if self.channels.of_key(key).history is History.STATE:
+            await self.stop_upstream(key)
+        else:
+            await self._ownership.unwant(key)
         log.info("stream stopped: %s", self.topic(key))
 
     def _feed_for(self, symbol: Symbol) -> Feed:
@@ -220,11 +242,15 @@ class StreamManager:
     # -- cluster.ownership.Upstream: what the ownership drives ------------------------------
 
     async def start_upstream(self, key: StreamKey) -> None:
+        if isinstance(key, BookKey):  # served here before its first change arrives
+            self.books.watch(key.symbol, self.topic(key), key.mode, key.depth)
         await self._feed_for(key.symbol).watch(key)
         self._staleness.tracker.watching(key, self._staleness.clock())
 
     async def stop_upstream(self, key: StreamKey) -> None:
         self._staleness.tracker.forget(key)
+        if isinstance(key, BookKey):
+            self.books.unwatch(key.symbol, self.topic(key))
         await self._feed_for(key.symbol).unwatch(key)
 
     def serves(self, key: StreamKey) -> bool:
@@ -448,6 +474,28 @@ class StreamManager:
             record = RecentRecord(order, family.record(event))
             await self._recent.append(self.channels.key_id(key), record, family.snapshot_max)
         await self._bus.publish(frame)
+
+    async def on_book(self, symbol: Symbol, change: Applied | Reset) -> None:
+        """A change of ``symbol``'s book from its feed (``book.binance_sync`` outcomes): the
+        served views of it publish what their modes say (``book.served``).
+
+        Why every worker runs its own books, outside the cluster's leases, and delivers
+        their frames to its own hub only (``Bus.publish_local``): a diff means something
+        only to a client holding the book it applies to, and that book (a subscribe reply's)
+        is the one of the worker the client is on. One owner publishing diffs over the bus
+        would leave every other worker with diffs and no book. Binance's update ids are the
+        same for every worker, so their ``seq`` agree; the cost is one depth connection per
+        worker and symbol."""
+        if isinstance(change, Reset):
+            self.books.on_reset(symbol, change)
+        else:
+            self.books.on_applied(symbol, change)
+
+    def state(self, key: StreamKey) -> dict[str, Any] | None:
+        """A ``STATE`` key's state now (the book of a book key), None while it has none."""
+        if isinstance(key, BookKey):
+            return self.books.snapshot(key.symbol, self.topic(key))
+        return None
 
     async def recent(self, key: StreamKey, count: int) -> list[RecentRecord]:
         """The newest ``count`` kept events of a ``RECENT`` family's key, oldest first."""

@@ -56,6 +56,8 @@ class Snapshot:
     #: The newest element's order and finality, for the hold's de-duplication.
     last_order: int | None
     last_final: bool
+    #: A ``STATE`` family's state (``orderbook``: the book), None when it has none yet.
+    state: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,8 @@ class SubscribeResult:
     snapshot: list[dict[str, Any]] | None
     #: With ``since`` only: whether ``snapshot`` holds every bar since then.
     recovered: bool | None = None
+    #: A ``STATE`` family's state as the reply carries it (``orderbook``: the book).
+    state: dict[str, Any] | None = None
 
 
 #: May this connection subscribe to this topic of this route? (The per-topic authorization
@@ -115,14 +119,16 @@ class Subscriptions:
         key = self.resolve(route, symbol, params)
         family = self._channels.of_key(key)
         topic = self._streams.topic(key)
-        wants_history = family.history is not History.NONE and (snapshot > 0 or since is not None)
+        wants_history = family.history is History.STATE or (
+            family.history is not History.NONE and (snapshot > 0 or since is not None)
+        )
         if topic in conn.subscriptions:
             # Idempotent: the live stream continues untouched; a requested snapshot is
             # answered from the store as it is now.
             if not wants_history:
                 return SubscribeResult(topic, "already subscribed", None)
             found = await self._snapshot(conn, family, key, snapshot, since)
-            return SubscribeResult(topic, "already subscribed", found.records, found.recovered)
+            return _result(topic, "already subscribed", family, found)
         await self._check_allowed(conn, route, topic)
         if self.free_slots(conn) <= 0:
             raise self.too_many_error()
@@ -149,7 +155,7 @@ class Subscriptions:
             hold.abandon()
             raise
         hold.arm(found.last_order, found.last_final)
-        return SubscribeResult(topic, "subscribed", found.records, found.recovered)
+        return _result(topic, "subscribed", family, found)
 
     async def check(
         self, conn: SubscriberConnection, route: str, symbol: Symbol, params: Mapping[str, Any]
@@ -209,6 +215,14 @@ class Subscriptions:
     ) -> Snapshot:
         """The history a reply carries; its size, and what the feed fetched to find it, are
         added to ``conn.work``."""
+        if family.history is History.STATE:
+            # Read now, with no await since the hub registration: continuous with the stream.
+            state = self._streams.state(key)
+            if state is None:
+                return Snapshot([], None, None, False, None)
+            conn.work += len(state.get("bids", ())) + len(state.get("asks", ()))
+            order = state.get("seq") if family.state_ordered(key) else None
+            return Snapshot([], None, order, True, state)
         if family.history is History.RECENT:
             kept = family.joined(await self._streams.recent(key, count))
             conn.work += len(kept)
@@ -250,3 +264,9 @@ class Subscriptions:
                 f"since {since} is after the open of the bar after the newest one ({latest}): "
                 "expected the open time after your last closed bar",
             )
+
+
+def _result(topic: Topic, message: str, family: Family, found: Snapshot) -> SubscribeResult:
+    if family.history is History.STATE:
+        return SubscribeResult(topic, message, None, None, found.state)
+    return SubscribeResult(topic, message, found.records, found.recovered)

@@ -25,6 +25,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request
 
+from marketcast.channels.orderbook import BookKey
 from marketcast.channels.trades import Trade, TradeKey
 from marketcast.feeds.binance import BinanceFeed
 from marketcast.feeds.binance_protocol import (
@@ -530,7 +531,7 @@ async def test_the_feed_offers_trades_and_delivers_them_through_on_event() -> No
         reconnect_max=30.0,
         timeout=1.0,
     )
-    assert all(i.kinds == {BarKey, QuoteKey, TradeKey} for i in feed.symbols())
+    assert all(i.kinds == {BarKey, QuoteKey, TradeKey, BookKey} for i in feed.symbols())
     sink = Sink()
     await feed.start(sink)
     try:

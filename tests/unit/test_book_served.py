@@ -62,7 +62,9 @@ def payload(frame: Frame) -> dict[str, Any]:
 
 def served(clock: Clock) -> tuple[ServedBooks, list[Frame]]:
     frames: list[Frame] = []
-    return ServedBooks(frames.append, clock.call_later, lambda: clock.now), frames
+    return ServedBooks(
+        frames.append, clock.call_later, lambda: clock.now, update_type="orderbook.update"
+    ), frames
 
 
 def reset(seq: int) -> Reset:

@@ -12,8 +12,11 @@ from marketcast.wire import Frame
 topics = st.one_of(
     st.none(), st.from_regex(r'bars:\{"resolution":"[0-9DWM]{1,3}"\}', fullmatch=True)
 )
-# Frame texts are compact JSON: any character but a raw newline (JSON escapes it).
-texts = st.text(alphabet=st.characters(blacklist_characters="\n"), max_size=60)
+# Frame texts are compact JSON from orjson: any character but a raw newline (JSON escapes
+# it) or a lone surrogate (not valid UTF-8: orjson never writes one).
+texts = st.text(
+    alphabet=st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)), max_size=60
+)
 frames = st.builds(
     Frame,
     texts,

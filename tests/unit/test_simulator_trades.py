@@ -6,10 +6,12 @@ run is hours of trading in no real time and the same run twice is the same data.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from itertools import pairwise
 
 import pytest
 
+from marketcast.channels.orderbook import BookKey
 from marketcast.channels.trades import Trade, TradeKey
 from marketcast.feeds.simulator import SimulatorFeed
 from marketcast.market import BarKey, Candle, QuoteKey, StreamKey
@@ -78,7 +80,7 @@ def test_every_symbol_advertises_trades() -> None:
     feed = make_feed(FakeTime())
     infos = feed.symbols()
     assert [i.symbol for i in infos] == list(DEFAULT_SIM_SYMBOLS)
-    assert all(i.kinds == {BarKey, QuoteKey, TradeKey} for i in infos)
+    assert all(i.kinds == {BarKey, QuoteKey, TradeKey, BookKey} for i in infos)
 
 
 async def test_watching_an_unknown_symbol_or_kind_is_refused() -> None:
@@ -109,11 +111,10 @@ async def test_trades_make_up_the_candles_of_their_bucket() -> None:
         assert sum(b.closed for b in bars) >= len(bars) - 1
         for bar in bars:
             bucket = by_bucket[bar.time]
-            volume = 0.0
-            for trade in bucket:  # in the order the builder added them up
-                volume += trade.quantity
+            # The exact decimal sum of the sizes, not a float one (issue 14: no binary noise).
+            volume = sum((Decimal(repr(t.quantity)) for t in bucket), Decimal(0))
             prices = [t.price for t in bucket]
-            assert (bar.open, bar.high, bar.low, bar.close, bar.volume) == (
+            assert (bar.open, bar.high, bar.low, bar.close, Decimal(repr(bar.volume))) == (
                 prices[0],
                 max(prices),
                 min(prices),

@@ -33,8 +33,6 @@ from marketcast.types import Topic
 from marketcast.wire import Frame, envelope
 
 Mode = Literal["levels", "diff"]
-#: The message type of every book update.
-UPDATE_TYPE: Final = "orderbook.update"
 #: Seconds between two levels frames of one topic, at most.
 LEVELS_INTERVAL: Final = 0.1
 
@@ -84,6 +82,7 @@ class ServedBooks:
         call_later: CallLater,
         clock: Callable[[], float],
         *,
+        update_type: str,
         interval: float = LEVELS_INTERVAL,
     ) -> None:
         if interval <= 0:
@@ -93,6 +92,8 @@ class ServedBooks:
         self._call_later = call_later
         self._clock = clock
         self._interval = interval
+        #: The message type of every update (the family's: ``channels.orderbook``).
+        self._update_type = update_type
         self._books: dict[str, _Book] = {}
 
     # -- topics ---------------------------------------------------------------------------
@@ -125,7 +126,7 @@ class ServedBooks:
         for view in book.views.values():
             if view.mode == "diff":
                 payload = {"seq": reset.seq, "prev_seq": None, "reset": True}
-                self._publish(_diff_frame(view.topic, symbol, book.time, bids, asks, payload))
+                self._publish(self._diff_frame(view.topic, symbol, book.time, bids, asks, payload))
             else:
                 self._levels_changed(symbol, book, view)
 
@@ -142,7 +143,9 @@ class ServedBooks:
         for view in book.views.values():
             if view.mode == "diff":
                 payload = {"seq": applied.seq, "prev_seq": applied.prev_seq}
-                self._publish(_diff_frame(view.topic, symbol, applied.time, bids, asks, payload))
+                self._publish(
+                    self._diff_frame(view.topic, symbol, applied.time, bids, asks, payload)
+                )
             else:
                 self._levels_changed(symbol, book, view)
 
@@ -194,19 +197,18 @@ class ServedBooks:
             "bids": top[0],
             "asks": top[1],
         }
-        self._publish(Frame(envelope(UPDATE_TYPE, payload), view.topic))
+        self._publish(Frame(envelope(self._update_type, payload), view.topic))
 
-
-def _diff_frame(
-    topic: Topic,
-    symbol: str,
-    time: int | None,
-    bids: list[list[float]],
-    asks: list[list[float]],
-    seqs: dict[str, Any],
-) -> Frame:
-    """A diff-mode update: final and ordered by ``seq`` (see the module docstring)."""
-    payload = {"topic": topic, "symbol": symbol, "mode": "diff", **seqs, "time": time}
-    payload["bids"], payload["asks"] = bids, asks
-    return Frame(envelope(UPDATE_TYPE, payload), topic, int(seqs["seq"]), True)
-
+    def _diff_frame(
+        self,
+        topic: Topic,
+        symbol: str,
+        time: int | None,
+        bids: list[list[float]],
+        asks: list[list[float]],
+        seqs: dict[str, Any],
+    ) -> Frame:
+        """A diff-mode update: final and ordered by ``seq`` (see the module docstring)."""
+        payload = {"topic": topic, "symbol": symbol, "mode": "diff", **seqs, "time": time}
+        payload["bids"], payload["asks"] = bids, asks
+        return Frame(envelope(self._update_type, payload), topic, int(seqs["seq"]), True)

@@ -20,6 +20,11 @@ class Bus(Protocol):
 
     async def publish(self, frame: Frame) -> None: ...
 
+    def publish_local(self, frame: Frame) -> None:
+        """Deliver ``frame`` to this worker's hub only, now: an update that means something
+        only here (an order book diff of this worker's own book, ``StreamManager.on_book``)."""
+        ...
+
     async def publish_stored_many(
         self, store: CandleStore, items: Sequence[tuple[BarKey, Candle, Frame]]
     ) -> None:

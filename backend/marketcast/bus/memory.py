@@ -25,6 +25,9 @@ class MemoryBus:
         self._deliver = deliver
 
     async def publish(self, frame: Frame) -> None:
+        self.publish_local(frame)
+
+    def publish_local(self, frame: Frame) -> None:
         if self._deliver is not None:
             self._deliver(frame)
 

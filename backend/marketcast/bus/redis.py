@@ -375,6 +375,12 @@ class RedisBus:
 
     # -- resync -------------------------------------------------------------------------------
 
+    def publish_local(self, frame: Frame) -> None:
+        """``Bus.publish_local``: this worker's hub only, never Redis."""
+        deliver = self._deliver
+        if deliver is not None:
+            deliver(frame)
+
     def deliver_local(self, frame: Frame) -> None:
         """Hand ``frame`` to this worker's hub unless the guard has seen it (or newer)."""
         deliver = self._deliver

@@ -38,6 +38,9 @@ class History(Enum):
     SERIES = "series"
     #: The newest N events per key, in memory or Redis (``store.recent``): ``snapshot``.
     RECENT = "recent"
+    #: The current state, served by the worker that runs the key and read at the instant of
+    #: subscribing: every subscribe reply carries it (``orderbook``, ``book.served``).
+    STATE = "state"
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,12 @@ class Family:
         """The event a kept element stands for (``record``'s inverse): a resync rebuilds
         its update from it."""
         raise NotImplementedError(f"the {self.route} family keeps no recent events")
+
+    def state_ordered(self, key: StreamKey) -> bool:
+        """A ``STATE`` family: whether ``key``'s updates are ordered by the state's ``seq``
+        (final, each applying to the one before: a diff), so the snapshot hold drops those
+        the state already holds; otherwise every update after the subscription is newer."""
+        return False
 
     def stale_after(self, key: StreamKey) -> float | None:
         """Seconds of upstream silence after which the key is stale; None: the default cap."""

@@ -43,8 +43,8 @@ class StoreResync:
         keys = streams.active_keys() if topics is None else streams.active_keys_of(topics)
         for key in keys:
             family = streams.channels.of_key(key)
-            if family.history is History.NONE:
-                continue
+            if family.history in (History.NONE, History.STATE):
+                continue  # nothing stored to replay: a state's subscribers resubscribe
             topic = streams.topic(key)
             start = floor(topic)
             if start is None or self._hub.subscriber_count(topic) == 0:

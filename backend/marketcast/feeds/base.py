@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
+from marketcast.book.binance_sync import Applied, Reset
 from marketcast.errors import ServiceUnavailable
 from marketcast.market import BarKey, Candle, Quote, StreamKey, SymbolInfo
 from marketcast.types import Millis, Symbol
@@ -29,6 +30,11 @@ class FeedSink(Protocol):
         ...
 
     async def on_quote(self, symbol: Symbol, quote: Quote) -> None: ...
+
+    async def on_book(self, symbol: Symbol, change: Applied | Reset) -> None:
+        """A change of ``symbol``'s order book, joined to its upstream by update ids
+        (``book.binance_sync``): a diff applied, or the whole book after a (re)join."""
+        ...
 
     async def on_event(self, key: StreamKey, event: object) -> None:
         """One upstream event of a key of a family without history rules of its own (a

@@ -34,6 +34,10 @@ Shape of the I/O (the rules themselves are pure, in ``binance_protocol`` and ``g
   bounded fill gives up and logs the ids it leaves out. A watch starts from the newest
   trades (``GET /api/v3/aggTrades`` without an id, before the stream is subscribed), so a
   first subscriber's snapshot is the symbol's recent tape and the stream joins it by id.
+- Order books (``BookKey``) are ``<symbol>@depth@100ms`` joined to ``GET /api/v3/depth`` by
+  update ids (``binance_depth.BinanceDepthLink``, one per symbol with a watched book key, on
+  a connection of its own: its snapshots and resyncs come and go with the book); every
+  change, a diff or a (re)join, goes to the sink as ``on_book``.
 """
 
 from __future__ import annotations
@@ -44,9 +48,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from marketcast.book.binance_sync import Applied, Reset
+from marketcast.channels.orderbook import BookKey
 from marketcast.channels.trades import KEPT, Trade, TradeKey
 from marketcast.errors import ConfigurationError, FeedError
 from marketcast.feeds.base import FeedSink, log_sink_failure
+from marketcast.feeds.binance_depth import BinanceDepthLink
 from marketcast.feeds.binance_link import Link
 from marketcast.feeds.binance_protocol import (
     CONNECTION_ATTEMPT_WINDOW,
@@ -123,6 +130,9 @@ class BinanceFeed:
         self._syncs: dict[BarKey, SeriesSync] = {}
         self._sync_tasks: dict[BarKey, asyncio.Task[None]] = {}
         self._quotes: dict[Symbol, QuoteAssembler] = {}
+        #: Per symbol with a watched book key: the link keeping its book joined to the diff
+        #: stream (a connection of its own: a book's stream and snapshots come and go with it).
+        self._depth: dict[Symbol, BinanceDepthLink] = {}
         #: Trade keys: their order, held live trades and gap fills.
         self.trades = TradeFills(
             emit=self._emit_trade,
@@ -142,7 +152,7 @@ class BinanceFeed:
         self.gap_fills = 0
 
     def symbols(self) -> Sequence[SymbolInfo]:
-        kinds = frozenset({BarKey, QuoteKey, TradeKey})
+        kinds = frozenset({BarKey, QuoteKey, TradeKey, BookKey})
         return [SymbolInfo(s, "crypto", self.name, RESOLUTIONS, kinds) for s in self._symbols]
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -160,6 +170,9 @@ class BinanceFeed:
 
     async def close(self) -> None:
         await self.trades.close()
+        depth, self._depth = list(self._depth.values()), {}
+        for link in depth:
+            await link.close()
         tasks = [*self._tasks, *self._sync_tasks.values()]
         tasks += [link.task for link in self._links if link.task is not None]
         for task in tasks:
@@ -177,6 +190,9 @@ class BinanceFeed:
         if key.symbol not in self._symbols:
             raise ValueError(f"binance feed does not serve {key.symbol!r}: {self._symbols}")
         self._watched.add(key)
+        if isinstance(key, BookKey):
+            await self._watch_book(key.symbol)
+            return
         if isinstance(key, TradeKey):
             self.trades.watch(key)
             await self._seed_trades(key)
@@ -190,6 +206,12 @@ class BinanceFeed:
 
     async def unwatch(self, key: StreamKey) -> None:
         self._watched.discard(key)
+        if isinstance(key, BookKey):
+            if not any(isinstance(k, BookKey) and k.symbol == key.symbol for k in self._watched):
+                book_link = self._depth.pop(key.symbol, None)
+                if book_link is not None:
+                    await book_link.close()
+            return
         task = self._sync_tasks.pop(key, None) if isinstance(key, BarKey) else None
         if task is not None:
             task.cancel()
@@ -203,6 +225,27 @@ class BinanceFeed:
             if link.size() == 0:  # nothing left to carry: close it rather than keep it idle
                 self._links.remove(link)
                 await link.stop()
+
+    async def _watch_book(self, symbol: Symbol) -> None:
+        if symbol in self._depth:
+            return
+        book_link = BinanceDepthLink(
+            [symbol],
+            ws_url=self.ws_url,
+            rest_url=self.rest_url,
+            on_book=self._on_book,
+            reconnect_min=self.reconnect[0],
+            reconnect_max=self.reconnect[1],
+            timeout=self.timeout,
+            rng=self.rng,
+        )
+        self._depth[symbol] = book_link
+        await book_link.start()
+
+    async def _on_book(self, symbol: Symbol, change: Applied | Reset) -> None:
+        sink = self._sink
+        if sink is not None and symbol in self._depth:
+            await sink.on_book(symbol, change)
 
     async def fetch_history(self, key: BarKey, end: Millis | None, limit: int) -> list[Candle]:
         candles = await self._client().before(key, end, limit, max_wait=self.timeout)

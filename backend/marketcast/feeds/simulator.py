@@ -22,10 +22,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
+from marketcast.channels.orderbook import BookKey
 from marketcast.channels.trades import TradeKey
 from marketcast.errors import ConfigurationError
 from marketcast.feeds.aggregate import CandleBuilder
 from marketcast.feeds.base import FeedSink, log_sink_failure
+from marketcast.feeds.sim_books import SimBooks
 from marketcast.feeds.sim_history import HistoryMemo
 from marketcast.feeds.sim_prices import Walk, bar_between, profile_for, stable_seed
 from marketcast.feeds.sim_trades import TradeTape
@@ -48,7 +50,7 @@ MAX_BACKFILL_BARS: Final = 1000
 _MIN_SLEEP: Final = 0.001
 _SYMBOL_RE: Final = re.compile(SYMBOL_PATTERN)
 #: The key classes every simulated symbol can be watched with.
-KINDS: Final[frozenset[type[StreamKey]]] = frozenset({BarKey, QuoteKey, TradeKey})
+KINDS: Final[frozenset[type[StreamKey]]] = frozenset({BarKey, QuoteKey, TradeKey, BookKey})
 
 
 class SimulatorFeed:
@@ -83,6 +85,8 @@ class SimulatorFeed:
         }
         #: Per symbol, for the feed's lifetime: trade ids go on across unwatch and re-watch.
         self._tapes = {s: TradeTape(w.price) for s, w in self._walks.items()}
+        #: The order books of symbols with a watched book key, moved by each tick's price.
+        self._books = SimBooks(seed)
         #: Insertion-ordered set (sets of str-keyed objects iterate in a salted order).
         self._watched: dict[StreamKey, None] = {}
         #: Bar keys whose builder the live stream owns: from the start of ``watch`` (its
@@ -186,11 +190,23 @@ class SimulatorFeed:
             # step that spans the whole pause.
             walk.time = max(walk.time, self.now())
         self._watched[key] = None
+        if isinstance(key, BookKey) and not self._books.running(key.symbol):
+            profile = walk.profile
+            changes = self._books.start(
+                key.symbol, walk.price, profile.decimals, profile.size_decimals
+            )
+            if self._sink is not None:
+                for change in changes:
+                    await _guarded(self._sink.on_book(key.symbol, change), key)
 
     async def unwatch(self, key: StreamKey) -> None:
         self._watched.pop(key, None)
         if isinstance(key, BarKey):
             self._live.discard(key)
+        if isinstance(key, BookKey) and not any(
+            isinstance(k, BookKey) and k.symbol == key.symbol for k in self._watched
+        ):
+            self._books.stop(key.symbol)
 
     async def _backfill(self, sink: FeedSink, key: BarKey, builder: CandleBuilder) -> None:
         """Close every bucket that ended while ``key`` was not watched and hand the bars to
@@ -294,8 +310,12 @@ class SimulatorFeed:
                     continue
                 elif isinstance(key, TradeKey):
                     await _guarded(sink.on_event(key, trade), key)
+                elif isinstance(key, BookKey):
+                    continue  # the symbol's book moves once per tick, below
                 else:
                     await _guarded(sink.on_quote(symbol, walk.quote(now)), key)
+            for change in self._books.step(symbol, price, now):
+                await _guarded(sink.on_book(symbol, change), keys[0])
         if by_symbol:
             self._last_delivery = self._clock()
 

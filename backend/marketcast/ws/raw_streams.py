@@ -154,7 +154,11 @@ def stream_opener(
                 with _naming(number, path, combined):
                     route = path.family.route
                     await subscriptions.subscribe(conn, route, path.symbol, _params(path))
+                    # No reply to wait for: a family whose subscribe holds its updates back
+                    # until the reply (a state, ``orderbook``) streams from here on.
+                    conn.settle(ok=True)
         except ProtocolError as exc:
+            conn.settle(ok=False)
             conn.reply(envelope("error", {"code": exc.code.value, "message": exc.message}))
             log.info("raw stream of %s refused: %s", conn.uid, exc.message)
             await conn.close_after_flush(CloseCode.STREAM_NOT_SERVED, exc.code.value, close_timeout)

@@ -16,6 +16,9 @@ export type ServerMessage =
   | BarsUpdateMessage
   | ErrorMessage
   | NoticeMessage
+  | OrderbookSubscribeResponseMessage
+  | OrderbookUnsubscribeResponseMessage
+  | OrderbookUpdateMessage
   | PongMessage
   | QuotesSubscribeResponseMessage
   | QuotesUnsubscribeResponseMessage
@@ -57,6 +60,8 @@ export type TradesParams = Record<string, never>;
 export type ClientMessage =
   | BarsSubscribeMessage
   | BarsUnsubscribeMessage
+  | OrderbookSubscribeMessage
+  | OrderbookUnsubscribeMessage
   | PingMessage
   | QuotesSubscribeMessage
   | QuotesUnsubscribeMessage
@@ -206,6 +211,107 @@ export interface NoticePayload {
   close_in_ms: number;
 }
 /**
+ * Reply to orderbook.subscribe.
+ */
+export interface OrderbookSubscribeResponseMessage {
+  type: "orderbook.subscribe.response";
+  payload: OrderbookSubscribeResponsePayload;
+  /**
+   * The `id` of the `orderbook.subscribe` request this answers, if it had one.
+   */
+  id?: string | number;
+}
+/**
+ * Reply to ``orderbook.subscribe``; ``book`` is the book at the instant of subscribing
+ * (null only while the upstream book is not joined yet: it then comes as a ``reset``).
+ */
+export interface OrderbookSubscribeResponsePayload {
+  status: "ok" | "error";
+  symbol: string;
+  message: string;
+  topic: string;
+  book?: BookSnapshot | null;
+}
+/**
+ * The book at ``seq``: every level (``diff``) or the best ``depth`` (``levels``), each
+ * side best first.
+ */
+export interface BookSnapshot {
+  /**
+   * The upstream update id of the last change in this book.
+   */
+  seq: number;
+  /**
+   * Upstream time of that change, ms UTC (absent: unknown).
+   */
+  time?: number | null;
+  /**
+   * `[price, quantity]`, highest price first.
+   */
+  bids: [unknown, unknown][];
+  /**
+   * `[price, quantity]`, lowest price first.
+   */
+  asks: [unknown, unknown][];
+}
+/**
+ * Reply to orderbook.unsubscribe.
+ */
+export interface OrderbookUnsubscribeResponseMessage {
+  type: "orderbook.unsubscribe.response";
+  payload: OrderbookUnsubscribeResponsePayload;
+  /**
+   * The `id` of the `orderbook.unsubscribe` request this answers, if it had one.
+   */
+  id?: string | number;
+}
+/**
+ * Reply to ``orderbook.unsubscribe``.
+ */
+export interface OrderbookUnsubscribeResponsePayload {
+  status: "ok" | "error";
+  symbol: string;
+  message: string;
+  topic: string;
+}
+/**
+ * The book changed.
+ */
+export interface OrderbookUpdateMessage {
+  type: "orderbook.update";
+  payload: OrderbookUpdatePayload;
+}
+/**
+ * A change of the book: the best levels (``levels``) or the changed ones (``diff``).
+ */
+export interface OrderbookUpdatePayload {
+  topic: string;
+  symbol: string;
+  mode: "levels" | "diff";
+  /**
+   * The upstream update id of the last change included.
+   */
+  seq: number;
+  /**
+   * Upstream time of that change, ms UTC (null: unknown).
+   */
+  time?: number | null;
+  bids: [unknown, unknown][];
+  asks: [unknown, unknown][];
+  /**
+   * `levels` only: levels per side.
+   */
+  depth?: number | null;
+  /**
+   * `diff` only: the `seq` this diff applies to; null on a `reset`. A client holding another `seq` missed a diff and must resubscribe.
+   */
+  prev_seq?: number | null;
+  /**
+   * `diff` only, true: the whole book again after an upstream resync; replace the book held with it.
+   */
+  reset?: boolean | null;
+}
+/**
  * Reply to ping.
  */
 export interface PongMessage {
@@ -298,7 +404,12 @@ export interface SubscriptionsListResponseMessage {
  * Reply to ``subscriptions.list``: every topic this connection receives, in the order it subscribed, each with its route, symbol and params.
  */
 export interface SubscriptionsListResponsePayload {
-  subscriptions: (BarsListedSubscription | QuotesListedSubscription | TradesListedSubscription)[];
+  subscriptions: (
+    | BarsListedSubscription
+    | QuotesListedSubscription
+    | TradesListedSubscription
+    | OrderbookListedSubscription
+  )[];
 }
 /**
  * One ``bars`` subscription of this connection.
@@ -336,6 +447,28 @@ export interface TradesListedSubscription {
   topic: string;
   symbol: string;
   params: TradesParams;
+}
+/**
+ * One ``orderbook`` subscription of this connection.
+ */
+export interface OrderbookListedSubscription {
+  route: "orderbook";
+  topic: string;
+  symbol: string;
+  params: OrderbookParams;
+}
+/**
+ * Topic parameters of the ``orderbook`` route.
+ */
+export interface OrderbookParams {
+  /**
+   * `levels`: the best `depth` levels, at most every 100 ms, latest wins. `diff`: a full snapshot in the reply, then every change with `prev_seq` and `seq`.
+   */
+  mode?: "levels" | "diff";
+  /**
+   * Levels per side in `levels` mode (default 20); not allowed in `diff` mode, which serves the whole book.
+   */
+  depth?: (5 | 10 | 20 | 50) | null;
 }
 /**
  * Reply to trades.subscribe.
@@ -459,6 +592,48 @@ export interface BarsUnsubscribePayload {
   params: BarsParams;
 }
 /**
+ * Receive a symbol's order book, after the book as it is now.
+ */
+export interface OrderbookSubscribeMessage {
+  type: "orderbook.subscribe";
+  payload: OrderbookSubscribePayload;
+  /**
+   * Optional request id; the reply and any `error` for this request echo it.
+   */
+  id?: string | number;
+}
+/**
+ * Subscribe to a symbol's order book in one mode; the reply carries the book.
+ */
+export interface OrderbookSubscribePayload {
+  /**
+   * Upper-case symbol, e.g. `BTCUSDT`, `EUR/USD`, `AAPL`.
+   */
+  symbol: string;
+  params?: OrderbookParams;
+}
+/**
+ * Stop receiving order book updates for a symbol (idempotent).
+ */
+export interface OrderbookUnsubscribeMessage {
+  type: "orderbook.unsubscribe";
+  payload: OrderbookUnsubscribePayload;
+  /**
+   * Optional request id; the reply and any `error` for this request echo it.
+   */
+  id?: string | number;
+}
+/**
+ * Stop receiving a symbol's order book in one mode.
+ */
+export interface OrderbookUnsubscribePayload {
+  /**
+   * Upper-case symbol, e.g. `BTCUSDT`, `EUR/USD`, `AAPL`.
+   */
+  symbol: string;
+  params?: OrderbookParams;
+}
+/**
  * Application-level ping; answered by pong.
  */
 export interface PingMessage {
@@ -575,6 +750,8 @@ export interface TradesUnsubscribePayload {
 export interface ReplyTypes {
   "bars.subscribe": "bars.subscribe.response";
   "bars.unsubscribe": "bars.unsubscribe.response";
+  "orderbook.subscribe": "orderbook.subscribe.response";
+  "orderbook.unsubscribe": "orderbook.unsubscribe.response";
   "ping": "pong";
   "quotes.subscribe": "quotes.subscribe.response";
   "quotes.unsubscribe": "quotes.unsubscribe.response";

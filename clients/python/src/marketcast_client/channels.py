@@ -19,6 +19,13 @@ from .models import (
     BarsUnsubscribeMessage,
     BarsUnsubscribePayload,
     BarsUpdatePayload,
+    OrderbookParams,
+    OrderbookSubscribeMessage,
+    OrderbookSubscribePayload,
+    OrderbookSubscribeResponsePayload,
+    OrderbookUnsubscribeMessage,
+    OrderbookUnsubscribePayload,
+    OrderbookUpdatePayload,
     QuotesParams,
     QuotesSubscribeMessage,
     QuotesSubscribePayload,
@@ -46,6 +53,23 @@ BARS: Final = Family(
     update_type="bars.update",
     update=BarsUpdatePayload,
     replay_field="bars",
+    resume_snapshot=None,
+)
+
+
+#: Updates of a ``orderbook`` subscription are ``OrderbookUpdatePayload``.
+OrderbookSubscription: TypeAlias = Subscription[
+    OrderbookSubscribeResponsePayload, OrderbookUpdatePayload
+]
+ORDERBOOK: Final = Family(
+    name="orderbook",
+    subscribe=OrderbookSubscribeMessage,
+    reply=OrderbookSubscribeResponsePayload,
+    unsubscribe=OrderbookUnsubscribeMessage,
+    unsubscribe_payload=OrderbookUnsubscribePayload,
+    update_type="orderbook.update",
+    update=OrderbookUpdatePayload,
+    replay_field=None,
     resume_snapshot=None,
 )
 
@@ -81,7 +105,12 @@ TRADES: Final = Family(
 
 
 #: Every family, by name: how the core routes ``<family>.update`` frames.
-FAMILIES: Final[Mapping[str, Family[Any, Any]]] = {"bars": BARS, "quotes": QUOTES, "trades": TRADES}
+FAMILIES: Final[Mapping[str, Family[Any, Any]]] = {
+    "bars": BARS,
+    "orderbook": ORDERBOOK,
+    "quotes": QUOTES,
+    "trades": TRADES,
+}
 
 
 class GeneratedChannels(ClientCore):
@@ -118,6 +147,29 @@ class GeneratedChannels(ClientCore):
             symbol=symbol, params=BarsParams(resolution=resolution), snapshot=snapshot, since=since
         )
         return await self._subscribe(BARS, payload)
+
+    async def subscribe_orderbook(
+        self,
+        symbol: str,
+        *,
+        mode: Literal["levels", "diff"] = "levels",
+        depth: Literal[5, 10, 20, 50] | None = None,
+    ) -> OrderbookSubscription:
+        """
+        Receive a symbol's order book, after the book as it is now.
+
+        Subscribe to the topic of (symbol, mode, depth); the reply's ``book`` is the book at
+        that instant, continuous with the updates that follow.
+
+        Answered by `orderbook.subscribe.response`.
+
+        Returns once the server confirmed; iterate the subscription for ``OrderbookUpdatePayload``.
+        Raises a ``ServerError`` subclass when the server refuses the subscription.
+        """
+        payload = OrderbookSubscribePayload(
+            symbol=symbol, params=OrderbookParams(mode=mode, depth=depth)
+        )
+        return await self._subscribe(ORDERBOOK, payload)
 
     async def subscribe_quotes(self, symbol: str) -> QuotesSubscription:
         """

@@ -204,6 +204,79 @@ class BarsUpdateMessage(ServerModel):
     payload: BarsUpdatePayload
 
 
+class BookSnapshot(ServerModel):
+    """
+    The book at ``seq``: every level (``diff``) or the best ``depth`` (``levels``), each
+    side best first.
+    """
+
+    #: The upstream update id of the last change in this book.
+    seq: int
+    #: Upstream time of that change, ms UTC (absent: unknown).
+    time: int | None = None
+    #: `[price, quantity]`, highest price first.
+    bids: list[Annotated[list[Any], Field(min_length=2, max_length=2)]]
+    #: `[price, quantity]`, lowest price first.
+    asks: list[Annotated[list[Any], Field(min_length=2, max_length=2)]]
+
+
+class OrderbookParams(ServerModel):
+    """Topic parameters of the ``orderbook`` route."""
+
+    #: `levels`: the best `depth` levels, at most every 100 ms, latest wins. `diff`: a full snapshot
+    #: in the reply, then every change with `prev_seq` and `seq`.
+    mode: Literal["levels", "diff"] = "levels"
+    #: Levels per side in `levels` mode (default 20); not allowed in `diff` mode, which serves the
+    #: whole book.
+    depth: Literal[5, 10, 20, 50] | None = None
+
+
+class OrderbookSubscribePayload(ClientModel):
+    """Subscribe to a symbol's order book in one mode; the reply carries the book."""
+
+    #: Upper-case symbol, e.g. `BTCUSDT`, `EUR/USD`, `AAPL`.
+    symbol: Annotated[
+        str, Field(pattern=r"^[A-Z0-9][A-Z0-9.\-]{0,19}(/[A-Z0-9][A-Z0-9.\-]{0,19})?$")
+    ]
+    params: OrderbookParams | None = None
+
+
+class OrderbookSubscribeMessage(ClientModel):
+    """Receive a symbol's order book, after the book as it is now."""
+
+    type: Literal["orderbook.subscribe"] = "orderbook.subscribe"
+    payload: OrderbookSubscribePayload
+    #: Optional request id; the reply and any `error` for this request echo it.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+class OrderbookUnsubscribePayload(ClientModel):
+    """Stop receiving a symbol's order book in one mode."""
+
+    #: Upper-case symbol, e.g. `BTCUSDT`, `EUR/USD`, `AAPL`.
+    symbol: Annotated[
+        str, Field(pattern=r"^[A-Z0-9][A-Z0-9.\-]{0,19}(/[A-Z0-9][A-Z0-9.\-]{0,19})?$")
+    ]
+    params: OrderbookParams | None = None
+
+
+class OrderbookUnsubscribeMessage(ClientModel):
+    """Stop receiving order book updates for a symbol (idempotent)."""
+
+    type: Literal["orderbook.unsubscribe"] = "orderbook.unsubscribe"
+    payload: OrderbookUnsubscribePayload
+    #: Optional request id; the reply and any `error` for this request echo it.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
 class PingPayload(ClientModel):
     """An application-level ping; browsers cannot see protocol pings, so clients use this."""
 
@@ -345,6 +418,8 @@ class TradesUnsubscribeMessage(ClientModel):
 ClientMessage: TypeAlias = Annotated[
     BarsSubscribeMessage
     | BarsUnsubscribeMessage
+    | OrderbookSubscribeMessage
+    | OrderbookUnsubscribeMessage
     | PingMessage
     | QuotesSubscribeMessage
     | QuotesUnsubscribeMessage
@@ -415,6 +490,92 @@ class NoticeMessage(ServerModel):
 
     type: Literal["notice"] = "notice"
     payload: NoticePayload
+
+
+class OrderbookListedSubscription(ServerModel):
+    """One ``orderbook`` subscription of this connection."""
+
+    route: Literal["orderbook"] = "orderbook"
+    topic: str
+    symbol: str
+    params: OrderbookParams
+
+
+class OrderbookSubscribeResponsePayload(ServerModel):
+    """
+    Reply to ``orderbook.subscribe``; ``book`` is the book at the instant of subscribing
+    (null only while the upstream book is not joined yet: it then comes as a ``reset``).
+    """
+
+    status: Literal["ok", "error"]
+    symbol: str
+    message: str
+    topic: str
+    book: BookSnapshot | None = None
+
+
+class OrderbookSubscribeResponseMessage(ServerModel):
+    """Reply to orderbook.subscribe."""
+
+    type: Literal["orderbook.subscribe.response"] = "orderbook.subscribe.response"
+    payload: OrderbookSubscribeResponsePayload
+    #: The `id` of the `orderbook.subscribe` request this answers, if it had one.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+class OrderbookUnsubscribeResponsePayload(ServerModel):
+    """Reply to ``orderbook.unsubscribe``."""
+
+    status: Literal["ok", "error"]
+    symbol: str
+    message: str
+    topic: str
+
+
+class OrderbookUnsubscribeResponseMessage(ServerModel):
+    """Reply to orderbook.unsubscribe."""
+
+    type: Literal["orderbook.unsubscribe.response"] = "orderbook.unsubscribe.response"
+    payload: OrderbookUnsubscribeResponsePayload
+    #: The `id` of the `orderbook.unsubscribe` request this answers, if it had one.
+    id: (
+        Annotated[str, Field(max_length=64)]
+        | Annotated[int, Field(ge=-9007199254740991, le=9007199254740991)]
+        | None
+    ) = None
+
+
+class OrderbookUpdatePayload(ServerModel):
+    """A change of the book: the best levels (``levels``) or the changed ones (``diff``)."""
+
+    topic: str
+    symbol: str
+    mode: Literal["levels", "diff"]
+    #: The upstream update id of the last change included.
+    seq: int
+    #: Upstream time of that change, ms UTC (null: unknown).
+    time: int | None = None
+    bids: list[Annotated[list[Any], Field(min_length=2, max_length=2)]]
+    asks: list[Annotated[list[Any], Field(min_length=2, max_length=2)]]
+    #: `levels` only: levels per side.
+    depth: int | None = None
+    #: `diff` only: the `seq` this diff applies to; null on a `reset`. A client holding another
+    #: `seq` missed a diff and must resubscribe.
+    prev_seq: int | None = None
+    #: `diff` only, true: the whole book again after an upstream resync; replace the book held with
+    #: it.
+    reset: bool | None = None
+
+
+class OrderbookUpdateMessage(ServerModel):
+    """The book changed."""
+
+    type: Literal["orderbook.update"] = "orderbook.update"
+    payload: OrderbookUpdatePayload
 
 
 class PongPayload(ServerModel):
@@ -526,7 +687,10 @@ class SubscriptionsListResponsePayload(ServerModel):
     """
 
     subscriptions: list[
-        BarsListedSubscription | QuotesListedSubscription | TradesListedSubscription
+        BarsListedSubscription
+        | QuotesListedSubscription
+        | TradesListedSubscription
+        | OrderbookListedSubscription
     ]
 
 
@@ -627,6 +791,9 @@ ServerMessage: TypeAlias = Annotated[
     | BarsUpdateMessage
     | ErrorMessage
     | NoticeMessage
+    | OrderbookSubscribeResponseMessage
+    | OrderbookUnsubscribeResponseMessage
+    | OrderbookUpdateMessage
     | PongMessage
     | QuotesSubscribeResponseMessage
     | QuotesUnsubscribeResponseMessage
