@@ -21,6 +21,7 @@ from .errors import (
     ServerError,
     SubscriptionRefused,
 )
+from .orderbook import BookChange, BookGapError, Level, OrderBook
 from .subscription import (
     Recovery,
     Subscribed,
@@ -31,6 +32,8 @@ from .subscription import (
 
 __all__ = [
     "Backoff",
+    "BookChange",
+    "BookGapError",
     "ClientClosed",
     "ConnectFailed",
     "ConnectionLost",
@@ -39,8 +42,10 @@ __all__ = [
     "HandshakeRefused",
     "InternalServerError",
     "InvalidRequest",
+    "Level",
     "MarketcastClient",
     "MarketcastError",
+    "OrderBook",
     "Recovery",
     "RetryLater",
     "ServerError",
