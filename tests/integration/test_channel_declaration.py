@@ -98,7 +98,14 @@ def test_the_router_is_rendered_from_the_declaration(tree: Path) -> None:
     assert "payload: TicksSubscribePayload, client: Connection" in router
     # The shipped families come from the same registry, next to it.
     rendered = {path.name for path in (tree / ticks_family.ROUTER_PACKAGE).glob("*.py")}
-    assert rendered == {"__init__.py", "bars.py", "quotes.py", "trades.py", "ticks.py"}
+    assert rendered == {
+        "__init__.py",
+        "bars.py",
+        "quotes.py",
+        "trades.py",
+        "orderbook.py",
+        "ticks.py",
+    }
 
 
 def test_the_document_has_the_family(tree: Path) -> None:

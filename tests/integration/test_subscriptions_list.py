@@ -28,6 +28,8 @@ KEYS: Final = [
     ("quotes", "AAPL", {}),
     ("trades", "ETHUSDT", {}),
     ("trades", "BTCUSDT", {}),
+    ("orderbook", "BTCUSDT", {"mode": "levels", "depth": 10}),
+    ("orderbook", "ETHUSDT", {"mode": "diff"}),
 ]
 STEPS: Final = 60
 
