@@ -15,11 +15,22 @@
  * are missing after one (more than the server keeps came meanwhile, or a restarted server
  * numbers its trades anew), the tape starts over with a fresh snapshot. It follows the symbol,
  * not the resolution.
+ *
+ * The depth ladder above the tape (`ladder.ts`) shows the symbol's best 10 asks and bids: a
+ * `LevelsBook` (the order book in `levels` mode at depth 10), whose every update replaces the
+ * levels shown; the client renews it after a reconnect like any subscription. It follows the
+ * symbol too.
  */
 
-import { connect, type ConnectionState, type Resolution } from "@marketcast/frontend-types";
+import {
+  connect,
+  type ConnectionState,
+  LevelsBook,
+  type Resolution,
+} from "@marketcast/frontend-types";
 import { fetchHistory, fetchSymbols, type SymbolEntry } from "./api.js";
 import { ChartView, library } from "./charting.js";
+import { DepthLadder, LEVELS } from "./ladder.js";
 import { ROWS, TradeTape } from "./tape.js";
 
 /** Bars of REST history shown at first (the server keeps up to 1000 per key). */
@@ -85,6 +96,11 @@ async function main(): Promise<() => void> {
     element("trades", HTMLTableSectionElement),
     element("tape-note", HTMLElement),
   );
+  const ladder = new DepthLadder(
+    element("asks", HTMLTableSectionElement),
+    element("bids", HTMLTableSectionElement),
+    element("book-note", HTMLElement),
+  );
   const client = connect(webSocketUrl(base), {
     onError: (error) => status(error.message, "error"),
     onNotice: (notice) => status(`server: ${notice.message}`),
@@ -133,6 +149,9 @@ async function main(): Promise<() => void> {
   let tapeSymbol: string | undefined;
   let stopTape: (() => void) | undefined;
   let tapeGeneration = 0;
+  /** The ladder's symbol and levels (they outlive resolution changes too). */
+  let ladderSymbol: string | undefined;
+  let levels: LevelsBook | undefined;
   const teardown = () => {
     generation += 1;
     tapeGeneration += 1;
@@ -140,8 +159,29 @@ async function main(): Promise<() => void> {
     stop = undefined;
     stopTape?.();
     stopTape = undefined;
+    levels?.close();
+    levels = undefined;
     client.close();
     view.remove();
+  };
+
+  /** Show `symbol`'s best levels on the ladder, replaced by every update. */
+  const startLadder = (symbol: string) => {
+    levels?.close();
+    ladderSymbol = symbol;
+    ladder.reset(symbol);
+    const mine = new LevelsBook(client, symbol, {
+      depth: LEVELS,
+      onChange: (change) => {
+        if (mine === levels) ladder.show(change);
+      },
+      onError: (event) => {
+        if (mine !== levels) return;
+        if (event.code === "unsupported_channel") ladder.say("this symbol's source has no book");
+        else ladder.say(`${event.message}${event.willRetry ? " (retrying)" : ""}`);
+      },
+    });
+    levels = mine;
   };
 
   /** Show `symbol`'s trades on the tape: its newest `ROWS` first, then each new one. */
@@ -196,6 +236,7 @@ async function main(): Promise<() => void> {
     stop = undefined;
     history.replaceState(null, "", `?${new URLSearchParams({ symbol, resolution })}`);
     if (symbol !== tapeSymbol) startTape(symbol);
+    if (symbol !== ladderSymbol) startLadder(symbol);
     status(`loading ${symbol} history…`);
     const bars = await fetchHistory(base, symbol, resolution, HISTORY_BARS);
     if (mine !== generation) return; // another choice was made meanwhile
@@ -280,6 +321,7 @@ async function main(): Promise<() => void> {
       teardown,
       snapshot: (tail?: number) => view.snapshot(tail),
       tape: () => tape.snapshot(),
+      ladder: () => ladder.snapshot(),
     },
   });
   return teardown;

@@ -4,7 +4,7 @@
  * `subscriptions.ts`; each route's history rules (snapshots, resuming) are in `history.ts`.
  */
 
-import type { Bar, ErrorCode, TradeRecord } from "./generated/messages.js";
+import type { Bar, BookSnapshot, ErrorCode, TradeRecord } from "./generated/messages.js";
 import type { RequestError, TimeoutError } from "./errors.js";
 import type { Route, SubscribeReplyOf } from "./protocol.js";
 
@@ -36,6 +36,13 @@ export interface SubscribedEvent {
    * Empty for other routes.
    */
   readonly trades: TradeRecord[];
+  /**
+   * `orderbook` only: the book this (re)subscribe brought, read by the server for this very
+   * reply (also for a listener joining a topic already subscribed) and continuous with the
+   * updates that follow; null while the server's book is not joined yet (it then comes as a
+   * `reset` update). Absent for other routes. `OrderBook` (`orderbook.ts`) is built on it.
+   */
+  readonly book?: BookSnapshot | null;
   /** True for a renewal after a reconnect. */
   readonly resubscribed: boolean;
 }

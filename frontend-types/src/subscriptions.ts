@@ -16,7 +16,7 @@ import { retryLater } from "./closecodes.js";
 import type { Connection, UpdateMessage } from "./connection.js";
 import { noop, quiet } from "./connection.js";
 import { ConnectionError, type MarketcastError, RequestError, TimeoutError } from "./errors.js";
-import type { Bar, TradeRecord } from "./generated/messages.js";
+import type { Bar, BookSnapshot, TradeRecord } from "./generated/messages.js";
 import {
   type AnyFamily,
   type Backfill,
@@ -42,6 +42,14 @@ import { buildTopic } from "./topics.js";
 
 /** Updates held for one listener while its backfill is on its way: at most this many. */
 const MAX_HELD = 1_000;
+
+/**
+ * Routes whose subscribe reply carries the stream's state at that instant (`orderbook`'s
+ * `book`), which the updates that follow continue: a listener joining such a topic asks for a
+ * reply of its own (the server answers "already subscribed" with the state as it is now),
+ * since the reply that confirmed the topic is out of date by then.
+ */
+const STATEFUL: ReadonlySet<Route> = new Set<Route>(["orderbook"]);
 
 /** A live update of any route, as the table handles them. */
 type Update = UpdateMessage["payload"];
@@ -342,8 +350,12 @@ export class Subscriptions {
 
   /** A listener joins a topic already subscribed on this connection. */
   #join(entry: TopicEntry, listener: Listener): void {
-    if (listener.backfill === undefined && entry.lastReply !== undefined) {
-      this.#confirm(listener, entry.lastReply, { recovered: true, ...brought(entry, []) });
+    if (
+      listener.backfill === undefined &&
+      entry.lastReply !== undefined &&
+      !STATEFUL.has(entry.route)
+    ) {
+      this.#confirm(listener, entry.lastReply, { recovered: true, ...brought(entry, [], undefined) });
       return;
     }
     void this.#backfillFor(entry, listener);
@@ -362,7 +374,8 @@ export class Subscriptions {
       (reply) => {
         if (!entry.listeners.has(listener)) return;
         const mine = this.#giveBackfill(entry, listener, itemsOf(entry.family, reply));
-        this.#confirm(listener, reply, { recovered: recoveredOf(reply), ...brought(entry, mine) });
+        const event = { recovered: recoveredOf(reply), ...brought(entry, mine, reply) };
+        this.#confirm(listener, reply, event);
       },
       (error: unknown) =>
         this.#failed(entry, [listener], error, generation, () => void this.#backfillFor(entry, listener)),
@@ -411,11 +424,12 @@ export class Subscriptions {
         continue;
       }
       // A listener still owed its backfill gets it from this reply; the others the renewal.
-      if (wanted === undefined)
-        this.#confirm(listener, reply, { recovered: resumed, ...brought(entry, recoveredItems) });
-      else {
+      if (wanted === undefined) {
+        const event = { recovered: resumed, ...brought(entry, recoveredItems, reply) };
+        this.#confirm(listener, reply, event);
+      } else {
         const mine = this.#giveBackfill(entry, listener, items);
-        this.#confirm(listener, reply, { recovered: complete, ...brought(entry, mine) });
+        this.#confirm(listener, reply, { recovered: complete, ...brought(entry, mine, reply) });
       }
     }
     // Then what arrived before this reply was handled, after the items it recovered.
@@ -490,10 +504,20 @@ export class Subscriptions {
   }
 }
 
-/** `items` as the field of `SubscribedEvent` that has them; the other fields are empty. */
-function brought(entry: TopicEntry, items: object[]): Pick<SubscribedEvent, "bars" | "trades"> {
+/**
+ * `items` as the field of `SubscribedEvent` that has them; the other fields are empty. A
+ * stateful route's event also carries the state `reply` brought (its `book`).
+ */
+function brought(
+  entry: TopicEntry,
+  items: object[],
+  reply: SubscribeReply | undefined,
+): Pick<SubscribedEvent, "bars" | "trades" | "book"> {
   const event = { bars: [] as Bar[], trades: [] as TradeRecord[] };
   const field = entry.family?.field;
   if (field !== undefined) event[field] = items as Bar[] & TradeRecord[];
-  return event;
+  if (reply === undefined || !STATEFUL.has(entry.route)) return event;
+  // The server leaves a null book out of the reply: absent means "not joined yet" as well.
+  const book: BookSnapshot | null = "book" in reply.payload ? (reply.payload.book ?? null) : null;
+  return { ...event, book };
 }

@@ -67,6 +67,12 @@ export function describe(message: ServerMessage): string {
       const side: "buy" | "sell" = message.payload.side;
       return `${message.payload.id} ${side}`;
     }
+    case "orderbook.subscribe.response":
+      return `${message.payload.topic}: seq ${message.payload.book?.seq ?? "not joined yet"}`;
+    case "orderbook.unsubscribe.response":
+      return message.payload.topic;
+    case "orderbook.update":
+      return `${message.payload.mode} ${message.payload.seq}`;
     case "pong":
       return String(message.payload.time);
     case "subscriptions.list.response":
@@ -98,6 +104,9 @@ export function clientTypes(message: ClientMessage): string {
       return String(message.payload.snapshot ?? 0);
     case "trades.unsubscribe":
       return message.payload.symbol;
+    case "orderbook.subscribe":
+    case "orderbook.unsubscribe":
+      return message.payload.params?.mode ?? "levels";
     case "ping":
       return "ping";
     case "subscriptions.list":

@@ -7,9 +7,9 @@
 // {"event": "restart-now"}. It never downloads a browser: Chromium comes from
 // /usr/bin/chromium (make setup installs Debian's package).
 //
-// Events, in order: "loaded" (the chart and the trades tape, live), "restart-now" and
-// "resumed" (with `restart`), "switched" (with `switchSymbol`: the tape follows another
-// symbol), "done" (every request made, every problem seen).
+// Events, in order: "loaded" (the chart, the order book ladder and the trades tape, live),
+// "restart-now" and "resumed" (with `restart`), "switched" (with `switchSymbol`: the ladder and
+// the tape follow another symbol), "done" (every request made, every problem seen).
 //
 // Usage: node demo_driver.mjs '{"url": ..., "screenshot": ..., "profile": ..., ...}'
 
@@ -82,6 +82,39 @@ async function main() {
           color: getComputedStyle(row.querySelector(".price")).color,
         })),
       }));
+    // The ladder as the page shows it: its rows in DOM order (side, price, cell texts, where
+    // they are drawn, price colour, bar length), next to what the page's ladder object says.
+    const ladder = () =>
+      page.evaluate(() => ({
+        ...window.marketcastDemo.ladder(),
+        title: document.querySelector("#book-title").textContent,
+        rows: [...document.querySelectorAll("#book tbody tr")].map((row) => {
+          const box = row.getBoundingClientRect();
+          return {
+            side: row.dataset.side,
+            price: Number(row.dataset.price),
+            cells: [...row.cells].map((cell) => cell.textContent),
+            top: box.top,
+            bottom: box.bottom,
+            color: getComputedStyle(row.querySelector(".price")).color,
+            fill: row.style.getPropertyValue("--fill"),
+          };
+        }),
+      }));
+    /**
+     * Wait until the ladder shows levels of `symbol` (when given) on both sides, received after
+     * the first `updates` (any when undefined).
+     */
+    const ladderMovesOn = ({ updates, symbol }) =>
+      page.waitForFunction(
+        ([previous, wanted]) => {
+          const now = window.marketcastDemo.ladder();
+          if (wanted !== null && now.symbol !== wanted) return false;
+          return now.asks > 0 && now.bids > 0 && now.updates > previous;
+        },
+        [updates ?? 0, symbol ?? null],
+        { timeout: timeoutMs },
+      );
     /**
      * Wait until the tape's newest row is a trade newer than `id` (any trade when undefined),
      * shown for `symbol` when given, with at least `rows` rows.
@@ -128,6 +161,11 @@ async function main() {
     const tapeFirst = await tape();
     await tapeMovesOn({ id: tapeFirst.newestId, rows: tapeRows });
     const tapeLater = await tape();
+    // The ladder beside the chart: levels on both sides, then newer ones replacing them.
+    await ladderMovesOn({});
+    const ladderFirst = await ladder();
+    await ladderMovesOn({ updates: ladderFirst.updates });
+    const ladderLater = await ladder();
     await page.screenshot({ path: screenshot });
     // The count and the text read together: at 60x a new bar may arrive between two reads.
     const shown = await page.evaluate(() => ({
@@ -145,6 +183,7 @@ async function main() {
       canvas: await page.evaluate(() => document.querySelector("#chart canvas") !== null),
       symbol: await page.inputValue("#symbol"),
       tape: { first: tapeFirst, later: tapeLater },
+      ladder: { first: ladderFirst, later: ladderLater },
     });
 
     if (restart) {
@@ -155,6 +194,7 @@ async function main() {
       }
       const resumedFrom = await snapshot();
       const tapeFrom = await tape();
+      const ladderFrom = await ladder();
       // Open again after having been away, and new live bars after that.
       await page.waitForFunction(
         () => window.seenStates.includes("reconnecting") && window.seenStates.at(-1) === "open",
@@ -200,27 +240,38 @@ async function main() {
         });
       const tapeResumed = await tape();
       await tapeMovesOn({ id: tapeResumed.newestId, symbol: tapeResumed.symbol });
+      // The ladder's levels subscription was renewed by the client: new levels come again.
+      await ladderMovesOn({ updates: ladderFrom.updates, symbol: ladderFrom.symbol });
       emit("resumed", {
         resumedFrom,
         final,
         states: await page.evaluate(() => window.seenStates),
         state: await badge(),
         tape: { from: tapeFrom, resumed: tapeResumed, later: await tape() },
+        ladder: { from: ladderFrom, resumed: await ladder() },
       });
     }
 
     if (switchSymbol) {
-      // Another symbol: the tape follows it, with that symbol's trades.
+      // Another symbol: the tape follows it, with that symbol's trades, and so does the ladder.
       const current = await page.inputValue("#symbol");
       const options = await page.$$eval("#symbol option", (list) => list.map((o) => o.value));
       const other = options.find((value) => value !== current);
       if (other === undefined) throw new Error(`the page offers no symbol but ${current}`);
       const from = await tape();
+      const ladderFrom = await ladder();
       await page.selectOption("#symbol", other);
       await tapeMovesOn({ symbol: other });
       const first = await tape();
       await tapeMovesOn({ id: first.newestId, symbol: other });
-      emit("switched", { symbol: other, from, first, later: await tape() });
+      await ladderMovesOn({ symbol: other });
+      emit("switched", {
+        symbol: other,
+        from,
+        first,
+        later: await tape(),
+        ladder: { from: ladderFrom, switched: await ladder() },
+      });
     }
     emit("done", { requests, problems });
   } finally {

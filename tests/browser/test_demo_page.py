@@ -8,7 +8,10 @@ colours, far from a blank page). Also the page's other promises: every request s
 127.0.0.1, no script error, and when the server restarts the page reconnects by itself and
 the chart continues with no missing and no repeated bar. The trades tape beside the chart
 fills (newest first, at most 30 rows, sides coloured), newer trades come on top with no
-missing or repeated id, it comes back after the restart, and it follows another symbol.
+missing or repeated id, it comes back after the restart, and it follows another symbol. The
+order book ladder above the tape (a ``levels`` subscription at depth 10) shows the best 10 asks
+over the best 10 bids with their sizes, prices falling down the ladder, updates replacing them;
+it comes back after the restart and follows another symbol too.
 
 The screenshot is kept under the test's tmp dir and copied to ``.artifacts/demo.png``
 (git-ignored) for people to look at.
@@ -43,6 +46,8 @@ UP, DOWN, BACKGROUND = (38, 166, 154), (239, 83, 80), (19, 23, 34)
 STEP_MS = 60_000
 #: Rows of the demo's trades tape (frontend-types/demo/tape.ts).
 TAPE_ROWS = 30
+#: Levels per side of the demo's ladder (frontend-types/demo/ladder.ts).
+LADDER_LEVELS = 10
 
 # A browser, two server starts and a minute's wait for the page: longer than the default.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -81,6 +86,38 @@ def _assert_tape(tape: dict[str, Any], symbol: str) -> None:
         assert float(quantity) > 0, row
         assert side == row["side"], row
         assert side in {"buy", "sell"}, row
+
+
+def _assert_ladder(ladder: dict[str, Any], symbol: str) -> None:
+    """The ladder as the page shows it: ``symbol``'s best asks drawn above its best bids, prices
+    falling from top to bottom (asks highest first, so the best ask sits on the best bid), each
+    row a price and a size, bars sized by the largest size shown, asks and bids coloured apart."""
+    rows = ladder["rows"]
+    sides = [row["side"] for row in rows]
+    asks = [row for row in rows if row["side"] == "ask"]
+    bids = [row for row in rows if row["side"] == "bid"]
+    assert ladder["symbol"] == symbol, ladder
+    assert symbol in ladder["title"], ladder["title"]
+    # The simulator's books are deep: both sides always fill the depth asked for.
+    assert len(asks) == len(bids) == LADDER_LEVELS, sides
+    assert (ladder["asks"], ladder["bids"]) == (len(asks), len(bids)), ladder
+    assert sides == ["ask"] * len(asks) + ["bid"] * len(bids), f"asks are not above bids: {sides}"
+    prices = [row["price"] for row in rows]
+    assert all(a > b for a, b in itertools.pairwise(prices)), f"not falling: {prices}"
+    assert min(row["price"] for row in asks) > max(row["price"] for row in bids), "a crossed book"
+    # Drawn in that order: every row below the one before, the bids below the asks.
+    assert all(a["bottom"] <= b["top"] + 0.5 for a, b in itertools.pairwise(rows)), rows
+    assert bids[0]["top"] >= asks[-1]["bottom"] - 0.5, (asks[-1], bids[0])
+    for row in rows:
+        price, size = row["cells"]
+        assert float(price) == row["price"], row
+        assert float(size) > 0, row
+        assert row["fill"].endswith("%"), row
+        assert 0 <= float(row["fill"][:-1]) <= 100, row
+    assert max(float(row["fill"][:-1]) for row in rows) == 100, "no bar for the largest size"
+    assert len({row["color"] for row in asks}) == len({row["color"] for row in bids}) == 1, rows
+    assert asks[0]["color"] != bids[0]["color"], "asks and bids look the same"
+    assert isinstance(ladder["seq"], int), ladder
 
 
 def _assert_sides_coloured(*tapes: dict[str, Any]) -> None:
@@ -220,6 +257,13 @@ def test_demo_page_shows_a_live_chart_and_survives_a_restart(
     assert later["starts"] == first["starts"] == 1, "the tape started over for no reason"
     _assert_sides_coloured(first, later)
 
+    # The ladder: the best 10 asks over the best 10 bids, then newer levels replacing them.
+    ladder_first, ladder_later = loaded["ladder"]["first"], loaded["ladder"]["later"]
+    _assert_ladder(ladder_first, symbol)
+    _assert_ladder(ladder_later, symbol)
+    assert ladder_later["updates"] > ladder_first["updates"] >= 1, loaded["ladder"]
+    assert ladder_later["starts"] == ladder_first["starts"] == 1, "the ladder started over"
+
     # The screenshot shows candles of both colours on a mostly dark, far from blank, chart.
     ARTIFACT.parent.mkdir(exist_ok=True)
     shutil.copyfile(screenshot, ARTIFACT)
@@ -263,6 +307,11 @@ def test_demo_page_shows_a_live_chart_and_survives_a_restart(
         if tape["starts"] == before_restart["starts"] and before_restart["rows"]:
             assert tape["newestId"] > before_restart["newestId"], (before_restart, tape)
     assert resumed["tape"]["later"]["newestId"] > resumed["tape"]["resumed"]["newestId"]
+    # The ladder after the restart: the client renewed its levels subscription, new levels came.
+    ladder_from, ladder_resumed = resumed["ladder"]["from"], resumed["ladder"]["resumed"]
+    _assert_ladder(ladder_resumed, symbol)
+    assert ladder_resumed["updates"] > ladder_from["updates"], resumed["ladder"]
+    assert ladder_resumed["starts"] == ladder_from["starts"] == 1, resumed["ladder"]
 
     # Another symbol: the tape follows it.
     other = switched["symbol"]
@@ -271,6 +320,9 @@ def test_demo_page_shows_a_live_chart_and_survives_a_restart(
     _assert_tape(switched["later"], other)
     assert switched["later"]["newestId"] > switched["first"]["newestId"]
     assert switched["later"]["starts"] > switched["from"]["starts"]
+    # The ladder follows it as well.
+    _assert_ladder(switched["ladder"]["switched"], other)
+    assert switched["ladder"]["switched"]["starts"] > switched["ladder"]["from"]["starts"]
 
     # Nothing left the machine, and no script failed (the refused reconnect attempts while
     # the server was down are the browser's own WebSocket messages).
