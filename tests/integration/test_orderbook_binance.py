@@ -84,3 +84,32 @@ async def test_a_diff_client_holds_the_true_book_through_upstream_faults(tmp_pat
         assert records.dropped, "the fake dropped no event: the faults were not exercised"
         assert resets >= 1, "no resync reached the client despite dropped events"
         assert verified >= 150, f"only {verified} of 300 books could be checked"
+
+
+async def test_levels_are_the_true_best_levels_through_upstream_faults(tmp_path: Path) -> None:
+    """Every levels update is the fake's true best 20 levels at the update's ``seq``."""
+    async with (
+        faulty_binance() as fake,
+        served(
+            tmp_path,
+            binance_symbols="BTCUSDT",
+            binance_ws_url=fake.ws_url,
+            binance_rest_url=fake.rest_url,
+            sim_symbols="AAPL",
+        ) as server,
+        client(server) as conn,
+    ):
+        reply = await conn.request("orderbook.subscribe", {"symbol": "BTCUSDT", "params": {}})
+        assert reply["payload"]["topic"].startswith('orderbook:{"depth":20,"mode":"levels"')
+        verified = 0
+        for _ in range(60):
+            frame = await conn.recv_until(lambda f: f["type"] == "orderbook.update", within=30)
+            update = frame["payload"]
+            truth = fake.true_book("BTCUSDT", update["seq"])
+            if truth is None:
+                continue
+            verified += 1
+            assert decimal_rows(update["bids"]) == decimal_rows(truth[0][:20])
+            assert decimal_rows(update["asks"]) == decimal_rows(truth[1][:20])
+        assert fake.depth.records("BTCUSDT").dropped, "the faults were not exercised"
+        assert verified >= 30, f"only {verified} of 60 updates could be checked"
