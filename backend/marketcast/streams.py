@@ -121,6 +121,9 @@ class StreamManager:
         self.books = ServedBooks(
             bus.publish_local, _call_later, time.monotonic, update_type=BOOK_UPDATE
         )
+        #: The book keys this worker runs, per symbol: a change of the symbol's book is data
+        #: for each of them (staleness).
+        self._book_keys: dict[Symbol, set[BookKey]] = {}
 
     # -- catalog ------------------------------------------------------------------------------
 
@@ -244,6 +247,7 @@ class StreamManager:
     async def start_upstream(self, key: StreamKey) -> None:
         if isinstance(key, BookKey):  # served here before its first change arrives
             self.books.watch(key.symbol, self.topic(key), key.mode, key.depth)
+            self._book_keys.setdefault(key.symbol, set()).add(key)
         await self._feed_for(key.symbol).watch(key)
         self._staleness.tracker.watching(key, self._staleness.clock())
 
@@ -251,6 +255,7 @@ class StreamManager:
         self._staleness.tracker.forget(key)
         if isinstance(key, BookKey):
             self.books.unwatch(key.symbol, self.topic(key))
+            self._book_keys.get(key.symbol, set()).discard(key)
         await self._feed_for(key.symbol).unwatch(key)
 
     def serves(self, key: StreamKey) -> bool:
@@ -490,6 +495,9 @@ class StreamManager:
             self.books.on_reset(symbol, change)
         else:
             self.books.on_applied(symbol, change)
+        now = self._staleness.clock()
+        for key in self._book_keys.get(symbol, ()):
+            self._staleness.tracker.touch(key, now)
 
     def state(self, key: StreamKey) -> dict[str, Any] | None:
         """A ``STATE`` key's state now (the book of a book key), None while it has none."""

@@ -300,3 +300,30 @@ def test_stale_repeat_is_a_notice_not_a_bar() -> None:
     assert payload["stale"] is True
     assert BarsUpdatePayload.model_validate(payload).closed is True
     assert "stale" not in orjson.loads(bar_update("t", key, candle).text)["payload"]
+
+
+def test_staleness_follows_each_keys_last_data_through_recovery() -> None:
+    """Deadlines move with the data: a key touched in time is never stale, one silent for
+    its threshold turns stale once, a touch brings it back, and silence again makes it stale
+    again; a forgotten key is never reported."""
+    tracker = StalenessTracker(intervals=3, max_seconds=300, interval_of=lambda key: 60.0)
+    busy, quiet, gone = BarKey("A", "1"), BarKey("B", "1"), BarKey("C", "1")
+    for key in (busy, quiet, gone):
+        tracker.watching(key, 0.0)
+    tracker.forget(gone)
+    for now in range(10, 600, 10):
+        tracker.touch(busy, float(now))
+        turned = tracker.check(float(now))
+        if now == 180:
+            assert turned == [quiet]
+        elif now == 400:
+            assert turned == []  # touched at 300: stale again only at 480
+        elif now == 480:
+            assert turned == [quiet]
+        else:
+            assert turned == [], now
+        if now == 300:
+            assert tracker.touch(quiet, 300.0)  # data again: fresh
+            assert not tracker.is_stale(quiet)
+    assert tracker.stale_keys() == [quiet]
+    assert tracker.next_check_in() == 18.0
