@@ -26,6 +26,7 @@ connections, late ones sent in a burst (at most ``BURST_MAX``) and the lag repor
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -36,6 +37,7 @@ from marketcast.timeframes import RESOLUTIONS
 from marketcast.types import Millis
 
 from .common import BAR_TIME_BASE, now_us, symbol
+from .gcmeter import GcMeter
 
 #: One bar of a symbol is updated this many times, then closed (once a second for a minute).
 UPDATES_PER_BAR = 60
@@ -251,3 +253,23 @@ class KlineDriver:
             return
         if counted:
             result.candles_in_window += candles
+
+
+async def drive_window(
+    driver: KlineDriver, gc_meter: GcMeter, command: dict[str, Any]
+) -> dict[str, Any]:
+    """A ``drive`` command of either ingest process (marketcast's, the raw baseline's): the
+    GC frozen first if asked, one driven window, and what the ``driven`` answer carries
+    (the counts and the GC time the window took)."""
+    if command.get("gc_freeze"):
+        gc.collect()
+        gc.freeze()
+    before = gc_meter.snapshot()
+    result = await driver.run(
+        str(command["mode"]),
+        float(command.get("rate", 0)),
+        int(command["t0"]),
+        int(command["t1"]),
+    )
+    gc_ms = sum(gc_meter.snapshot()["gc_ms"]) - sum(before["gc_ms"])
+    return {**result.to_json(), "gc_ms": round(gc_ms, 1)}

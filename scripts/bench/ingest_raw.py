@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +35,7 @@ import orjson
 from .common import BAR_TIME_BASE, emit, pin_to_cpu, read_command, stdin_reader, symbol
 from .gcmeter import GcMeter
 from .ingest import RESOLUTIONS
-from .ingest_feed import MINUTE_MS, UPDATES_PER_BAR, KlineDriver
+from .ingest_feed import MINUTE_MS, UPDATES_PER_BAR, KlineDriver, drive_window
 
 #: Fixed bucket sizes in ms (W counted from a Monday, M by the calendar).
 _SIZES = {"1": 1, "3": 3, "5": 5, "15": 15, "30": 30, "60": 60, "120": 120, "240": 240}
@@ -197,18 +196,7 @@ async def run(args: argparse.Namespace) -> None:
             keys = args.symbols * len(RESOLUTIONS)
             emit("wanted", keys=keys, failed=0, watched=keys, seconds=0.0)
         elif command["cmd"] == "drive":
-            if command.get("gc_freeze"):
-                gc.collect()
-                gc.freeze()
-            before = gc_meter.snapshot()
-            result = await driver.run(
-                str(command["mode"]),
-                float(command.get("rate", 0)),
-                int(command["t0"]),
-                int(command["t1"]),
-            )
-            gc_ms = sum(gc_meter.snapshot()["gc_ms"]) - sum(before["gc_ms"])
-            emit("driven", **result.to_json(), gc_ms=round(gc_ms, 1))
+            emit("driven", **await drive_window(driver, gc_meter, command))
         else:
             raise ValueError(f"unknown raw ingest command {command['cmd']!r}")
     emit("bye")

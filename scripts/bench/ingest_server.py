@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import time
 from typing import Any, cast
@@ -31,7 +30,7 @@ from marketcast.streams import StreamManager
 
 from .common import emit, pin_to_cpu, raise_nofile, read_command, stdin_reader
 from .gcmeter import GcMeter
-from .ingest_feed import KlineDriver, KlineFeed
+from .ingest_feed import KlineDriver, KlineFeed, drive_window
 from .server import event_loop_factory, listening_socket, reader_or_exit
 from .targets.uvicorn_host import UvicornHost
 
@@ -122,19 +121,7 @@ async def run(args: argparse.Namespace, nofile: tuple[int, int]) -> None:
         if command["cmd"] == "want":
             emit("wanted", **await want_all(streams, feed))
         elif command["cmd"] == "drive":
-            if command.get("gc_freeze"):
-                gc.collect()
-                gc.freeze()
-            before = gc_meter.snapshot()
-            result = await driver.run(
-                str(command["mode"]),
-                float(command.get("rate", 0)),
-                int(command["t0"]),
-                int(command["t1"]),
-            )
-            after = gc_meter.snapshot()
-            gc_ms = sum(after["gc_ms"]) - sum(before["gc_ms"])
-            emit("driven", **result.to_json(), gc_ms=round(gc_ms, 1))
+            emit("driven", **await drive_window(driver, gc_meter, command))
         else:
             raise ValueError(f"unknown ingest server command {command['cmd']!r}")
     host.stop()
