@@ -21,7 +21,7 @@ import pytest
 from marketcast.book.levels import OrderBook, decimal_rows
 from marketcast.sim.binance import FakeBinance
 from marketcast.sim.market import MINUTE, FakeClock, Market
-from tests.integration.harness import client, served
+from tests.integration.harness import Client, client, served
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,9 @@ async def faulty_binance() -> AsyncIterator[FakeBinance]:
         await fake.stop()
 
 
-async def test_a_diff_client_holds_the_true_book_through_upstream_faults(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def served_from_faulty_binance(tmp_path: Path) -> AsyncIterator[tuple[FakeBinance, Client]]:
+    """The faulty fake, a server whose Binance feed reads it, and a client of that server."""
     async with (
         faulty_binance() as fake,
         served(
@@ -54,6 +56,11 @@ async def test_a_diff_client_holds_the_true_book_through_upstream_faults(tmp_pat
         ) as server,
         client(server) as conn,
     ):
+        yield fake, conn
+
+
+async def test_a_diff_client_holds_the_true_book_through_upstream_faults(tmp_path: Path) -> None:
+    async with served_from_faulty_binance(tmp_path) as (fake, conn):
         reply = await conn.request(
             "orderbook.subscribe", {"symbol": "BTCUSDT", "params": {"mode": "diff"}}
         )
@@ -88,17 +95,7 @@ async def test_a_diff_client_holds_the_true_book_through_upstream_faults(tmp_pat
 
 async def test_levels_are_the_true_best_levels_through_upstream_faults(tmp_path: Path) -> None:
     """Every levels update is the fake's true best 20 levels at the update's ``seq``."""
-    async with (
-        faulty_binance() as fake,
-        served(
-            tmp_path,
-            binance_symbols="BTCUSDT",
-            binance_ws_url=fake.ws_url,
-            binance_rest_url=fake.rest_url,
-            sim_symbols="AAPL",
-        ) as server,
-        client(server) as conn,
-    ):
+    async with served_from_faulty_binance(tmp_path) as (fake, conn):
         reply = await conn.request("orderbook.subscribe", {"symbol": "BTCUSDT", "params": {}})
         assert reply["payload"]["topic"].startswith('orderbook:{"depth":20,"mode":"levels"')
         verified = 0

@@ -36,6 +36,20 @@ def items(keys: list[BarKey], index: int) -> list[tuple[BarKey, Candle, Frame]]:
     return out
 
 
+def record_commands(client: Redis, monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, ...]]:
+    """Every command ``client`` sends from now on (its arguments), sent as usual; the
+    caller's ``monkeypatch.undo()`` stops the recording."""
+    sent: list[tuple[object, ...]] = []
+    execute = client.execute_command
+
+    async def recorded(*args: object, **options: object) -> object:
+        sent.append(args)
+        return await execute(*args, **options)
+
+    monkeypatch.setattr(client, "execute_command", recorded)
+    return sent
+
+
 @pytest.fixture
 async def workers(
     redis_server: RedisServer, redis_client: Redis
@@ -65,17 +79,10 @@ async def test_a_batch_is_one_script_call_stored_then_published_in_order(
     owner, _, local, remote = workers
     store = RedisCandleStore(redis_client, 100)
     await owner.publish_stored_many(store, items(KEYS, 0))  # loads the script
-    commands: list[object] = []
-    execute = redis_client.execute_command
-
-    async def counted(*args: object, **options: object) -> object:
-        commands.append(args[0])
-        return await execute(*args, **options)
-
-    monkeypatch.setattr(redis_client, "execute_command", counted)
+    commands = record_commands(redis_client, monkeypatch)
     batch = items(KEYS, 1)
     await owner.publish_stored_many(store, batch)
-    assert commands == ["EVALSHA"]
+    assert [command[0] for command in commands] == ["EVALSHA"]
     monkeypatch.undo()
     frames = [frame for _, _, frame in items(KEYS, 0) + batch]
     assert local == frames  # this worker's hub got them once written, in order
@@ -97,18 +104,10 @@ async def test_a_large_batch_goes_in_calls_of_publish_batch_candles(
     store = RedisCandleStore(redis_client, 1000)
     await owner.publish_stored_many(store, items(KEYS[:1], 0))
     batch = [item for index in range(1, PUBLISH_BATCH + 11) for item in items(KEYS[:1], index)]
-    calls = 0
-    execute = redis_client.execute_command
-
-    async def counted(*args: object, **options: object) -> object:
-        nonlocal calls
-        calls += 1
-        return await execute(*args, **options)
-
-    monkeypatch.setattr(redis_client, "execute_command", counted)
+    commands = record_commands(redis_client, monkeypatch)
     await owner.publish_stored_many(store, batch)
     monkeypatch.undo()
-    assert calls == 2
+    assert len(commands) == 2
     assert [f.order for f in local] == [i * MINUTE for i in range(PUBLISH_BATCH + 11)]
     await eventually(lambda: len(remote) == PUBLISH_BATCH + 11)
     assert await store.count(KEYS[0]) == PUBLISH_BATCH + 11
@@ -186,29 +185,20 @@ async def test_callers_queued_while_a_write_is_pending_share_one_call_and_one_me
     store = RedisCandleStore(redis_client, 100)
     await owner.publish_stored_many(store, items(KEYS, 0))  # loads the script
     await eventually(lambda: len(remote) == len(KEYS))
-    calls: list[object] = []
-    published: list[bytes] = []
-    execute = redis_client.execute_command
-
-    async def counted(*args: object, **options: object) -> object:
-        calls.append(args[0])
-        published.append(args[-3])  # type: ignore[arg-type]  # ARGV[3]: the message
-        return await execute(*args, **options)
-
-    monkeypatch.setattr(redis_client, "execute_command", counted)
+    commands = record_commands(redis_client, monkeypatch)
     batches = [items(KEYS, index) for index in range(1, 6)]
-    seen_by_caller: list[int] = []
 
     async def caller(batch: list[tuple[BarKey, Candle, Frame]]) -> None:
         await owner.publish_stored_many(store, batch)
         # Returned only once its own frames were delivered here.
         assert all(frame in local for _, _, frame in batch)
-        seen_by_caller.append(len(local))
 
     await asyncio.gather(*(caller(batch) for batch in batches))
     monkeypatch.undo()
-    assert calls == ["EVALSHA"]
-    sender, carried = bus_redis.decode_batch(published[0])
+    assert [command[0] for command in commands] == ["EVALSHA"]
+    message = commands[0][-3]  # ARGV[3]: the batch's one message
+    assert isinstance(message, bytes)
+    sender, carried = bus_redis.decode_batch(message)
     assert sender == b"owner"
     frames = [frame for batch in batches for _, _, frame in batch]
     assert carried == frames
@@ -228,19 +218,11 @@ async def test_queued_callers_go_in_calls_of_at_most_publish_batch_candles(
     store = RedisCandleStore(redis_client, 1000)
     await owner.publish_stored_many(store, items(KEYS, 0))
     callers = PUBLISH_BATCH // len(KEYS) + 3  # one call's worth and then some
-    calls = 0
-    execute = redis_client.execute_command
-
-    async def counted(*args: object, **options: object) -> object:
-        nonlocal calls
-        calls += 1
-        return await execute(*args, **options)
-
-    monkeypatch.setattr(redis_client, "execute_command", counted)
+    commands = record_commands(redis_client, monkeypatch)
     batches = [items(KEYS, index) for index in range(1, callers + 1)]
     await asyncio.gather(*(owner.publish_stored_many(store, batch) for batch in batches))
     monkeypatch.undo()
-    assert calls == 2  # whole callers per call: 32 of them, then the other 3
+    assert len(commands) == 2  # whole callers per call: 32 of them, then the other 3
     frames = [frame for batch in batches for _, _, frame in batch]
     assert local[len(KEYS) :] == frames
     await eventually(lambda: len(remote) == len(KEYS) + len(frames))
