@@ -170,7 +170,7 @@ def marketcast_commands(symbols: int) -> list[BenchCommand]:
     """The commands marketcast sends per update, from its own scripts and encoders.
 
     Keys take a random symbol per call (``__rand_int__``, bounded by ``-r symbols``)."""
-    from marketcast.bus import redis as bus_redis
+    from marketcast.bus import redis_messages
     from marketcast.channels.bars import bar_update
     from marketcast.market import BarKey, Candle
     from marketcast.store import redis as store_redis
@@ -200,8 +200,8 @@ def marketcast_commands(symbols: int) -> list[BenchCommand]:
         return args
 
     script = store_redis._STORE
-    batch = bus_redis.encode_batch(sender, [frame(r) for r in RESOLUTIONS])
-    one = bus_redis.encode_batch(sender, [frame("1")])
+    batch = redis_messages.encode_batch(sender, [frame(r) for r in RESOLUTIONS])
+    one = redis_messages.encode_batch(sender, [frame("1")])
     return [
         BenchCommand("batch", store(RESOLUTIONS, batch), len(RESOLUTIONS), script),
         BenchCommand("single", store(("1",), one), 1, script),

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 import marketcast.bus.redis as bus_redis
+import marketcast.bus.redis_messages as redis_messages
 from marketcast.bus.redis import RedisBus
 from marketcast.channels.bars import bar_update
 from marketcast.market import BarKey, Candle
@@ -148,7 +149,7 @@ async def test_the_reader_falls_back_to_redis_py_where_its_parser_buffers(
         await bus.publish(frames[0])  # its own: delivered locally, its echo skipped
         for frame in frames:
             await redis_client.publish(
-                "fallback:updates", bus_redis.encode(b"F", b"someone-else", frame)
+                "fallback:updates", redis_messages.encode(b"F", b"someone-else", frame)
             )
         await eventually(lambda: len(got) == 5)
         await asyncio.sleep(0.1)  # an echo of its own frame would be here by now
@@ -198,7 +199,7 @@ async def test_callers_queued_while_a_write_is_pending_share_one_call_and_one_me
     assert [command[0] for command in commands] == ["EVALSHA"]
     message = commands[0][-3]  # ARGV[3]: the batch's one message
     assert isinstance(message, bytes)
-    sender, carried = bus_redis.decode_batch(message)
+    sender, carried = redis_messages.decode_batch(message)
     assert sender == b"owner"
     frames = [frame for batch in batches for _, _, frame in batch]
     assert carried == frames
@@ -260,7 +261,7 @@ async def test_the_reader_skips_a_malformed_batch_and_reads_on(
     _, _, _, remote = workers
     frames = [frame for _, _, frame in items(KEYS, 0)]
     await redis_client.publish("batch:updates", b"B\nsomeone\nt\n1\n0\n999\n{}")
-    await redis_client.publish("batch:updates", bus_redis.encode_batch(b"someone", frames))
+    await redis_client.publish("batch:updates", redis_messages.encode_batch(b"someone", frames))
     await eventually(lambda: len(remote) == len(frames))
     assert remote == frames
     assert "malformed bus batch" in caplog.text

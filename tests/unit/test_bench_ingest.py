@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from marketcast.bus.redis import decode_batch
+from marketcast.bus.redis_messages import decode_batch
 from marketcast.market import BarKey, Candle
 from scripts.bench.common import BAR_TIME_BASE
 from scripts.bench.ingest import (

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from marketcast.bus.redis import decode, decode_batch, encode, encode_batch
+from marketcast.bus.redis_messages import decode, decode_batch, encode, encode_batch
 from marketcast.wire import Frame
 
 topics = st.one_of(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from marketcast.bus.guard import ClosedBarGuard
-from marketcast.bus.redis import decode, encode
+from marketcast.bus.redis_messages import decode, encode
 from marketcast.wire import Frame
 
 T = 'bars:{"resolution":"1","symbol":"BTCUSDT"}'

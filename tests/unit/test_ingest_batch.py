@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from marketcast.bus.memory import MemoryBus
-from marketcast.bus.redis import split_messages
+from marketcast.bus.redis_messages import split_messages
 from marketcast.cluster.ownership import LocalOwnership
 from marketcast.feeds.base import FeedSink
 from marketcast.market import BarKey, Candle, StreamKey, SymbolInfo

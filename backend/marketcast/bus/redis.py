@@ -40,15 +40,7 @@ messages published meanwhile wait in the subscription's buffer, so the order hol
 that caught a key up after a takeover sends a resync request for its topic; every worker
 answers it the same way, in order with the live stream.
 
-Message formats, each encoded once per publish (the frame text is never re-encoded)::
-
-    kind \\n sender \\n topic \\n order \\n final \\n text        (F, R)
-    B \\n sender \\n (topic \\n order \\n final \\n length \\n text)...   (B)
-
-``kind`` is ``F`` (a frame), ``R`` (resync this topic from the store) or ``B`` (a batch of
-frames, each with its text's length in bytes); unknown kinds are ignored, so a newer worker
-can add one during a rolling upgrade. Neither topics (compact JSON) nor frame texts contain a
-raw newline.
+The message formats are ``bus.redis_messages``'s.
 """
 
 from __future__ import annotations
@@ -71,6 +63,16 @@ except ImportError:  # pragma: no cover - another redis-py layout: its own reads
 
 from marketcast.bus.base import FrameHandler
 from marketcast.bus.guard import ClosedBarGuard
+from marketcast.bus.redis_messages import (
+    BATCH_HEAD,
+    FRAME,
+    RESYNC,
+    decode,
+    decode_batch,
+    encode,
+    encode_batch,
+    split_messages,
+)
 from marketcast.feeds.pacing import Backoff
 from marketcast.market import BarKey, Candle
 from marketcast.redis_health import CONNECTION_ERRORS, RedisHealth, cancel_and_wait
@@ -87,151 +89,8 @@ ResyncSource = Callable[
     [Collection[Topic] | None, Callable[[Topic], Millis | None]], Awaitable[list[Frame]]
 ]
 
-_FRAME = b"F"
-_RESYNC = b"R"
-_BATCH = b"B"
-_BATCH_HEAD = _BATCH + b"\n"
 #: Bytes asked of the subscription's stream per read: many messages at once.
 _READ_BYTES = 1 << 16
-_ARRAY, _PUSH, _BULK, _INTEGER, _SIMPLE, _ERROR = b"*>$:+-"
-#: What follows the ``*`` or ``>`` of a pub/sub ``message`` reply: three items, the first
-#: the bulk string ``message``.
-_MESSAGE_HEAD = b"3\r\n$7\r\nmessage\r\n"
-_MESSAGE_HEAD_SIZE = 1 + len(_MESSAGE_HEAD)
-
-
-def encode(kind: bytes, sender: bytes, frame: Frame) -> bytes:
-    """One bus message; see the module docstring for the layout."""
-    return b"\n".join(
-        (
-            kind,
-            sender,
-            (frame.topic or "").encode(),
-            b"" if frame.order is None else str(frame.order).encode(),
-            b"1" if frame.final else b"0",
-            frame.text.encode(),
-        )
-    )
-
-
-def encode_batch(sender: bytes, frames: Sequence[Frame]) -> bytes:
-    """One ``B`` message carrying ``frames``; see the module docstring for the layout."""
-    parts = [_BATCH, sender]
-    for frame in frames:
-        text = frame.text.encode()
-        parts += (
-            (frame.topic or "").encode(),
-            b"" if frame.order is None else str(frame.order).encode(),
-            b"1" if frame.final else b"0",
-            str(len(text)).encode(),
-            text,
-        )
-    return b"\n".join(parts)
-
-
-def decode_batch(data: bytes) -> tuple[bytes, list[Frame]]:
-    """(sender, frames) of a ``B`` message; ValueError if it is malformed."""
-    head = data.split(b"\n", 2)
-    if len(head) < 2 or head[0] != _BATCH:
-        raise ValueError(f"expected a batch message, got {data[:40]!r}")
-    rest = head[2] if len(head) == 3 else b""
-    frames: list[Frame] = []
-    pos, size, find = 0, len(rest), rest.find
-    while pos < size:
-        fields = []
-        for _ in range(4):  # topic, order, final, length
-            end = find(b"\n", pos)
-            if end < 0:
-                raise ValueError("a batch frame's header is cut short")
-            fields.append(rest[pos:end])
-            pos = end + 1
-        topic, order, final, length = fields
-        stop = pos + int(length)
-        if stop > size:
-            raise ValueError(f"a batch frame of {int(length)} bytes runs past the message")
-        text = rest[pos:stop].decode()
-        frames.append(
-            Frame(text, topic.decode() or None, int(order) if order else None, final == b"1")
-        )
-        pos = stop + 1
-    return head[1], frames
-
-
-def decode(data: bytes) -> tuple[bytes, bytes, Frame]:
-    """(kind, sender, frame) of a bus message; ValueError if it is malformed."""
-    kind, sender, topic, order, closed, text = data.split(b"\n", 5)
-    frame = Frame(
-        text.decode(),
-        topic.decode() or None,
-        int(order) if order else None,
-        closed == b"1",
-    )
-    return kind, sender, frame
-
-
-def split_messages(buffer: bytes) -> tuple[list[bytes], int]:
-    """The data of every complete pub/sub ``message`` in ``buffer`` (a subscription's byte
-    stream, RESP2 or RESP3), and how many bytes the complete replies took: the rest is the
-    start of a reply still arriving. Other replies (a subscribe confirmation, a pong) are
-    skipped; an error reply or a malformed one raises ValueError."""
-    messages: list[bytes] = []
-    size, pos = len(buffer), 0
-    while pos < size:
-        if buffer.startswith(_MESSAGE_HEAD, pos + 1) and buffer[pos] in (_ARRAY, _PUSH):
-            # Nearly every reply is a ``message`` (channel, data): read it directly; anything
-            # else about it (a null bulk, a reply cut short) goes the general way below.
-            at = pos + _MESSAGE_HEAD_SIZE
-            if buffer.startswith(b"$", at):
-                end = buffer.find(b"\r\n", at)
-                channel = int(buffer[at + 1 : end]) if end > 0 else -1
-                if channel >= 0:
-                    at = end + 4 + channel
-                    if buffer.startswith(b"$", at):
-                        end = buffer.find(b"\r\n", at)
-                        if end > 0:
-                            length = int(buffer[at + 1 : end])
-                            stop = end + 2 + length
-                            if length >= 0 and stop + 2 <= size:
-                                messages.append(buffer[end + 2 : stop])
-                                pos = stop + 2
-                                continue
-        head = buffer.find(b"\r\n", pos)
-        if head < 0:
-            break
-        kind = buffer[pos]
-        if kind in (_SIMPLE, _INTEGER):
-            pos = head + 2
-            continue
-        if kind == _ERROR:
-            raise ValueError(f"error reply on the bus subscription: {buffer[pos:head]!r}")
-        if kind not in (_ARRAY, _PUSH):
-            raise ValueError(f"unexpected reply on the bus subscription: {buffer[pos:head]!r}")
-        items: list[bytes] = []
-        at = head + 2
-        for _ in range(int(buffer[pos + 1 : head])):
-            end = buffer.find(b"\r\n", at)
-            if end < 0:
-                break
-            item = buffer[at]
-            if item == _BULK:
-                length = int(buffer[at + 1 : end])
-                stop = end + 2 + max(length, 0)
-                if stop + 2 > size and length >= 0:
-                    break
-                items.append(buffer[end + 2 : stop])
-                at = stop + 2 if length >= 0 else end + 2
-            elif item in (_INTEGER, _SIMPLE):
-                items.append(buffer[at + 1 : end])
-                at = end + 2
-            else:
-                raise ValueError(f"unexpected reply on the bus subscription: {buffer[at:end]!r}")
-        else:
-            pos = at
-            if len(items) == 3 and items[0] == b"message":
-                messages.append(items[2])
-            continue
-        break  # a reply cut short: wait for the rest
-    return messages, pos
 
 
 def _plain_stream(pubsub: PubSub) -> asyncio.StreamReader | None:
@@ -304,7 +163,7 @@ class RedisBus:
         """Deliver locally, then to the other workers; never raises for a Redis outage (the
         other workers resync from the store once it is back)."""
         self.deliver_local(frame)
-        await self._send(_FRAME, frame)
+        await self._send(FRAME, frame)
 
     async def publish_stored_many(
         self, store: CandleStore, items: Sequence[tuple[BarKey, Candle, Frame]]
@@ -390,7 +249,7 @@ class RedisBus:
     async def request_resync(self, topic: Topic) -> None:
         """After catching ``topic`` up in the store: resync it here, then everywhere else."""
         await self._resync_topics((topic,))
-        await self._send(_RESYNC, Frame("", topic))
+        await self._send(RESYNC, Frame("", topic))
 
     async def _resync_topics(self, topics: Collection[Topic] | None) -> None:
         if self._resync is None or self._deliver is None:
@@ -484,7 +343,7 @@ class RedisBus:
         raise TimeoutError(f"no confirmation of SUBSCRIBE {self._channel} within 10 s")
 
     async def _handle(self, data: bytes) -> None:
-        if data.startswith(_BATCH_HEAD):
+        if data.startswith(BATCH_HEAD):
             try:
                 sender, frames = decode_batch(data)
             except ValueError:
@@ -501,7 +360,7 @@ class RedisBus:
             return
         if sender == self._sender:
             return
-        if kind == _FRAME:
+        if kind == FRAME:
             self.deliver_local(frame)
-        elif kind == _RESYNC and frame.topic is not None:
+        elif kind == RESYNC and frame.topic is not None:
             await self._resync_topics((frame.topic,))
