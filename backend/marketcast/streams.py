@@ -193,6 +193,11 @@ class StreamManager:
             self._running[key] = task
         try:
             await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # The caller is cancelled, not the start (shielded, it goes on for the others):
+            # its reference goes back as an unsubscribe's would.
+            self.release(key)
+            raise
         except Exception:
             self._refs[key] -= 1
             if self._running.get(key) is task:

@@ -31,6 +31,8 @@ class Hold(Protocol):
 
     def abandon(self) -> None: ...
 
+    def cancel(self) -> None: ...
+
 
 class SubscriberConnection(Subscriber, Protocol):
     """What a subscription needs from a connection (``delivery.connection.Connection``)."""
@@ -133,21 +135,32 @@ class Subscriptions:
         if self.free_slots(conn) <= 0:
             raise self.too_many_error()
         conn.subscriptions[topic] = key
-        try:
-            await self._streams.acquire(key)
-        except BaseException:
-            del conn.subscriptions[topic]
-            raise
-        if not wants_history:
-            self._hub.add(topic, conn)
-            return SubscribeResult(topic, "subscribed", None)
 
-        # Registered before the history is read, so no update slips between the two; the
-        # hold keeps them until the reply is queued, and undoes all this if the request fails.
         def undo() -> None:
             self._drop(conn, topic)
 
+        # The hold keeps the topic's updates until the reply is queued, and undoes all this if
+        # the request fails after the key started.
         hold = conn.hold(topic, on_abandon=undo)
+        if not wants_history:
+            # Registered before the key starts, not after: a feed's first update can come
+            # between the start and this call resuming (the simulator's first trade did), and
+            # the first subscriber would never see it.
+            self._hub.add(topic, conn)
+        try:
+            await self._streams.acquire(key)
+        except BaseException:
+            # ``acquire`` gave its reference back: undo the rest without a release.
+            hold.cancel()
+            self._hub.remove(topic, conn)
+            del conn.subscriptions[topic]
+            raise
+        if not wants_history:
+            return SubscribeResult(topic, "subscribed", None)
+        # Registered after the start and right before the history is read: no update slips
+        # between the two, and what came during the start is in the history (the store is
+        # written before the bus; a book's state is its latest). Earlier, a levels book's
+        # held frames would be older than its state and follow it out.
         self._hub.add(topic, conn)
         try:
             found = await self._snapshot(conn, family, key, snapshot, since)

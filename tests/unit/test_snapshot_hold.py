@@ -7,11 +7,14 @@ Driven through the real ``Subscriptions``, ``StreamManager``, ``Hub`` and ``Conn
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import orjson
 
 from marketcast.bus.memory import MemoryBus
 from marketcast.delivery.hub import Hub
-from marketcast.market import Candle
+from marketcast.market import BarKey, Candle, StreamKey
 from marketcast.store.memory import MemoryCandleStore
 from marketcast.streams import StreamManager
 from marketcast.subscriptions import Subscriptions
@@ -79,4 +82,50 @@ async def test_a_successful_reply_releases_what_the_snapshot_lacks_after_it() ->
     assert [f["type"] for f in frames] == ["bars.subscribe.response", "bars.update"]
     assert frames[1]["payload"]["time"] == 5 * 60_000 > newest  # type: ignore[index]
     assert result.topic in conn.subscriptions
+    await streams.close()
+
+
+class EagerFeed(RecordingFeed):
+    """A feed whose first update follows its watch at once, as the simulator's next tick can:
+    it is published before the subscribe call that started the key resumes."""
+
+    async def watch(self, key: StreamKey) -> None:
+        await super().watch(key)
+        assert isinstance(key, BarKey)
+        loop = asyncio.get_running_loop()
+        loop.call_soon(lambda: loop.create_task(self.sink.on_candle(key, bar(5, closed=False))))
+
+
+async def test_the_first_subscriber_gets_the_update_that_follows_the_start_at_once() -> None:
+    hub = Hub()
+    bus = MemoryBus()
+    await bus.start(hub.publish)
+    feed = EagerFeed()
+    streams = StreamManager([feed], MemoryCandleStore(100), bus, grace_period=0, history_size=100)
+    await streams.start()
+    subscriptions = Subscriptions(streams, hub, max_per_connection=10)
+    conn, protocol, _ = connection()
+    await subscriptions.subscribe(conn, "bars", KEY.symbol, PARAMS)
+    assert feed.watched == [KEY]
+    conn.reply('{"type":"bars.subscribe.response","payload":{}}')
+    conn.settle(ok=True)
+    await settle()
+    frames = frames_written(written(protocol))
+    assert [f["type"] for f in frames] == ["bars.subscribe.response", "bars.update"], frames
+    assert frames[1]["payload"]["time"] == 5 * 60_000  # type: ignore[index]
+    await streams.close()
+
+
+async def test_a_subscribe_cancelled_while_its_key_starts_gives_its_reference_back() -> None:
+    streams, subscriptions, hub = await served()
+    conn, _, _ = connection()
+    task = asyncio.create_task(subscriptions.subscribe(conn, "bars", KEY.symbol, PARAMS))
+    await asyncio.sleep(0)  # the key's start is under way
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert not conn.subscriptions
+    assert hub.subscriber_count(streams.topic(KEY)) == 0
+    await settle()
+    assert streams.active_keys() == [], "the key stops: nobody holds it"
     await streams.close()
