@@ -218,6 +218,7 @@ def create_app(
         lifecycle=lifecycle,
         limits=ConnectionLimits.from_settings(settings),
         stats=stats,
+        resets=streams.books.reset_frame,
         title="marketcast WebSocket API",
         version=__version__,
     )

@@ -187,6 +187,12 @@ class MarketcastCollector(Collector):
         for limit in LIMITS:
             slow.add_metric([limit], stats.slow_consumers.get(limit, 0))
         yield slow
+        yield CounterMetricFamily(
+            "marketcast_ws_slow_consumer_resets",
+            "Slow clients whose queued order-book diffs were replaced by one reset (the whole "
+            "book at the newest seq) instead of closing them as slow consumers.",
+            value=stats.resets,
+        )
         sent = stats.sent + sum(c.frames_sent for c in conns)
         yield CounterMetricFamily(
             "marketcast_ws_messages_sent",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from marketcast.delivery.outbox import Outbox
 from marketcast.wire import Frame
 
@@ -122,3 +124,54 @@ def test_an_empty_outbox_holds_no_containers() -> None:
     assert len(box) == 0
     assert box._queue is None
     assert box._replaceable is None
+
+
+# ---- reset: one frame standing for a topic's queued updates --------------------------------
+
+BOOK = "orderbook:diff"
+
+
+def diff(seq: int, *, topic: str = BOOK) -> Frame:
+    return Frame(f'{{"seq":{seq}}}', topic, seq, True)
+
+
+def test_a_reset_replaces_its_topics_queued_updates_and_keeps_the_others_in_order() -> None:
+    box = Outbox(5, 10_000)
+    for frame in (diff(1), bar(60, 1.0, topic=OTHER), diff(2), Frame("reply"), diff(3)):
+        assert box.put(frame)
+    assert not box.put(diff(4)), "full"
+    reset = Frame('{"seq":4,"reset":true,"bids":[]}', BOOK, 4, True)
+    assert box.reset(reset)
+    assert [f.text for f in box.take()] == [bar(60, 1.0, topic=OTHER).text, "reply", reset.text]
+    assert box.nbytes == 0
+
+
+def test_updates_a_reset_holds_are_dropped_until_the_queue_is_taken() -> None:
+    box = Outbox(5, 10_000)
+    for seq in (1, 2, 3):
+        box.put(diff(seq))
+    reset = Frame('{"seq":7,"reset":true}', BOOK, 7, True)
+    assert box.reset(reset)
+    # Older updates still on their way (a snapshot hold releasing them) are in the reset.
+    assert box.put(diff(5))
+    assert box.put(diff(7))
+    assert box.put(diff(8))
+    assert box.put(diff(6, topic=OTHER)), "another topic is not affected"
+    assert [f.order for f in box.take()] == [7, 8, 6]
+    # Taken whole: the floor is gone with the queue.
+    assert box.put(diff(5))
+    assert [f.order for f in box.take()] == [5]
+
+
+def test_a_reset_is_refused_when_the_other_topics_alone_fill_the_queue() -> None:
+    box = Outbox(2, 10_000)
+    box.put(Frame("reply 1"))
+    box.put(Frame("reply 2"))
+    assert not box.reset(Frame('{"seq":9}', BOOK, 9, True))
+    assert [f.text for f in box.take()] == ["reply 1", "reply 2"]
+
+
+def test_a_reset_needs_a_topic_and_an_order() -> None:
+    box = Outbox(2, 10_000)
+    with pytest.raises(ValueError, match="a reset needs a topic and an order"):
+        box.reset(Frame("reply"))

@@ -59,6 +59,9 @@ class _View:
     sent_at: float = float("-inf")
     #: The flush scheduled for the end of the interval, if one is.
     pending: Cancellable | None = None
+    #: ``diff`` only: the reset frame last built for a slow client (``reset_frame``), kept
+    #: until the book changes, so many clients overflowing at once cost one encoding.
+    reset: Frame | None = None
 
 
 @dataclass(slots=True)
@@ -95,6 +98,8 @@ class ServedBooks:
         #: The message type of every update (the family's: ``channels.orderbook``).
         self._update_type = update_type
         self._books: dict[str, _Book] = {}
+        #: The symbol of every watched topic (``reset_frame`` is asked by topic).
+        self._symbols: dict[Topic, str] = {}
 
     # -- topics ---------------------------------------------------------------------------
 
@@ -104,10 +109,13 @@ class ServedBooks:
             raise ValueError(f"a levels topic needs a depth >= 1, got {depth}")
         book = self._books.setdefault(symbol, _Book())
         book.views.setdefault(topic, _View(topic, mode, depth if mode == "levels" else 0))
+        self._symbols[topic] = symbol
 
     def unwatch(self, symbol: str, topic: Topic) -> None:
         book = self._books.get(symbol)
         view = None if book is None else book.views.pop(topic, None)
+        if view is not None:
+            self._symbols.pop(topic, None)
         if view is not None and view.pending is not None:
             view.pending.cancel()
 
@@ -125,6 +133,7 @@ class ServedBooks:
         bids, asks = book.levels.snapshot()
         for view in book.views.values():
             if view.mode == "diff":
+                view.reset = None
                 payload = {"seq": reset.seq, "prev_seq": None, "reset": True}
                 self._publish(self._diff_frame(view.topic, symbol, book.time, bids, asks, payload))
             else:
@@ -142,6 +151,7 @@ class ServedBooks:
         asks = [[price, qty] for price, qty in applied.asks]
         for view in book.views.values():
             if view.mode == "diff":
+                view.reset = None
                 payload = {"seq": applied.seq, "prev_seq": applied.prev_seq}
                 self._publish(
                     self._diff_frame(view.topic, symbol, applied.time, bids, asks, payload)
@@ -162,6 +172,23 @@ class ServedBooks:
             return None
         bids, asks = book.levels.snapshot() if view.mode == "diff" else book.levels.top(view.depth)
         return {"seq": book.levels.seq, "time": book.time, "bids": bids, "asks": asks}
+
+    def reset_frame(self, topic: Topic) -> Frame | None:
+        """The whole book of a ``diff`` topic as it is now, flagged ``reset`` as after an
+        upstream resync: what a client too slow for the diffs gets instead of them
+        (``delivery.connection``). None for a ``levels`` topic (its frames conflate: latest
+        wins) or a book not joined yet. Read at once: no diff of it can be published between
+        this and the frames it replaces, so the client misses nothing."""
+        symbol = self._symbols.get(topic)
+        book = None if symbol is None else self._books.get(symbol)
+        view = None if book is None else book.views.get(topic)
+        if symbol is None or book is None or view is None or view.mode != "diff" or not book.ready:
+            return None
+        if view.reset is None:
+            bids, asks = book.levels.snapshot()
+            payload = {"seq": book.levels.seq, "prev_seq": None, "reset": True}
+            view.reset = self._diff_frame(topic, symbol, book.time, bids, asks, payload)
+        return view.reset
 
     def book(self, symbol: str) -> OrderBook | None:
         """The served book of ``symbol`` (for tests and health), None before its first reset."""

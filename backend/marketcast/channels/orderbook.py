@@ -7,7 +7,9 @@
   ``seq``; each update carries the changed levels (quantity 0: gone) with ``prev_seq`` and
   ``seq``, so a client that checks ``prev_seq`` against the ``seq`` it holds can prove it
   missed nothing. After an upstream resync the whole book comes again, flagged ``reset``.
-  Updates are final: never conflated, closed as a slow consumer past the outbox limits.
+  Updates are final, never conflated: a diff that finds the client's outbox full replaces
+  the topic's queued diffs by the whole book at the newest ``seq``, flagged ``reset``
+  (``book.served.ServedBooks.reset_frame``, ``delivery.outbox.Outbox.reset``).
 
 The state is the current book (``History.STATE``): read at the instant of the subscription,
 continuous with the stream through the connection's snapshot hold, ordered by ``seq``
@@ -172,8 +174,10 @@ class OrderbookFamily(Family):
         "ms. `diff`: the changed levels (quantity 0: removed) from `prev_seq` to `seq`, or "
         "the whole book flagged `reset`.",
         slow_client="`levels`: a client that falls behind gets the newest levels only. "
-        "`diff`: never conflated; past the outbox limits the client is closed as a slow "
-        "consumer (4008) and resubscribes for a fresh book.",
+        "`diff`: never conflated; a diff that finds the outbox full replaces the topic's "
+        "queued diffs by the whole book at the newest `seq`, flagged `reset`. Too far behind "
+        "in time or bytes (kernel buffers included), the client is closed as a slow consumer "
+        "(4008) and resubscribes for a fresh book.",
         raw_summary="orderbook.update for this symbol in this mode.",
         examples={
             "orderbook.subscribe": {

@@ -112,6 +112,7 @@ class Connection(Client):
         "_direct",
         "_flush_timer",
         "_holds",
+        "_resets",
         "_state",
         "_terminating",
         "_topics",
@@ -141,6 +142,7 @@ class Connection(Client):
         principal: Principal = ANONYMOUS,
         stats: FanoutStats | None = None,
         write_delay: float = 0.0,
+        resets: Callable[[Topic], Frame | None] | None = None,
     ) -> None:
         # What ``Client.__init__`` sets, without the set it would allocate for ``topics``.
         self.ws = ws
@@ -192,6 +194,10 @@ class Connection(Client):
         #: Resolved when the planned close (notice, flush, 1001) under way has finished; a
         #: second one (shutdown meeting a lifetime close) waits for it instead of repeating it.
         self.planned_close: asyncio.Future[None] | None = None
+        #: A topic's reset frame, if updates of that topic can be replaced by one (an order
+        #: book in diff mode: ``ServedBooks.reset_frame``): what an overflow of such a topic
+        #: queues instead of closing the client (``_refused``).
+        self._resets = resets
 
     # -- inbound from the hub ---------------------------------------------------------------
 
@@ -205,7 +211,7 @@ class Connection(Client):
                 if self._holds and frame.topic in self._holds:
                     self._hold_back(self._holds[frame.topic], frame)
                 elif not self.outbox.put(frame):
-                    self._overflow()
+                    self._refused(frame)
             # SEALED, CLOSING, CLOSED: dropped.
             return
         if self._holds and frame.topic in self._holds:
@@ -230,11 +236,9 @@ class Connection(Client):
                     stats.latency.observe(perf_counter() - frame.created)
                 return
         # Over the high-water mark, or no direct path: queue, and a writer takes it from here.
-        if self.outbox.put(frame):
+        if self.outbox.put(frame) or self._refused(frame):
             self._wrote(0)  # the sweep watches the queue's age from now on
             self._start_writer()
-        else:
-            self._overflow()
 
     def _hold_back(self, hold: SnapshotHold, frame: Frame) -> None:
         """Keep ``frame`` until its topic's snapshot reply is settled (``SnapshotHold``)."""
@@ -295,9 +299,9 @@ class Connection(Client):
 
     def _collect(self, frame: Frame) -> None:
         """Write delay: queue ``frame``; the first one queued arms the flush timer."""
-        if not self.outbox.put(frame):
-            self._overflow()
-        elif self._flush_timer is None:
+        if not self.outbox.put(frame) and not self._refused(frame):
+            return
+        if self._flush_timer is None:
             loop = asyncio.get_running_loop()
             self._flush_timer = loop.call_later(self._write_delay, self._flush_collected)
 
@@ -422,6 +426,21 @@ class Connection(Client):
         self._terminating = asyncio.get_running_loop().create_task(
             self._close(code, reason, patient)
         )
+
+    def _refused(self, frame: Frame) -> bool:
+        """The outbox refused ``frame`` (over its limits). A topic whose updates one reset
+        frame can stand for (a diff-mode order book) gives its queued updates up for that
+        frame, so the client starts that topic over instead of losing an update or its
+        connection; anything else, or a queue still full without them, is a slow consumer.
+        True if the reset was queued."""
+        resets, topic = self._resets, frame.topic
+        if resets is not None and topic is not None and self.close_code is None:
+            reset = resets(topic)
+            if reset is not None and self.outbox.reset(reset):
+                self.stats.resets += 1
+                return True
+        self._overflow()
+        return False
 
     def _overflow(self, frames: int | None = None) -> None:
         """The outbox (or, with ``frames``, a snapshot hold) is over its limit."""

@@ -21,6 +21,13 @@ Why a hard limit: when even conflation cannot keep the queue under ``max_message
 (close code 4008). Memory per client is therefore bounded by the limits (plus one batch in
 flight in the writer). Sizes are counted in characters of the JSON text, which equals bytes
 for the ASCII frames marketcast writes.
+
+Why ``reset``: some topics' updates are final and ordered yet need not all be sent, because
+one frame can stand for all of them: an order book's diffs are replaced by the whole book at
+the newest ``seq`` (a reset). When such a topic overflows the queue, its queued updates give
+way to that one frame instead of the client being closed. The updates it covers can still be
+on their way here (a snapshot hold releasing older diffs in the same call), so the reset's
+order stays a floor for the topic until the queue is next taken whole.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ class Outbox:
     # Why slots: one outbox per connection; without a __dict__ an idle one is ~140 B smaller.
     __slots__ = (
         "_bytes",
+        "_floors",
         "_queue",
         "_replaceable",
         "conflate",
@@ -63,6 +71,9 @@ class Outbox:
         self._replaceable: dict[Topic, _Slot] | None = None
         self._bytes = 0
         self.conflated = 0
+        #: Per topic reset in this queue (``reset``), the reset's order: a later update at or
+        #: before it is in the reset already. None until a reset; ``take`` drops it.
+        self._floors: dict[Topic, int] | None = None
 
     def __len__(self) -> int:
         queue = self._queue
@@ -75,6 +86,11 @@ class Outbox:
     def put(self, frame: Frame) -> bool:
         """Queue ``frame``; False when the client is over its limits (a slow consumer)."""
         topic = frame.topic
+        floors = self._floors
+        if floors is not None and topic in floors:
+            order = frame.order
+            if order is not None and order <= floors[topic]:
+                return True  # the topic's queued reset holds it
         replaceable = self._replaceable
         if self.conflate and topic is not None and replaceable:
             slot = replaceable.get(topic)
@@ -121,5 +137,28 @@ class Outbox:
         frames = [slot.frame for slot in queue]
         self._queue = None
         self._replaceable = None
+        self._floors = None
         self._bytes = 0
         return frames
+
+    def reset(self, frame: Frame) -> bool:
+        """Replace every queued update of ``frame``'s topic by ``frame``, which holds them all
+        (see the module docstring), at the end of the queue; False if even then the queue is
+        over its limits. ``frame`` must have a topic and an order."""
+        topic, order = frame.topic, frame.order
+        if topic is None or order is None:
+            raise ValueError(f"a reset needs a topic and an order, got {frame!r}")
+        queue = self._queue
+        if queue:
+            kept = [slot for slot in queue if slot.frame.topic != topic]
+            self._bytes -= sum(len(slot.frame.text) for slot in queue if slot.frame.topic == topic)
+            self._queue = kept or None
+        if self._replaceable:
+            self._replaceable.pop(topic, None)
+        if not self.put(frame):
+            return False
+        if self._floors is None:
+            self._floors = {topic: order}
+        else:
+            self._floors[topic] = order
+        return True

@@ -126,6 +126,9 @@ class FanoutStats:
         #: Slow consumers closed (4008), by the bound they crossed (``delivery.lag.Limit``): the
         #: outbox overflowed, too far behind, too much waiting in total.
         self.slow_consumers: dict[str, int] = {}
+        #: Overflows a reset answered instead of a close (``Connection._refused``): a slow
+        #: client's queued order-book diffs replaced by the whole book.
+        self.resets = 0
         #: Connections that wrote since the last slow-consumer sweep (``delivery.sweep``): each adds
         #: itself with its first write of a sweep period, and the sweep takes the set whole.
         #: Kept here because this is the one per-app object every connection is handed; None

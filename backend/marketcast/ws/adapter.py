@@ -35,6 +35,7 @@ from marketcast.errors import CloseCode, ErrorCode, ProtocolError, ServiceUnavai
 from marketcast.lifecycle import Lifecycle
 from marketcast.protocol import MAX_ID, MAX_ID_LENGTH, integral
 from marketcast.subscriptions import Subscriptions
+from marketcast.types import Topic
 from marketcast.wire import Frame, envelope
 from marketcast.ws.limits import ConnectionLimits, Verdict
 from marketcast.ws.security import HandshakeGate, Refusal
@@ -63,6 +64,7 @@ class FastWSAdapter(FastWS):
         limits: ConnectionLimits,
         clock: Callable[[], float] = time.monotonic,
         stats: FanoutStats | None = None,
+        resets: Callable[[Topic], Frame | None] | None = None,
         **fastws_options: Any,
     ) -> None:
         super().__init__(asyncapi_url=None, asyncapi_docs_url=None, **fastws_options)
@@ -78,6 +80,9 @@ class FastWSAdapter(FastWS):
         self._clock = clock
         #: Counters of closed connections and the latency histogram, read by ``/metrics``.
         self.stats = stats if stats is not None else FanoutStats()
+        #: What a connection queues for a topic it cannot keep up with, instead of closing
+        #: (``Connection._refused``; the order books' ``reset_frame``).
+        self._resets = resets
         #: Lifetime jitter; seeded per adapter, not shared with anything else.
         self._rng = random.Random()
         #: Live connections by id; read by health and shutdown, never scanned to publish.
@@ -142,6 +147,7 @@ class FastWSAdapter(FastWS):
                 principal=verdict.principal,
                 stats=self.stats,
                 write_delay=self.limits.write_delay,
+                resets=self._resets,
             )
             await self._serve(conn, on_open, accepts)
         finally:
