@@ -12,7 +12,7 @@ PY_SOURCES := backend scripts tests clients/python
 NPM_DIR := frontend-types
 
 .PHONY: help setup setup-test run test test-python test-node lint format generate generate-ws-routers \
-        generate-asyncapi generate-ws-types generate-python-client check-generated bench clean \
+        generate-asyncapi generate-ws-types generate-python-client check-generated bench soak clean \
         chromium
 
 help: ## list the targets
@@ -136,6 +136,9 @@ check-generated: setup ## regenerate everything; fail if it differs from what gi
 # The clients run on uvloop (a project dependency); the servers on asyncio unless --loop uvloop.
 bench: .venv/.synced ## fan-out benchmark vs baselines + goal gate, exit 3 on a FAIL, ~10 min (BENCH_ARGS=--quick: ~1.5 min)
 	$(RUN) python -m scripts.bench $(BENCH_ARGS)
+
+soak: .venv/.synced ## order books vs the faulty fake Binance, both modes, exit 1 on a mismatch, ~3 min (SOAK_ARGS="--minutes 10 --speed 6")
+	$(RUN) python -m scripts.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf .venv $(NPM_DIR)/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
+from scripts.soak import serve
+from scripts.soak.serve import free_port
 from tests.consumer import validate_server_frame
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,13 +37,6 @@ def server_types(document: dict[str, Any]) -> frozenset[str]:
 
 
 SERVER_TYPES = server_types(orjson.loads((ROOT / "docs" / "asyncapi.json").read_bytes()))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -93,50 +84,17 @@ class Server(Endpoint):
 
 @contextlib.contextmanager
 def run_server(tmp_dir: Path, *, port: int | None = None, **settings: object) -> Iterator[Server]:
-    """Start ``marketcast serve`` with ``MARKETCAST_*`` settings; stop it afterwards.
+    """Start ``marketcast serve`` with ``MARKETCAST_*`` settings; stop it afterwards
+    (``scripts.soak.serve``, which the soaks share).
 
     ``port``: a fixed port, e.g. to restart a server where its clients will reconnect.
     """
-    port = free_port() if port is None else port
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETCAST_")}
-    env.update({f"MARKETCAST_{k.upper()}": str(v) for k, v in settings.items()})
-    env["MARKETCAST_PORT"] = str(port)
-    env["MARKETCAST_HOST"] = "127.0.0.1"
-    log_path = tmp_dir / f"server-{port}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "marketcast.cli", "serve"],
-            env=env,
-            cwd=tmp_dir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(port, process, log_path)
+    started = serve.start(tmp_dir, free_port() if port is None else port, settings)
     try:
-        _wait_ready(server)
-        yield server
+        serve.wait_ready(started)
+        yield Server(started.port, started.process, started.log_path)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
-def _wait_ready(server: Server, timeout: float = 60.0) -> None:
-    # Polled for readiness; bounded only to name a hang (a loaded machine starts slowly).
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{server.log()}")
-        try:
-            if httpx.get(f"{server.http}/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server not ready within {timeout}s:\n{server.log()}")
+        serve.stop(started)
 
 
 class Client:
