@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -123,6 +124,36 @@ def test_levels_go_out_at_most_once_per_interval_newest_first_and_only_when_chan
     books.on_applied("BTC", Applied(24, 25, [(100.0, 1.0)], [], 1025))
     clock.advance(1.0)
     assert len(frames) == 2
+
+
+def test_late_timers_do_not_let_a_steady_cadence_drift_behind() -> None:
+    """Updates every 100 ms, each half a millisecond ahead of the interval's end, and every
+    deferred flush run 2 ms late (timers wait whole milliseconds on a busy loop): each update
+    goes out in its own frame 2.5 ms after it came, forty intervals on as at the first."""
+    clock = Clock()
+    sent_at: list[float] = []
+    frames: list[Frame] = []
+
+    def publish(frame: Frame) -> None:
+        frames.append(frame)
+        sent_at.append(clock.now)
+
+    books = ServedBooks(
+        publish, clock.call_later, lambda: clock.now, update_type="orderbook.update"
+    )
+    books.watch("BTC", LEVELS, "levels", depth=2)
+    books.on_reset("BTC", reset(20), 1000)  # sent at once, at 0
+    arrived = []
+    for k in range(1, 41):
+        clock.advance(0.1 - (clock.now - (k - 1) * 0.1) - 0.0005)  # to k * 0.1 - 0.5 ms
+        arrived.append(clock.now)
+        books.on_applied("BTC", Applied(19 + k, 20 + k, [(100.0, k + 0.5)], [], 1000 + k))
+        clock.advance(0.0025)  # the flush, due in 0.5 ms, runs 2 ms late
+    assert [payload(f)["seq"] for f in frames[1:]] == list(range(21, 61)), "one frame each"
+    waits = [sent - came for sent, came in zip(sent_at[1:], arrived, strict=True)]
+    assert max(waits) == pytest.approx(0.0025), waits
+    # Still at most one frame per interval: the frames are 100 ms apart.
+    assert min(b - a for a, b in pairwise(sent_at[1:])) == pytest.approx(0.1)
 
 
 def test_unwatching_cancels_a_pending_levels_frame() -> None:

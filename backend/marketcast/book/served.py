@@ -200,20 +200,26 @@ class ServedBooks:
     def _levels_changed(self, symbol: str, book: _Book, view: _View) -> None:
         if view.pending is not None:
             return  # the flush at the end of this interval will read the newest book
-        wait = view.sent_at + self._interval - self._clock()
+        due = view.sent_at + self._interval
+        wait = due - self._clock()
         if wait <= 0:
             self._flush(symbol, book, view)
         else:
-            view.pending = self._call_later(wait, lambda: self._flush(symbol, book, view))
+            view.pending = self._call_later(wait, lambda: self._flush(symbol, book, view, due))
 
-    def _flush(self, symbol: str, book: _Book, view: _View) -> None:
+    def _flush(self, symbol: str, book: _Book, view: _View, due: float | None = None) -> None:
+        """Send the levels if they changed. A deferred flush (``due``: when it was meant to
+        run) counts as sent when it was due, not when its timer ran: timers run a little
+        late, and counting from then let a 100 ms upstream cadence slip a little further
+        behind every interval until each update waited up to a whole interval."""
         view.pending = None
         if book.views.get(view.topic) is not view:
             return  # unwatched meanwhile
         top = book.levels.top(view.depth)
         if top == view.sent:
             return
-        view.sent, view.sent_at = top, self._clock()
+        now = self._clock()
+        view.sent, view.sent_at = top, now if due is None else min(now, due)
         payload = {
             "topic": view.topic,
             "symbol": symbol,
