@@ -4,8 +4,9 @@ Modules: ``runner`` (command line, orchestration), ``scenarios`` (what is run), 
 (one scenario against one server), ``server`` and ``targets`` (the server-under-test process
 and the servers themselves), ``publisher`` (the load inside the server), ``client`` and
 ``rawws`` (client load processes), ``stats`` (histograms, /proc), ``report`` (tables, ratios,
-the JSON line), ``procs`` and ``common`` (plumbing shared by the processes). Method and
-latest figures: ``docs/performance.md``.
+the JSON line), ``procs`` and ``common`` (plumbing shared by the processes), ``books`` (the
+``book_levels`` scenario's order books, levels frames and stamps). Method and latest
+figures: ``docs/performance.md``.
 
 ``--abuse`` runs the abuse scenario instead (issue 19): ``abuse`` (orchestration),
 ``bystander`` (the measured client), ``attacks`` / ``attacks_http`` / ``attacks_ws`` /

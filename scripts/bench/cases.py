@@ -127,10 +127,11 @@ async def _connect(
     specs: list[dict[str, Any]],
     deflate: dict[str, Any] | None = None,
     quickack: bool = False,
+    frame: str = "bar",
 ) -> tuple[int, list[str]]:
     """Spread ``specs`` over the client processes round-robin; (connected, errors).
     ``deflate``: every connection offers permessage-deflate; ``quickack``: every connection
-    acknowledges each read at once (see ``client``)."""
+    acknowledges each read at once; ``frame`` ``levels``: order-book topics (see ``client``)."""
     procs = bench.clients
     shares = [specs[i :: len(procs)] for i in range(len(procs))]
     replies = await asyncio.gather(
@@ -145,6 +146,7 @@ async def _connect(
                     "timeout": 30.0,
                     "deflate": deflate,
                     "quickack": quickack,
+                    "frame": frame,
                 },
                 "connected",
                 CONNECT_TIMEOUT,
@@ -184,7 +186,8 @@ async def _load(
     bench: Bench, scenario: Scenario, server: Child, port: int, result: CaseResult
 ) -> None:
     offer = {"server_max_window_bits": scenario.deflate_window_bits} if scenario.deflate else None
-    connected, errors = await _connect(bench, port, _specs(scenario), offer, scenario.quickack)
+    specs = _specs(scenario)
+    connected, errors = await _connect(bench, port, specs, offer, scenario.quickack, scenario.frame)
     if connected == 0:
         raise RuntimeError(f"{server.name}: no client could connect: {errors[:3]}")
     if connected < scenario.clients:

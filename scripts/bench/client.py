@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import books
 from .common import (
     UPDATE_SUFFIX,
     emit,
@@ -86,19 +87,53 @@ class Conn:
         #: The protocol's compressed-frame count when the window was set.
         self.inflated_before = 0
 
+    def subscribe_text(self, sym: str, request_id: int) -> bytes:
+        return subscribe_text(sym, request_id)
+
+    def on_other(self, payload: bytes) -> None:
+        """A frame that is not a benchmark update: a reply, an error, anything else."""
+        if b'.response"' in payload:
+            self.replies += 1
+        elif payload.startswith(b'{"type":"error"'):
+            self.replies += 1
+            self.error_reply = payload[:300]
+        else:
+            self.window.other_frames += 1
+
     def on_text(self, payload: bytes, arrival_us: int) -> None:
-        """Count one frame; the hot path of the clients' core, so kept to a few operations."""
-        window = self.window
+        """Count one frame; the hot path of the clients' core, so kept to a few operations
+        (``BookConn`` repeats the counting rather than adding a call to it)."""
         if not payload.endswith(UPDATE_SUFFIX):
-            if b'.response"' in payload:
-                self.replies += 1
-            elif payload.startswith(b'{"type":"error"'):
-                self.replies += 1
-                self.error_reply = payload[:300]
-            else:
-                window.other_frames += 1
+            self.on_other(payload)
             return
         stamp = stamp_of(payload)
+        window = self.window
+        if window.t0 <= stamp < window.t1:
+            self.count += 1
+            proto = self.proto
+            if proto is not None:
+                window.wire_bytes += proto.frame_bytes
+            if not self.stall:
+                window.healthy.record(arrival_us - stamp)
+        else:
+            window.out_of_window += 1
+
+
+class BookConn(Conn):
+    """A connection of ``book_levels``: subscribes to levels-20 order-book topics and reads
+    the publish stamp from each levels frame's last ask (``books``)."""
+
+    __slots__ = ()
+
+    def subscribe_text(self, sym: str, request_id: int) -> bytes:
+        return books.subscribe_text(sym, request_id)
+
+    def on_text(self, payload: bytes, arrival_us: int) -> None:
+        if not payload.startswith(books.UPDATE_PREFIX):
+            self.on_other(payload)
+            return
+        stamp = books.stamp_of(payload)
+        window = self.window
         if window.t0 <= stamp < window.t1:
             self.count += 1
             proto = self.proto
@@ -127,8 +162,9 @@ class LoadClient:
         asked = command.get("deflate")
         offer = None if asked is None else DeflateOffer(asked.get("server_max_window_bits"))
         quickack = bool(command.get("quickack"))
+        kind = BookConn if command.get("frame") == "levels" else Conn
         fresh = [
-            Conn(list(spec["symbols"]), bool(spec.get("stall")), self.window) for spec in specs
+            kind(list(spec["symbols"]), bool(spec.get("stall")), self.window) for spec in specs
         ]
 
         async def open_one(conn: Conn) -> None:
@@ -181,7 +217,7 @@ class LoadClient:
         conn.proto = proto
         await proto.opened
         for index, sym in enumerate(conn.symbols):
-            proto.send_text(subscribe_text(sym, index + 1))
+            proto.send_text(conn.subscribe_text(sym, index + 1))
         while conn.replies < len(conn.symbols):
             if proto.closed.done():
                 raise ConnectionError(f"closed while subscribing (code {proto.close_code})")

@@ -54,6 +54,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from .books import TABLE_NOTE as LEVELS_NOTE
 from .cases import CaseResult
 from .common import BookFrames, deflate_ratio
 from .scenarios import Scenario
@@ -397,7 +398,7 @@ def table(scenario: Scenario, results: dict[str, CaseResult], skipped: Sequence[
     columns = IDLE_COLUMNS if scenario.kind == "idle" else LOAD_COLUMNS
     if scenario.mode != "rate":
         columns = [c for c in columns if c[0] != "healthy_pct_of_offered"]
-    if scenario.frame != "book":
+    if scenario.frame == "bar":
         columns = [c for c in columns if c[0] != "wire_bytes_per_delivery"]
     if not scenario.deflate:
         columns = [c for c in columns if c[0] != "compressed_pct"]
@@ -428,6 +429,8 @@ def table(scenario: Scenario, results: dict[str, CaseResult], skipped: Sequence[
             f"  - not run: {', '.join(skipped)} (this scenario runs "
             f"{', '.join(scenario.targets or ())} only)"
         )
+    if scenario.frame == "levels":
+        lines.append(f"  - {LEVELS_NOTE}")
     for baseline, row in ratios(results).items():
         shown = [f for f in RATIO_FIGURES if f in row and _shown(f, columns)]
         if shown:

@@ -23,6 +23,22 @@ Load shapes (full preset):
   every read at once (``quickack``). Run by marketcast, ``websockets`` (its own
   per-connection deflate) and ``raw`` (compressed once per frame) only: the other baselines
   have no deflate worth measuring.
+- ``book_levels``: order-book levels through marketcast's real order-book path (``books``):
+  1,000 clients, 100 symbols, each updating 10 times a second (1,000 updates/s), every
+  client on the levels-20 ``orderbook`` topics of 5 symbols (50 subscribers per topic):
+  50,000 deliveries/s of ~920-byte frames. marketcast gets each update through
+  ``StreamManager.on_book`` and sends what ``book.served`` makes of it (the book updated,
+  at most one frame per topic per 100 ms, built and fanned out); ``websockets`` and ``raw``
+  apply the same change to the same book and send the same frame (same bytes) once per
+  update. p50/p99 are publish -> receipt of the frame carrying that update's stamp, so
+  marketcast's include the levels throttle's wait; ``ok%pub`` under 100 counts updates it
+  merged into one frame. Why 5 per client rather than 10: 10 would be 100,000 deliveries/s,
+  which here takes ~75-80 % of the clients' core (37-40 % measured at 50,000/s) and 60-95 %
+  of the server's for the baselines (6-9.5 µs a delivery), so it would compare saturation,
+  not latency; 5 is what a screen with a few ladders open watches. Clients ACK at once
+  (``quickack``): without it, at ~50 such frames a second per connection, delayed ACKs
+  stalled ``websockets`` and ``raw`` too (p99 38-40 ms on this loopback). Run by
+  marketcast, ``websockets`` and ``raw`` only.
 - ``ingest`` (kind ``ingest``, run by ``ingest.py`` rather than per target): 2,000 symbols
   (``topics`` counts symbols here) updating their 1-minute klines, every resolution
   aggregated (22,000 keys), 5,000 clients on 5 topics each; marketcast with the memory and
@@ -62,7 +78,8 @@ class Scenario:
     server_sndbuf: int = 0
     #: Idle runs: seconds to let the server settle before each memory reading.
     settle_s: float = 1.5
-    #: What is published: ``bar`` (~250-byte bar updates) or ``book`` (~1.3 KB frames).
+    #: What is published: ``bar`` (~250-byte bar updates), ``book`` (~1.3 KB frames) or
+    #: ``levels`` (order-book levels-20 frames through marketcast's order-book path).
     frame: str = "bar"
     #: Whether every client offers permessage-deflate, and the server window it asks for
     #: (None: the server's choice).
@@ -99,6 +116,8 @@ class Scenario:
             stalled += f" (server SO_SNDBUF {self.server_sndbuf // 1024} KiB)"
         if self.frame == "book":
             stalled += ", ~1.3 KB book frames"
+        elif self.frame == "levels":
+            stalled += ", ~1 KB order-book levels-20 frames"
         if self.deflate:
             bits = self.deflate_window_bits
             stalled += " offering permessage-deflate" + (f" ({bits}-bit window)" if bits else "")
@@ -131,6 +150,27 @@ DEFLATE_REF = Scenario(
 #: 200 clients, 20 topics (100 subscribers each), 10,000 deliveries/s, 2-s windows.
 QUICK_DEFLATE_REF = replace(
     DEFLATE_REF, clients=200, topics=20, offered_per_s=10_000, warmup_s=0.5, measure_s=2.0
+)
+
+#: Order-book levels: 1,000 clients, 100 symbols updating 10 times a second each, every
+#: client on the levels-20 ``orderbook`` topics of 5 of them (see the module docstring).
+BOOK_LEVELS = Scenario(
+    "book_levels",
+    "load",
+    clients=1000,
+    topics=100,
+    topics_per_client=5,
+    mode="rate",
+    offered_per_s=50_000,
+    warmup_s=2,
+    measure_s=8,
+    frame="levels",
+    quickack=True,
+    targets=DEFLATE_TARGETS,
+)
+#: 200 clients, 20 symbols at 10 updates/s each, the same subscribers per topic, 2-s windows.
+QUICK_BOOK_LEVELS = replace(
+    BOOK_LEVELS, clients=200, topics=20, offered_per_s=10_000, warmup_s=0.5, measure_s=2.0
 )
 
 #: The 19,000-connection runs: marketcast and the baselines that keep up with ``market``.
@@ -184,6 +224,7 @@ FULL = [
     Scenario("idle_10k", "idle", clients=10_000),
     Scenario("idle_19k", "idle", clients=19_000, targets=TARGETS_19K),
     MARKET_19K,
+    BOOK_LEVELS,
     Scenario("ingest", "ingest", clients=5000, topics=2000, topics_per_client=5, measure_s=4),
 ]
 
@@ -206,6 +247,7 @@ QUICK = [
     QUICK_DEFLATE_REF,
     replace(QUICK_DEFLATE_REF, name="deflate", deflate=True),
     Scenario("idle_500", "idle", clients=500, settle_s=0.5),
+    QUICK_BOOK_LEVELS,
     Scenario(
         "ingest", "ingest", clients=500, topics=200, topics_per_client=5, warmup_s=0.5, measure_s=1
     ),

@@ -149,7 +149,9 @@ def main() -> None:
     parser.add_argument("--nofile", type=int, default=20_000, help="open-files limit wanted")
     parser.add_argument("--sndbuf", type=int, default=0, help="SO_SNDBUF of connections")
     parser.add_argument("--loop", default="asyncio", help="asyncio (default) or uvloop")
-    parser.add_argument("--frame", default="bar", help="bar (default) or book (1-2 KB)")
+    parser.add_argument(
+        "--frame", default="bar", help="bar (default), book (1-2 KB) or levels (order books)"
+    )
     parser.add_argument(
         "--no-gc-freeze",
         action="store_true",

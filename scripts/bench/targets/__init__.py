@@ -1,10 +1,11 @@
 """The servers under test: marketcast and the baselines it is compared with.
 
 Each target serves WebSocket clients on a listening socket it is given, answers the same
-``bars.subscribe`` request, and publishes one update to every subscriber of a topic when
-``publish`` is called — marketcast through its real publish path, each baseline the way its
-library documents fan-out. The baselines are written here, from the libraries' public APIs,
-so that one benchmark run measures everything on the same machine under the same noise.
+``bars.subscribe`` request (``orderbook.subscribe`` in ``book_levels``), and publishes one
+update to every subscriber of a topic when ``publish`` is called — marketcast through its
+real publish path, each baseline the way its library documents fan-out. The baselines are
+written here, from the libraries' public APIs, so that one benchmark run measures everything
+on the same machine under the same noise.
 """
 
 from __future__ import annotations
@@ -53,14 +54,17 @@ def versions(*packages: str) -> str:
     return ", ".join(f"{p} {version(p)}" for p in packages)
 
 
-#: The targets that can publish ``common.BookFrames`` (the deflate scenarios); the others
-#: publish bars only.
+#: The targets that can publish ``common.BookFrames`` (the deflate scenarios) and order-book
+#: levels frames (``book_levels``, see ``books``); the others publish bars only.
 BOOK_TARGETS = ("marketcast", "websockets", "raw")
+#: What a target may be asked to publish: ``bar`` (every scenario), ``book`` (1-2 KB bars
+#: frames, the deflate scenarios) or ``levels`` (order-book levels-20 frames).
+FRAMES = ("bar", "book", "levels")
 
 
 def build_target(name: str, topics: int, frame: str = "bar") -> Target:
-    """The target called ``name``, serving ``topics`` benchmark symbols; ``frame`` is
-    ``bar`` (every scenario) or ``book`` (the deflate scenarios, ``BOOK_TARGETS`` only)."""
+    """The target called ``name``, serving ``topics`` benchmark symbols; ``frame`` is one of
+    ``FRAMES``, other than ``bar`` for ``BOOK_TARGETS`` only."""
     if frame != "bar" and name not in BOOK_TARGETS:
         raise ValueError(f"target {name!r} publishes bars only, not {frame!r} frames")
     if name == "marketcast":

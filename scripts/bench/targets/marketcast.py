@@ -15,23 +15,35 @@ marketcast family builds 1-2 KB updates, so they are handed to the hub as ``wire
 objects of the subscribed bars topic (``Hub.publish``, what the in-memory bus calls) and take
 the same fan-out as every update from there: hub, connections, direct writes or outboxes.
 Only ``on_candle``'s store write and frame building are left out, in both deflate scenarios.
+
+``book_levels`` goes through marketcast's order-book path end to end: clients subscribe with
+``orderbook.subscribe`` (levels, depth 20), and each publish hands the symbol's next change
+(``books.LevelSource``: a ``Reset`` first, then ``Applied`` diffs) to
+``StreamManager.on_book``, the call a book feed makes, so the book update, the levels
+throttle (``book.served``), the frame building and the fan-out are all measured. The
+simulator's own book changes (its first book when a topic starts, a step per tick) are
+dropped on their way to ``on_book``: only the benchmark's changes move the served book, so
+every server serves the same one.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import marketcast
 from marketcast.app import create_app
+from marketcast.book.binance_sync import Applied, Reset
 from marketcast.delivery.hub import Hub
 from marketcast.market import BarKey, Candle
 from marketcast.settings import Settings
 from marketcast.streams import StreamManager
 from marketcast.wire import Frame
 
+from ..books import LevelSource
 from ..common import PRICES, RESOLUTION, BookFrames, symbol
-from . import versions
+from . import FRAMES, versions
 from .uvicorn_host import UvicornHost, UvicornServed
 
 #: The benchmark's defaults; a MARKETCAST_* variable set by the caller wins.
@@ -71,14 +83,21 @@ class MarketcastTarget(UvicornServed):
         self.source = f"marketcast {marketcast.__version__} from {where}, " + versions(
             "fastapi", "uvicorn"
         )
-        app = create_app(self.settings)
+        app = self.app = create_app(self.settings)
         self.streams = cast(StreamManager, app.state.streams)
         self.keys = [BarKey(symbol(i), RESOLUTION) for i in range(topics)]
         self.hub = cast(Hub, app.state.adapter.hub)
         self.topics = [self.streams.topic(key) for key in self.keys]
         self.books = BookFrames(topics) if frame == "book" else None
-        if frame not in ("bar", "book"):
+        if frame not in FRAMES:
             raise ValueError(f"unknown frame kind {frame!r}")
+        self.symbols = [symbol(i) for i in range(topics)]
+        self.levels = LevelSource(topics) if frame == "levels" else None
+        #: The real ``StreamManager.on_book``; the feeds' calls are dropped (module docstring).
+        self.on_book: Callable[[str, Applied | Reset], Awaitable[None]] = self.streams.on_book
+        self.feed_book_changes = 0
+        if self.levels is not None:
+            setattr(self.streams, "on_book", self._feed_book)  # noqa: B010 (shadows a method)
         ws, self.deflate = deployed_ws(app, self.settings)
         self.host = UvicornHost(
             app,
@@ -91,7 +110,20 @@ class MarketcastTarget(UvicornServed):
             ping_timeout=getattr(self.settings, "ws_ping_timeout", 20.0),
         )
 
+    async def _feed_book(self, symbol: str, change: Applied | Reset) -> None:
+        """A feed's own book change: not served (see the module docstring)."""
+        self.feed_book_changes += 1
+
     async def publish(self, index: int, bar_time: int, stamp_us: int) -> None:
+        levels = self.levels
+        if levels is not None:
+            update = levels.next(index, stamp_us, bar_time)
+            if update.reset:
+                change: Applied | Reset = Reset(update.seq, update.bids, update.asks)
+            else:
+                change = Applied(update.prev_seq, update.seq, update.bids, update.asks, bar_time)
+            await self.on_book(self.symbols[index], change)
+            return
         books = self.books
         if books is not None:
             text = books.frame(index, bar_time, stamp_us).decode()

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
+from ..books import LevelsFrames
 from ..common import WS_PATH, BookFrames, symbol, topic_of, update_frame
-from . import versions
+from . import FRAMES, versions
 from .replies import subscribe_reply
 from .uvicorn_host import BACKLOG, MAX_MESSAGE_BYTES
 
@@ -29,17 +30,22 @@ class WebsocketsTarget:
     name = "websockets"
 
     def __init__(self, topics: int, frame: str = "bar") -> None:
-        if frame not in ("bar", "book"):
+        if frame not in FRAMES:
             raise ValueError(f"unknown frame kind {frame!r}")
         self.source = versions("websockets")
         self.symbols = [symbol(i) for i in range(topics)]
-        self.topics = [topic_of(s) for s in self.symbols]
-        self.subscribers: dict[str, set[ServerConnection]] = {t: set() for t in self.topics}
         self.books = BookFrames(topics) if frame == "book" else None
+        #: ``book_levels``: the order books, their levels frames and subscribe replies.
+        self.levels = LevelsFrames(topics) if frame == "levels" else None
+        self.topics = self.levels.topics if self.levels else [topic_of(s) for s in self.symbols]
+        self.subscribers: dict[str, set[ServerConnection]] = {t: set() for t in self.topics}
         self._stop = asyncio.Event()
 
     def encode(self, index: int, bar_time: int, stamp_us: int) -> bytes:
-        """The update's JSON text: a bar, or in the deflate scenarios a book frame."""
+        """The update's JSON text: a bar, in the deflate scenarios a book frame, in
+        ``book_levels`` the symbol's book updated and its best levels (``books``)."""
+        if self.levels is not None:
+            return self.levels.frame(index, bar_time, stamp_us)
         if self.books is not None:
             return self.books.frame(index, bar_time, stamp_us)
         return update_frame(self.topics[index], self.symbols[index], bar_time, stamp_us)
@@ -57,7 +63,10 @@ class WebsocketsTarget:
         mine: list[str] = []
         try:
             async for message in ws:
-                text, topic = subscribe_reply(message, self.subscribers)
+                if self.levels is not None:
+                    text, topic = self.levels.subscribe_reply(message, self.subscribers)
+                else:
+                    text, topic = subscribe_reply(message, self.subscribers)
                 if topic is not None:
                     self.subscribed(topic, ws)
                     mine.append(topic)
