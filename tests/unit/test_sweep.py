@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from marketcast.delivery.lag import Backlog, SlowConsumerLimits
 from marketcast.delivery.stats import FanoutStats
-from marketcast.delivery.sweep import SlowConsumerSweep
+from marketcast.delivery.sweep import SWEEP_STEP, SlowConsumerSweep
 from marketcast.wire import Frame
 from tests.unit.test_lazy_writer import connection
 
@@ -167,3 +167,26 @@ async def test_a_connection_counts_the_bytes_it_writes_and_registers_once_a_peri
     assert conn.stats.wrote == {conn}
     backlog = conn.backlog()
     assert (backlog.queued_bytes, backlog.oldest_queued, backlog.unsent) == (0, None, 0)
+
+
+async def test_a_timed_pass_goes_in_steps_and_lets_other_callbacks_run_between_them() -> None:
+    """Thousands of clients that wrote are swept a step at a time: what the loop has queued
+    meanwhile (a frame's delivery) runs before the rest of the pass, which still completes."""
+    sweep, stats = await started()
+    conns = [FakeConn(f"c{i}", stats, unsent=0) for i in range(3 * SWEEP_STEP + 10)]
+    for conn in conns:
+        conn.write(1_000)
+    progress: list[int] = []
+    sweep._tick()  # what the timer calls: the first step runs now
+    looked = sum(1 for c in conns if not c.written)
+    assert 0 < looked < len(conns), "a whole pass ran at once"
+    asyncio.get_running_loop().call_soon(
+        lambda: progress.append(sum(1 for c in conns if not c.written))
+    )
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert progress, "nothing else ran during the pass"
+    assert progress[0] < len(conns), "the other callback waited for the whole pass"
+    assert all(not c.written for c in conns), "the pass did not finish"
+    assert sweep.tracked == len(conns)
+    sweep.stop()
