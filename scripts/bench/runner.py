@@ -205,7 +205,7 @@ async def run(args: argparse.Namespace) -> int:
     meta["logs"] = str(args.log_dir) if args.log_dir else None
     checks = goals(by_scenario, meta["mode"])
     if "ingest" in meta:
-        checks.update(ingest_goals(meta["ingest"], meta["mode"]))
+        checks.update(ingest_goals(meta["ingest"], meta["mode"], raw_us_per_delivery(by_scenario)))
     status, verdict = gate(checks)
     if checks:
         print(goals_text(checks, meta["mode"]))
@@ -235,6 +235,14 @@ def gc_treatment(freeze: bool) -> dict[str, Any]:
         else "false",
         "summary": summary,
     }
+
+
+def raw_us_per_delivery(by_scenario: dict[str, dict[str, CaseResult]]) -> float | None:
+    """The raw baseline's CPU per delivery in this run's ``market`` scenario (None without
+    it): what the ingest goals with clients are weighed against (``deliveries_floor``)."""
+    case = by_scenario.get("market", {}).get("raw")
+    value = None if case is None else case.figures.get("cpu_us_per_delivery")
+    return float(value) if value else None
 
 
 def _load(values: tuple[float, float, float]) -> str:

@@ -392,3 +392,31 @@ def test_a_rate_the_raw_baseline_misses_too_is_a_floor_not_a_failure() -> None:
     assert "Redis itself takes 9,600 updates/s" in checks["ingest_redis_updates_per_s"]["context"]
     assert checks["ingest_redis_updates_per_s_with_clients"]["verdict"] == "FLOOR"
     assert ingest_goals(results, "quick")["ingest_redis_updates_per_s"]["verdict"] == "INFO"
+
+
+def test_a_rate_with_clients_that_their_deliveries_alone_rule_out_is_a_floor() -> None:
+    """With the clients, each update costs its deliveries too: when even the raw baseline's
+    ingest plus its CPU per delivery in ``market`` leaves less than the goal, the missed rate
+    with clients is a floor; the rate without clients is judged as before."""
+    results = _results()
+    results["raw"] = {
+        "ingest": _window(
+            updates_per_s=50_000,
+            updates_per_cpu_s=55_000,
+            server_cpu_pct=99.0,
+            cpu_us_per_update=18.0,
+        )
+    }
+    # 85,000 deliveries for 6,800 updates: 12.5 each; 18 + 12.5 x 8.5 = 124 µs: 8,050/s.
+    checks = ingest_goals(results, raw_us_per_delivery=8.5)
+    with_clients = checks["ingest_memory_updates_per_s_with_clients"]
+    assert with_clients["verdict"] == "FLOOR"
+    assert "each update makes 12.5 deliveries" in with_clients["context"]
+    assert "at most 8,048 updates/s per CPU-s" in with_clients["context"]
+    assert checks["ingest_memory_updates_per_s"]["verdict"] == "FAIL"  # raw does 55,000 alone
+    # A cheaper fan-out would leave room for the goal: ours then fails.
+    checks = ingest_goals(results, raw_us_per_delivery=0.1)
+    assert checks["ingest_memory_updates_per_s_with_clients"]["verdict"] == "FAIL"
+    # Without the market figure nothing is assumed.
+    checks = ingest_goals(results)
+    assert checks["ingest_memory_updates_per_s_with_clients"]["verdict"] == "FAIL"
