@@ -34,12 +34,10 @@ def free_port() -> int:
 
 
 @dataclass
-class ServeProcess:
-    """A running ``marketcast serve``: its port, process and log file."""
+class Endpoint:
+    """Where a marketcast server on 127.0.0.1 answers."""
 
     port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
 
     @property
     def http(self) -> str:
@@ -48,6 +46,14 @@ class ServeProcess:
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}/api/v1/ws"
+
+
+@dataclass
+class ServeProcess(Endpoint):
+    """A running ``marketcast serve``: its port, process and log file."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

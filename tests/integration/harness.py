@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 from scripts.soak import serve
-from scripts.soak.serve import free_port
+from scripts.soak.serve import Endpoint, ServeProcess, free_port
 from tests.consumer import validate_server_frame
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,26 +39,8 @@ SERVER_TYPES = server_types(orjson.loads((ROOT / "docs" / "asyncapi.json").read_
 
 
 @dataclass
-class Endpoint:
-    """Where a marketcast server on 127.0.0.1 answers."""
-
-    port: int
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/api/v1/ws"
-
-
-@dataclass
-class Server(Endpoint):
-    """A ``marketcast serve`` subprocess."""
-
-    process: subprocess.Popen[bytes]
-    log_path: Path
+class Server(ServeProcess):
+    """A ``marketcast serve`` subprocess, as the tests see it."""
 
     def rss_kib(self) -> int:
         """Resident memory of the server process, from /proc."""
@@ -67,9 +48,6 @@ class Server(Endpoint):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         raise RuntimeError("no VmRSS line")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
     async def wait_for_log(self, ready: Callable[[str], bool], within: float = 10.0) -> str:
         """The log, once ``ready(log)`` holds (the server writes lines asynchronously), or as
