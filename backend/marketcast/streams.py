@@ -124,6 +124,8 @@ class StreamManager:
         #: The book keys this worker runs, per symbol: a change of the symbol's book is data
         #: for each of them (staleness).
         self._book_keys: dict[Symbol, set[BookKey]] = {}
+        #: When each key's watch at its feed returned (``watched_at``).
+        self._watched_at: dict[StreamKey, float] = {}
 
     # -- catalog ------------------------------------------------------------------------------
 
@@ -254,9 +256,18 @@ class StreamManager:
             self.books.watch(key.symbol, self.topic(key), key.mode, key.depth)
             self._book_keys.setdefault(key.symbol, set()).add(key)
         await self._feed_for(key.symbol).watch(key)
+        self._watched_at[key] = time.perf_counter()
         self._staleness.tracker.watching(key, self._staleness.clock())
 
+    def watched_at(self, key: StreamKey) -> float | None:
+        """When this worker's feed finished watching ``key`` (``perf_counter``, the clock of
+        ``Frame.created``); None while it does not. What a feed published while it was
+        starting the key (Binance's recent trades, fetched before its stream) is history, not
+        news to a subscriber who asked for none (``Subscriptions.subscribe``)."""
+        return self._watched_at.get(key)
+
     async def stop_upstream(self, key: StreamKey) -> None:
+        self._watched_at.pop(key, None)
         self._staleness.tracker.forget(key)
         if isinstance(key, BookKey):
             self.books.unwatch(key.symbol, self.topic(key))

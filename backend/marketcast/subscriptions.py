@@ -33,6 +33,8 @@ class Hold(Protocol):
 
     def cancel(self) -> None: ...
 
+    def forget_before(self, created: float) -> None: ...
+
 
 class SubscriberConnection(Subscriber, Protocol):
     """What a subscription needs from a connection (``delivery.connection.Connection``)."""
@@ -156,6 +158,10 @@ class Subscriptions:
             del conn.subscriptions[topic]
             raise
         if not wants_history:
+            watched_at = self._streams.watched_at(key)
+            if watched_at is not None:
+                # What the feed published while it was starting the key is history.
+                hold.forget_before(watched_at)
             return SubscribeResult(topic, "subscribed", None)
         # Registered after the start and right before the history is read: no update slips
         # between the two, and what came during the start is in the history (the store is

@@ -129,3 +129,35 @@ async def test_a_subscribe_cancelled_while_its_key_starts_gives_its_reference_ba
     await settle()
     assert streams.active_keys() == [], "the key stops: nobody holds it"
     await streams.close()
+
+
+class SeedingFeed(RecordingFeed):
+    """A feed that publishes history while it starts a key (as Binance does with the recent
+    trades it fetches before its stream), then its first live update right after."""
+
+    async def watch(self, key: StreamKey) -> None:
+        await super().watch(key)
+        assert isinstance(key, BarKey)
+        await self.sink.on_candle(key, bar(3, closed=True))  # history, while starting
+        loop = asyncio.get_running_loop()
+        loop.call_soon(lambda: loop.create_task(self.sink.on_candle(key, bar(5, closed=False))))
+
+
+async def test_what_a_feed_publishes_while_starting_is_not_news_to_the_first_subscriber() -> None:
+    hub = Hub()
+    bus = MemoryBus()
+    await bus.start(hub.publish)
+    streams = StreamManager(
+        [SeedingFeed()], MemoryCandleStore(100), bus, grace_period=0, history_size=100
+    )
+    await streams.start()
+    subscriptions = Subscriptions(streams, hub, max_per_connection=10)
+    conn, protocol, _ = connection()
+    await subscriptions.subscribe(conn, "bars", KEY.symbol, PARAMS)
+    conn.reply('{"type":"bars.subscribe.response","payload":{}}')
+    conn.settle(ok=True)
+    await settle()
+    frames = frames_written(written(protocol))
+    assert [f["type"] for f in frames] == ["bars.subscribe.response", "bars.update"], frames
+    assert frames[1]["payload"]["time"] == 5 * 60_000  # type: ignore[index]
+    await streams.close()

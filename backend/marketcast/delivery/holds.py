@@ -72,6 +72,11 @@ class SnapshotHold:
                 self._deliver(frame)
         self.frames = []
 
+    def forget_before(self, created: float) -> None:
+        """Drop the held updates built before ``created`` (``Frame.created``'s clock): what a
+        feed published while starting the key, older than the subscription's news."""
+        self.frames = [frame for frame in self.frames if frame.created >= created]
+
     def cancel(self) -> None:
         """Drop the held updates (the subscription is going away); idempotent."""
         if self._holds.get(self.topic) is self:
