@@ -24,12 +24,12 @@ from tests.unit.test_streams import KEY, RecordingFeed
 PARAMS = {"resolution": KEY.resolution}
 
 
-async def served() -> tuple[StreamManager, Subscriptions, Hub]:
+async def served(feed: RecordingFeed | None = None) -> tuple[StreamManager, Subscriptions, Hub]:
     hub = Hub()
     bus = MemoryBus()
     await bus.start(hub.publish)
     streams = StreamManager(
-        [RecordingFeed()], MemoryCandleStore(100), bus, grace_period=0, history_size=100
+        [feed or RecordingFeed()], MemoryCandleStore(100), bus, grace_period=0, history_size=100
     )
     await streams.start()
     return streams, Subscriptions(streams, hub, max_per_connection=10), hub
@@ -96,24 +96,24 @@ class EagerFeed(RecordingFeed):
         loop.call_soon(lambda: loop.create_task(self.sink.on_candle(key, bar(5, closed=False))))
 
 
-async def test_the_first_subscriber_gets_the_update_that_follows_the_start_at_once() -> None:
-    hub = Hub()
-    bus = MemoryBus()
-    await bus.start(hub.publish)
-    feed = EagerFeed()
-    streams = StreamManager([feed], MemoryCandleStore(100), bus, grace_period=0, history_size=100)
-    await streams.start()
-    subscriptions = Subscriptions(streams, hub, max_per_connection=10)
+async def first_subscriber_frames(feed: RecordingFeed) -> list[dict[str, object]]:
+    """What the first subscriber of ``KEY`` (no snapshot) gets once its reply is sent."""
+    streams, subscriptions, _ = await served(feed)
     conn, protocol, _ = connection()
     await subscriptions.subscribe(conn, "bars", KEY.symbol, PARAMS)
-    assert feed.watched == [KEY]
     conn.reply('{"type":"bars.subscribe.response","payload":{}}')
     conn.settle(ok=True)
     await settle()
-    frames = frames_written(written(protocol))
+    await streams.close()
+    return frames_written(written(protocol))
+
+
+async def test_the_first_subscriber_gets_the_update_that_follows_the_start_at_once() -> None:
+    feed = EagerFeed()
+    frames = await first_subscriber_frames(feed)
+    assert feed.watched == [KEY]
     assert [f["type"] for f in frames] == ["bars.subscribe.response", "bars.update"], frames
     assert frames[1]["payload"]["time"] == 5 * 60_000  # type: ignore[index]
-    await streams.close()
 
 
 async def test_a_subscribe_cancelled_while_its_key_starts_gives_its_reference_back() -> None:
@@ -131,33 +131,17 @@ async def test_a_subscribe_cancelled_while_its_key_starts_gives_its_reference_ba
     await streams.close()
 
 
-class SeedingFeed(RecordingFeed):
-    """A feed that publishes history while it starts a key (as Binance does with the recent
-    trades it fetches before its stream), then its first live update right after."""
+class SeedingFeed(EagerFeed):
+    """A feed that also publishes history while it starts a key (as Binance does with the
+    recent trades it fetches before its stream), before its first live update."""
 
     async def watch(self, key: StreamKey) -> None:
         await super().watch(key)
         assert isinstance(key, BarKey)
         await self.sink.on_candle(key, bar(3, closed=True))  # history, while starting
-        loop = asyncio.get_running_loop()
-        loop.call_soon(lambda: loop.create_task(self.sink.on_candle(key, bar(5, closed=False))))
 
 
 async def test_what_a_feed_publishes_while_starting_is_not_news_to_the_first_subscriber() -> None:
-    hub = Hub()
-    bus = MemoryBus()
-    await bus.start(hub.publish)
-    streams = StreamManager(
-        [SeedingFeed()], MemoryCandleStore(100), bus, grace_period=0, history_size=100
-    )
-    await streams.start()
-    subscriptions = Subscriptions(streams, hub, max_per_connection=10)
-    conn, protocol, _ = connection()
-    await subscriptions.subscribe(conn, "bars", KEY.symbol, PARAMS)
-    conn.reply('{"type":"bars.subscribe.response","payload":{}}')
-    conn.settle(ok=True)
-    await settle()
-    frames = frames_written(written(protocol))
+    frames = await first_subscriber_frames(SeedingFeed())
     assert [f["type"] for f in frames] == ["bars.subscribe.response", "bars.update"], frames
     assert frames[1]["payload"]["time"] == 5 * 60_000  # type: ignore[index]
-    await streams.close()
