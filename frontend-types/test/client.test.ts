@@ -17,18 +17,10 @@ import {
   type SubscriptionErrorEvent,
   TimeoutError,
 } from "../src/index.js";
-import { type Server, sleep, startServer, waitFor } from "./support/server.js";
+import { FAST, type Server, sleep, startServer, waitFor } from "./support/server.js";
 
 const MINUTE = 60_000;
 const SETTINGS = { sim_speed: "120", sim_tick_interval: "0.05", stream_grace_period: "0.5" };
-/** Fast reconnects and pings, so the tests spend their time on what they check. */
-const FAST = {
-  backoff: { baseMs: 50, capMs: 400 },
-  connectTimeoutMs: 1_000,
-  pingIntervalMs: 250,
-  pingTimeoutMs: 500,
-  requestTimeoutMs: 3_000,
-};
 
 /** Records what a bars subscription delivered and checks the closed bars' continuity. */
 class ClosedBars {

@@ -35,7 +35,7 @@ import {
   ProtocolViolation,
 } from "../src/index.js";
 import { FakeClock, FakeServer, type FakeSocket, type Frame } from "./support/fake.js";
-import { type Server, startServer, waitFor } from "./support/server.js";
+import { FAST, type Server, startServer, waitFor } from "./support/server.js";
 
 const SYMBOL = "BTCUSDT";
 const DIFF_TOPIC = 'orderbook:{"mode":"diff","symbol":"BTCUSDT"}';
@@ -559,13 +559,6 @@ test("LevelsBook: subscribes in levels mode; the reply's levels, then each updat
 
 /** The simulator's books move on every tick: 20 ticks a simulated second at 60x. */
 const SETTINGS = { sim_speed: "60", sim_tick_interval: "0.05", stream_grace_period: "0.5" };
-const FAST = {
-  backoff: { baseMs: 50, capMs: 400 },
-  connectTimeoutMs: 1_000,
-  pingIntervalMs: 250,
-  pingTimeoutMs: 500,
-  requestTimeoutMs: 3_000,
-};
 
 interface Seen {
   readonly bids: BookLevel[];

@@ -127,6 +127,16 @@ async function waitReady(server: Server, timeoutMs: number): Promise<void> {
   throw new Error(`server not ready within ${timeoutMs} ms:\n${server.log()}`);
 }
 
+/** Client options for tests against a real server: fast reconnects and pings, so the tests
+ * spend their time on what they check. */
+export const FAST = {
+  backoff: { baseMs: 50, capMs: 400 },
+  connectTimeoutMs: 1_000,
+  pingIntervalMs: 250,
+  pingTimeoutMs: 500,
+  requestTimeoutMs: 3_000,
+};
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
