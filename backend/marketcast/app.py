@@ -179,6 +179,9 @@ def create_app(
     store, bus = services.store, services.bus
     if feeds is None:
         feeds = build_feeds(settings)  # simulator, Binance, Twelve Data: by symbol (settings)
+    # Full GC collections off the fan-out: freeze after start-up and after new histories.
+    gc_freezer = GcFreezer(enabled=settings.gc_freeze)
+    hub = Hub(on_new_topic=gc_freezer.soon)
     streams = StreamManager(
         feeds,
         store,
@@ -192,10 +195,8 @@ def create_app(
         max_concurrent_history=settings.max_concurrent_history,
         channels=channels,
         recent=services.recent,
+        hub=hub,
     )
-    # Full GC collections off the fan-out: freeze after start-up and after new histories.
-    gc_freezer = GcFreezer(enabled=settings.gc_freeze)
-    hub = Hub(on_new_topic=gc_freezer.soon)
     services.attach(streams, hub, history_size=settings.store_capacity)
     subscriptions = Subscriptions(
         streams,

@@ -249,8 +249,10 @@ class MarketcastCollector(Collector):
         topics = dict.fromkeys(self._sources.routes, 0)
         for topic in hub.topics():
             route = topic.split(":", 1)[0]
-            subscriptions[route] = subscriptions.get(route, 0) + hub.subscriber_count(topic)
-            topics[route] = topics.get(route, 0) + 1
+            if route not in topics:
+                continue  # an internal topic (a book relay's), no client's
+            subscriptions[route] += hub.subscriber_count(topic)
+            topics[route] += 1
         per_route = GaugeMetricFamily(
             "marketcast_ws_subscriptions",
             "Client subscriptions in this worker, by route (raw streams included).",

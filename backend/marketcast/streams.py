@@ -30,9 +30,11 @@ from marketcast.bus.base import Bus
 from marketcast.channels.bars import bar_update
 from marketcast.channels.base import History, Registry
 from marketcast.channels.orderbook import UPDATE_TYPE as BOOK_UPDATE
-from marketcast.channels.orderbook import BookKey
+from marketcast.channels.orderbook import BookKey, book_source
 from marketcast.channels.registry import default_registry
+from marketcast.cluster.book_relay import BookRelay
 from marketcast.cluster.ownership import LocalOwnership, Ownership
+from marketcast.delivery.hub import Hub
 from marketcast.errors import ConfigurationError, FeedError, ProtocolError
 from marketcast.feeds.base import Feed
 from marketcast.market import BarKey, Candle, Quote, QuoteKey, RecentRecord, StreamKey, SymbolInfo
@@ -66,6 +68,7 @@ class StreamManager:
         max_concurrent_history: int = 8,
         channels: Registry | None = None,
         recent: RecentStore | None = None,
+        hub: Hub | None = None,
     ) -> None:
         #: The channel families: each key's topic, update frame and history rule.
         self.channels = channels or default_registry()
@@ -115,14 +118,23 @@ class StreamManager:
         #: over); clients must see each once, so anything at or before it is not published.
         self._last_final: dict[StreamKey, int] = {}
         self.repeats_dropped = 0
-        #: The order books of the book keys this worker runs upstream (``STATE`` families):
-        #: their views, frames and subscribe snapshots; frames go to this worker's hub only
-        #: (``on_book``).
+        #: The order books this worker serves: their views, frames and subscribe snapshots;
+        #: frames go to this worker's hub only, built here from the changes the relay brings.
         self.books = ServedBooks(
             bus.publish_local, _call_later, time.monotonic, update_type=BOOK_UPDATE
         )
-        #: The book keys this worker runs, per symbol: a change of the symbol's book is data
-        #: for each of them (staleness).
+        #: Each book from its one owner in the cluster to every worker serving it: the relay
+        #: messages arrive through ``hub`` (``cluster.book_relay``).
+        self._relay = BookRelay(
+            self.books,
+            hub or Hub(),
+            bus.publish,
+            self._ownership,
+            clock=time.monotonic,
+            on_change=self._book_moved,
+        )
+        #: The book keys (views) served here, per symbol: a change of the symbol's book is
+        #: data for each of them (staleness).
         self._book_keys: dict[Symbol, set[BookKey]] = {}
         #: When each key's watch at its feed returned (``watched_at``).
         self._watched_at: dict[StreamKey, float] = {}
@@ -176,6 +188,7 @@ class StreamManager:
                 await task
         self._running.clear()
         await self._staleness.close()
+        await self._relay.close()
         # Before the feeds close: a cluster worker stops its keys and releases their leases.
         await self._ownership.close()
         for feed in self._feeds:
@@ -230,8 +243,8 @@ class StreamManager:
         if self.channels.of_key(key).history is History.SERIES:
             assert isinstance(key, BarKey)
             await self.ensure_history(key)
-        if self.channels.of_key(key).history is History.STATE:
-            await self.start_upstream(key)  # every worker runs its own (see ``on_book``)
+        if isinstance(key, BookKey):
+            await self._start_book(key)
         else:
             await self._ownership.want(key)  # watches the key upstream if this worker owns it
         log.info("stream started: %s", self.topic(key))
@@ -240,8 +253,8 @@ class StreamManager:
         task = self._running.pop(key, None)
         if task is None:
             return
-        if self.channels.of_key(key).history is History.STATE:
-            await self.stop_upstream(key)
+        if isinstance(key, BookKey):
+            await self._stop_book(key)
         else:
             await self._ownership.unwant(key)
         log.info("stream stopped: %s", self.topic(key))
@@ -249,12 +262,35 @@ class StreamManager:
     def _feed_for(self, symbol: Symbol) -> Feed:
         return self._catalog[symbol][0]
 
+    async def _start_book(self, key: BookKey) -> None:
+        """A view of a symbol's book, served here from the book the relay keeps whoever
+        runs it upstream: all views of a symbol share one ``book_source`` lease and watch."""
+        self.books.watch(key.symbol, self.topic(key), key.mode, key.depth)
+        self._book_keys.setdefault(key.symbol, set()).add(key)
+        self._staleness.tracker.watching(key, self._staleness.clock())
+        try:
+            await self._relay.serve(key.symbol)
+        except Exception:
+            await self._stop_book(key)
+            raise
+
+    async def _stop_book(self, key: BookKey) -> None:
+        self.books.unwatch(key.symbol, self.topic(key))
+        self._staleness.tracker.forget(key)
+        views = self._book_keys.get(key.symbol)
+        if views is not None:
+            views.discard(key)
+        if not views:
+            self._book_keys.pop(key.symbol, None)
+            await self._relay.unserve(key.symbol)
+
     # -- cluster.ownership.Upstream: what the ownership drives ------------------------------
 
     async def start_upstream(self, key: StreamKey) -> None:
-        if isinstance(key, BookKey):  # served here before its first change arrives
-            self.books.watch(key.symbol, self.topic(key), key.mode, key.depth)
-            self._book_keys.setdefault(key.symbol, set()).add(key)
+        if isinstance(key, BookKey):  # a ``book_source``: staleness is per view (above)
+            self._relay.own(key.symbol)
+            await self._feed_for(key.symbol).watch(key)
+            return
         await self._feed_for(key.symbol).watch(key)
         self._watched_at[key] = time.perf_counter()
         self._staleness.tracker.watching(key, self._staleness.clock())
@@ -267,11 +303,12 @@ class StreamManager:
         return self._watched_at.get(key)
 
     async def stop_upstream(self, key: StreamKey) -> None:
+        if isinstance(key, BookKey):
+            self._relay.disown(key.symbol)
+            await self._feed_for(key.symbol).unwatch(key)
+            return
         self._watched_at.pop(key, None)
         self._staleness.tracker.forget(key)
-        if isinstance(key, BookKey):
-            self.books.unwatch(key.symbol, self.topic(key))
-            self._book_keys.get(key.symbol, set()).discard(key)
         await self._feed_for(key.symbol).unwatch(key)
 
     def serves(self, key: StreamKey) -> bool:
@@ -497,20 +534,14 @@ class StreamManager:
         await self._bus.publish(frame)
 
     async def on_book(self, symbol: Symbol, change: Applied | Reset) -> None:
-        """A change of ``symbol``'s book from its feed (``book.binance_sync`` outcomes): the
-        served views of it publish what their modes say (``book.served``).
+        """A change of ``symbol``'s book from its feed (``book.binance_sync`` outcomes), here
+        where the book's lease is held: relayed to every worker serving the symbol, this one
+        included (``cluster.book_relay``)."""
+        if self._ownership.ingests(book_source(symbol)):
+            await self._relay.publish(symbol, change)
 
-        Why every worker runs its own books, outside the cluster's leases, and delivers
-        their frames to its own hub only (``Bus.publish_local``): a diff means something
-        only to a client holding the book it applies to, and that book (a subscribe reply's)
-        is the one of the worker the client is on. One owner publishing diffs over the bus
-        would leave every other worker with diffs and no book. Binance's update ids are the
-        same for every worker, so their ``seq`` agree; the cost is one depth connection per
-        worker and symbol."""
-        if isinstance(change, Reset):
-            self.books.on_reset(symbol, change)
-        else:
-            self.books.on_applied(symbol, change)
+    def _book_moved(self, symbol: Symbol) -> None:
+        """A change of ``symbol``'s book was applied here: fresh data for each view of it."""
         now = self._staleness.clock()
         for key in self._book_keys.get(symbol, ()):
             self._staleness.tracker.touch(key, now)

@@ -82,3 +82,20 @@ async def test_metrics_parse_and_counters_move(server: Server) -> None:
     assert value(after, "marketcast_ws_subscriptions", route="bars") == value(
         before, "marketcast_ws_subscriptions", route="bars"
     )
+
+
+async def test_book_relay_topics_are_not_client_subscriptions(server: Server) -> None:
+    """A served order book's relay link (``cluster.book_relay``) is a hub subscriber of an
+    internal topic: the per-route gauges count clients' topics only."""
+    async with client(server) as books:
+        reply = await books.request("orderbook.subscribe", {"symbol": "BTCUSDT", "params": {}})
+        assert reply["payload"]["status"] == "ok", reply
+        during = await scrape(server)
+    routes = {
+        dict(labels).get("route")
+        for name, labels in during
+        if name in ("marketcast_ws_subscriptions", "marketcast_ws_topics")
+    }
+    assert "orderbook" in routes
+    assert not [route for route in routes if route and "~" in route], routes
+    assert value(during, "marketcast_ws_topics", route="orderbook") >= 1

@@ -204,7 +204,7 @@ async def test_marketcast_target_publishes_through_on_book(
 
     baseline = LevelsFrames(2)
     async with target.app.router.lifespan_context(target.app):
-        await target.streams.start_upstream(key)
+        await target.streams.acquire(key)
         # the simulator's own first book went to the dropped feed path, not to the clients
         assert target.feed_book_changes == 1
         assert target.streams.state(key) is None
@@ -216,7 +216,7 @@ async def test_marketcast_target_publishes_through_on_book(
             expected.append(baseline.frame(1, bar_time, STAMP + n))
         assert len(received) == 1  # the second waits for the levels interval
         await asyncio.sleep(LEVELS_INTERVAL + 0.05)
-        await target.streams.stop_upstream(key)
+        target.streams.release(key)
     assert [frame.text.encode() for frame in received] == expected
     assert [books.stamp_of(f) for f in expected] == [STAMP, STAMP + 1]
 

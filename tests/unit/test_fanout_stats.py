@@ -158,6 +158,7 @@ def test_collector_sums_live_and_closed_connections_and_never_goes_back() -> Non
         is_ready=lambda: True,
         redis_healthy=lambda: False,
         version="9.9",
+        routes=("bars", "quotes"),
     )
     registry = build_registry(sources)
 

@@ -1,8 +1,9 @@
 """The books one worker serves, and the frames their subscribers get — pure, no I/O.
 
-A worker that owns a symbol's book receives its changes as ``binance_sync`` outcomes
-(``Applied``: a diff from ``prev_seq`` to ``seq``; ``Reset``: the whole book again at ``seq``)
-and serves each watched topic of the symbol in one of two modes:
+A worker that serves a symbol's book receives its changes as ``binance_sync`` outcomes
+(``Applied``: a diff from ``prev_seq`` to ``seq``; ``Reset``: the whole book again at ``seq``),
+relayed from the book's owner (``cluster.book_relay``), and serves each watched topic of the
+symbol in one of two modes:
 
 - ``diff``: every change goes out at once as an ``orderbook.update`` carrying ``prev_seq`` and
   ``seq``; a reset goes out as the whole book flagged ``reset``. The frames are final and
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
 from marketcast.book.binance_sync import Applied, Reset
-from marketcast.book.levels import OrderBook, Sides
+from marketcast.book.levels import OrderBook, Row, Sides
 from marketcast.types import Topic
 from marketcast.wire import Frame, envelope
 
@@ -125,9 +126,15 @@ class ServedBooks:
 
     # -- upstream -------------------------------------------------------------------------
 
-    def on_reset(self, symbol: str, reset: Reset, time: int | None = None) -> None:
-        """The book joined (again) at ``reset.seq``: diff topics get it whole, flagged."""
+    def on_reset(
+        self, symbol: str, reset: Reset, time: int | None = None, *, replay: bool = False
+    ) -> bool:
+        """The book joined (again) at ``reset.seq``: diff topics get it whole, flagged. A
+        ``replay`` (another worker's book, sent to whoever lacked it: ``cluster.book_relay``)
+        is ignored where the book is held at that ``seq`` already. Whether it was applied."""
         book = self._books.setdefault(symbol, _Book())
+        if replay and book.ready and book.levels.seq == reset.seq:
+            return False
         book.levels.replace(reset.bids, reset.asks, reset.seq)
         book.ready, book.time = True, time
         bids, asks = book.levels.snapshot()
@@ -138,13 +145,18 @@ class ServedBooks:
                 self._publish(self._diff_frame(view.topic, symbol, book.time, bids, asks, payload))
             else:
                 self._levels_changed(symbol, book, view)
+        return True
 
-    def on_applied(self, symbol: str, applied: Applied) -> None:
-        """One diff applied upstream, from ``prev_seq`` to ``seq``; ignored before the book's
-        first reset (nobody holds a book it could apply to)."""
+    def on_applied(self, symbol: str, applied: Applied) -> bool:
+        """One diff from ``prev_seq`` to ``seq``; whether it continued the book held. One that
+        does not (no book yet, or a diff lost on the way) is not applied, and the book is no
+        longer held: nothing more goes out of it until a reset replaces it."""
         book = self._books.get(symbol)
         if book is None or not book.ready:
-            return
+            return False
+        if applied.prev_seq != book.levels.seq:
+            book.ready = False
+            return False
         book.levels.apply(applied.bids, applied.asks)
         book.levels.seq, book.time = applied.seq, applied.time
         bids = [[price, qty] for price, qty in applied.bids]
@@ -158,6 +170,19 @@ class ServedBooks:
                 )
             else:
                 self._levels_changed(symbol, book, view)
+        return True
+
+    def ready(self, symbol: str) -> bool:
+        """Whether ``symbol``'s book is held: joined, and every diff since applied."""
+        book = self._books.get(symbol)
+        return book is not None and book.ready
+
+    def forget(self, symbol: str) -> None:
+        """Drop ``symbol``'s book if no topic watches it (``cluster.book_relay``: neither
+        served nor owned here any more)."""
+        book = self._books.get(symbol)
+        if book is not None and not book.views:
+            del self._books[symbol]
 
     # -- snapshots ------------------------------------------------------------------------
 
@@ -189,6 +214,14 @@ class ServedBooks:
             payload = {"seq": book.levels.seq, "prev_seq": None, "reset": True}
             view.reset = self._diff_frame(topic, symbol, book.time, bids, asks, payload)
         return view.reset
+
+    def whole(self, symbol: str) -> tuple[int, int | None, list[Row], list[Row]] | None:
+        """``(seq, time, bids, asks)``: the whole book held, None if it is not held."""
+        book = self._books.get(symbol)
+        if book is None or not book.ready:
+            return None
+        bids, asks = book.levels.snapshot()
+        return book.levels.seq, book.time, bids, asks
 
     def book(self, symbol: str) -> OrderBook | None:
         """The served book of ``symbol`` (for tests and health), None before its first reset."""

@@ -21,8 +21,9 @@ class Bus(Protocol):
     async def publish(self, frame: Frame) -> None: ...
 
     def publish_local(self, frame: Frame) -> None:
-        """Deliver ``frame`` to this worker's hub only, now: an update that means something
-        only here (an order book diff of this worker's own book, ``StreamManager.on_book``)."""
+        """Deliver ``frame`` to this worker's hub only, now: an update every worker builds
+        for itself (an order book's frames, from the changes relayed to all of them:
+        ``cluster.book_relay``)."""
         ...
 
     async def publish_stored_many(

@@ -54,6 +54,12 @@ class BookKey(StreamKey):
     depth: int
 
 
+def book_source(symbol: str) -> BookKey:
+    """The key a symbol's book is run upstream by, whatever views of it are served: its lease
+    in a cluster, its feed's watch. The diff view's key, since that view is the whole book."""
+    return BookKey(symbol, "diff", 0)
+
+
 # ---- messages ----------------------------------------------------------------------------
 
 

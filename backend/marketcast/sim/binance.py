@@ -230,6 +230,10 @@ class FakeBinance:
     def subscriptions(self) -> set[str]:
         return {s for live in self._live.values() for s in live.session.streams}
 
+    def subscribers(self, stream: str) -> int:
+        """How many open connections carry ``stream`` now (a cluster opens one per book)."""
+        return sum(stream in live.session.streams for live in self._live.values())
+
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
