@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from marketcast.channels.registry import default_registry
-from marketcast.cluster.leases import RedisOwnership
+from marketcast.cluster.leases import RENEW_CHUNK, RedisOwnership
 from marketcast.market import BarKey, QuoteKey, StreamKey, SymbolInfo
 from marketcast.redis_health import RedisHealth, cancel_and_wait
 from marketcast.types import Symbol, Topic
@@ -281,3 +281,23 @@ async def test_ingest_stops_by_itself_when_renewals_stop(
     await eventually(lambda: not a.ownership.ingests(KEY), within=2 * TTL)
     await eventually(lambda: ("stop", KEY) in a.upstream.events, within=TTL)
     assert a.upstream.events[:2] == [("catch_up", KEY), ("start", KEY)]
+
+
+async def test_renewals_of_thousands_of_keys_go_in_chunks_and_say_which_held(
+    make_worker: MakeWorker, redis_client: Redis
+) -> None:
+    """A worker owning 22,000 keys renews them every third of the TTL: one script call per
+    ``RENEW_CHUNK`` keys, pipelined, answers for every key in order, lost leases included."""
+    a = await make_worker("a")
+    keys: list[StreamKey] = [BarKey(f"S{n:05d}", "1") for n in range(2 * RENEW_CHUNK + 500)]
+    async with redis_client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.set(f"t:lease:{key_id(key)}", "a", px=60_000)
+        await pipe.execute()
+    lost, taken = keys[RENEW_CHUNK + 7], keys[-1]
+    await redis_client.delete(f"t:lease:{key_id(lost)}")
+    await redis_client.set(f"t:lease:{key_id(taken)}", "b", px=60_000)
+    renewed = await a.ownership._renew(keys)
+    assert len(renewed) == len(keys)
+    assert [k for k, ok in zip(keys, renewed, strict=True) if not ok] == [lost, taken]
+    assert 0 < await redis_client.pttl(f"t:lease:{key_id(keys[0])}") <= round(TTL * 1000)

@@ -16,9 +16,10 @@ Three structures, all under the deployment's prefix:
 Two tasks in each worker, neither waiting for the other nor for any upstream:
 
 - the **renewal** task, every third of the TTL: extends every lease this worker holds (one
-  script, one round trip, however many keys). Each confirmed renewal sets the key's local
-  deadline — when the renewal was *sent* plus the lease's lifetime, minus a fifth of it as
-  margin — and a timer at that deadline stops ingesting the key if no later renewal moved it.
+  round trip however many keys: a script call per ``RENEW_CHUNK`` of them, pipelined). Each
+  confirmed renewal sets the key's local deadline — when the renewal was *sent* plus the
+  lease's lifetime, minus a fifth of it as margin — and a timer at that deadline
+  (``cluster.deadlines``) stops ingesting the key if no later renewal moved it.
   The lease cannot lapse in Redis before that deadline, so the old owner has stopped before
   any other worker can take the key: "upstream on" periods never overlap, even when Redis is
   slow or this worker's renewals stall;
@@ -51,15 +52,23 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Final, cast
 
 from redis.asyncio import Redis
 
+from marketcast.cluster.deadlines import Deadlines
 from marketcast.cluster.ownership import Upstream
 from marketcast.market import StreamKey
 from marketcast.redis_health import CONNECTION_ERRORS, RedisHealth, cancel_and_wait
 from marketcast.types import Topic
 
 log = logging.getLogger("marketcast.cluster")
+
+#: Leases renewed per script call: a call runs alone in Redis, so one for 22,000 keys held
+#: every other client (the store's writes) for tens of milliseconds.
+RENEW_CHUNK: Final = 1_000
+#: Demand members refreshed per ZADD, for the same reason.
+DEMAND_CHUNK: Final = 1_000
 
 #: Take the lease, or re-take it when this worker still holds it (after a Redis blip).
 _ACQUIRE = """
@@ -140,10 +149,13 @@ class RedisOwnership:
         self._upstream: Upstream | None = None
         #: Keys this worker's clients want (its demand members).
         self._wanted: set[StreamKey] = set()
-        #: Keys whose lease this worker holds -> event-loop time until which it surely does.
-        self._held: dict[StreamKey, float] = {}
-        #: The timer at each held key's deadline (``_expire``).
-        self._expiry: dict[StreamKey, asyncio.TimerHandle] = {}
+        #: Keys whose lease this worker holds, each until when it surely does; ``_expire``
+        #: at that deadline unless a renewal moved it.
+        self._held = Deadlines(self._expire)
+        #: Each key's name in Redis, computed once: a renewal round names every held key.
+        self._ids: dict[StreamKey, str] = {}
+        #: What each demand member names: the key, or None (unknown here, or not served).
+        self._members: dict[bytes, StreamKey | None] = {}
         #: Keys that run upstream here: the ingest gate. Always a subset of ``_held``.
         self._owned: set[StreamKey] = set()
         #: Takeovers under way (lease asked for or held, catch-up running).
@@ -254,6 +266,7 @@ class RedisOwnership:
             members = [self._member(key) for key in self._wanted]
             if members:
                 await self._client.zrem(self._demand, *members)
+        self._held.close()
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -293,22 +306,38 @@ class RedisOwnership:
     async def _refresh_demand(self) -> set[StreamKey]:
         """Refresh this worker's demand, drop expired members; every key wanted anywhere."""
         now = await self._server_ms()
+        expiry = now + self._ttl_ms
+        members = [self._member(key) for key in self._wanted]
         async with self._client.pipeline(transaction=False) as pipe:
-            if self._wanted:
-                pipe.zadd(self._demand, {self._member(k): now + self._ttl_ms for k in self._wanted})
+            for first in range(0, len(members), DEMAND_CHUNK):
+                pipe.zadd(
+                    self._demand, dict.fromkeys(members[first : first + DEMAND_CHUNK], expiry)
+                )
             pipe.zremrangebyscore(self._demand, "-inf", now)
             await pipe.execute()
         return await self._cluster_demand()
 
     async def _cluster_demand(self) -> set[StreamKey]:
-        members = await self._client.zrange(self._demand, 0, -1)
+        # Bytes: this client does not decode replies (``redis_health.connect``).
+        members = cast(list[bytes], await self._client.zrange(self._demand, 0, -1))
+        known = self._members
         wanted: set[StreamKey] = set()
         for member in members:
-            text = member.decode() if isinstance(member, bytes) else str(member)
-            key = self._bound().parse_key_id(text.rsplit("#", 1)[0])
-            if key is not None and self._serves(key):
+            if member in known:
+                key = known[member]
+            else:
+                key = known[member] = self._parse_member(member)
+            if key is not None:
                 wanted.add(key)
+        if len(known) > 2 * len(members) + 1_000:  # members of workers long gone
+            self._members = {member: known[member] for member in members}
         return wanted
+
+    def _parse_member(self, member: bytes) -> StreamKey | None:
+        """The key a demand member names, if this worker serves it: parsed once per member
+        (a worker wanting 22,000 keys reads as many members every loop)."""
+        key = self._bound().parse_key_id(member.decode().rsplit("#", 1)[0])
+        return key if key is not None and self._serves(key) else None
 
     async def _take_free(self, wanted: set[StreamKey]) -> None:
         """Start a takeover of every wanted key without a lease (or with this worker's)."""
@@ -371,27 +400,17 @@ class RedisOwnership:
         """The lease of ``key`` was set or extended by a command sent at ``sent``: in Redis it
         lives at least until ``sent`` plus its lifetime, so ingest may go on until then, less
         the margin."""
-        deadline = sent + self._lease_ms / 1000 - self._margin
-        self._held[key] = deadline
-        timer = self._expiry.pop(key, None)
-        if timer is not None:
-            timer.cancel()
-        self._expiry[key] = asyncio.get_running_loop().call_at(deadline, self._expire, key)
+        self._held.hold(key, sent + self._lease_ms / 1000 - self._margin)
 
     def _forget(self, key: StreamKey) -> None:
-        self._held.pop(key, None)
-        timer = self._expiry.pop(key, None)
-        if timer is not None:
-            timer.cancel()
+        self._held.forget(key)
 
     def _expire(self, key: StreamKey) -> None:
         """No renewal confirmed the lease in time: it may lapse in Redis within the margin
         and another worker take the key, so stop ingesting now. The loop re-takes the key
         (with a catch-up) if it is still free."""
-        self._expiry.pop(key, None)
         if key in self._owned:
             self._give_up(key, release=False, why="lease expiring")
-        self._forget(key)
 
     # -- transitions --------------------------------------------------------------------------
 
@@ -488,11 +507,19 @@ class RedisOwnership:
         return bool(result)
 
     async def _renew(self, keys: list[StreamKey]) -> list[bool]:
-        """Extend the leases of ``keys`` still held by this worker, in one round trip."""
-        result = await self._renew_script(
-            keys=[self.lease_key(key) for key in keys], args=[self.worker_id, self._lease_ms]
-        )
-        return [bool(item) for item in result]
+        """Extend the leases of ``keys`` still held by this worker, in one round trip: one
+        script call per ``RENEW_CHUNK`` keys, pipelined, so Redis serves other commands (the
+        store's writes) between them rather than waiting behind one call for every key."""
+        names = [self.lease_key(key) for key in keys]
+        args: list[str | int] = [self.worker_id, self._lease_ms]
+        if len(names) <= RENEW_CHUNK:
+            return [bool(item) for item in await self._renew_script(keys=names, args=args)]
+        async with self._client.pipeline(transaction=False) as pipe:
+            for first in range(0, len(names), RENEW_CHUNK):
+                chunk = names[first : first + RENEW_CHUNK]
+                await self._renew_script(keys=chunk, args=args, client=pipe)
+            results = await pipe.execute()
+        return [bool(item) for result in results for item in result]
 
     async def _release(self, key: StreamKey) -> None:
         await self._release_script(keys=[self.lease_key(key)], args=[self.worker_id])
@@ -509,7 +536,10 @@ class RedisOwnership:
         return self._bound().serves(key)
 
     def _key_id(self, key: StreamKey) -> str:
-        return self._bound().key_id(key)
+        name = self._ids.get(key)
+        if name is None:
+            name = self._ids[key] = self._bound().key_id(key)
+        return name
 
     def _bound(self) -> Upstream:
         if self._upstream is None:

@@ -1,0 +1,63 @@
+"""``Deadlines``: until when each lease this worker holds surely lives, and the stop at the end.
+
+Why one timer per deadline rather than per key: every renewal round extends all the leases a
+worker holds in one script call, so all of them get the same deadline (when that call was
+sent, plus the lease's lifetime, less the margin). With a timer per key a worker owning 22,000
+keys cancelled and scheduled 22,000 timers every round, and kept that many in the event loop's
+heap, where every other timer of the process paid for them. Here each round adds its keys to
+the one timer of its deadline; when it fires, the keys whose deadline is still that one (no
+later renewal moved it) expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+from marketcast.market import StreamKey
+
+
+class Deadlines:
+    """Held keys -> event-loop time until which their lease surely lives (see above)."""
+
+    def __init__(self, on_expiry: Callable[[StreamKey], None]) -> None:
+        #: Called, from a timer, for each key whose deadline passed with no renewal.
+        self._on_expiry = on_expiry
+        self._deadline: dict[StreamKey, float] = {}
+        #: Each pending deadline: its timer and the keys given it (some renewed since).
+        self._rounds: dict[float, tuple[asyncio.TimerHandle, list[StreamKey]]] = {}
+
+    def hold(self, key: StreamKey, deadline: float) -> None:
+        self._deadline[key] = deadline
+        pending = self._rounds.get(deadline)
+        if pending is None:
+            timer = asyncio.get_running_loop().call_at(deadline, self._expire, deadline)
+            pending = self._rounds[deadline] = (timer, [])
+        pending[1].append(key)
+
+    def forget(self, key: StreamKey) -> None:
+        """No longer held (its round's timer skips it)."""
+        self._deadline.pop(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._deadline
+
+    def __iter__(self) -> Iterator[StreamKey]:
+        return iter(self._deadline)
+
+    def __len__(self) -> int:
+        return len(self._deadline)
+
+    def close(self) -> None:
+        for timer, _ in self._rounds.values():
+            timer.cancel()
+        self._rounds.clear()
+        self._deadline.clear()
+
+    def _expire(self, deadline: float) -> None:
+        _, keys = self._rounds.pop(deadline, (None, []))
+        current = self._deadline
+        for key in keys:
+            if current.get(key) == deadline:
+                del current[key]
+                self._on_expiry(key)
