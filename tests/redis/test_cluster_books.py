@@ -14,7 +14,9 @@ owner dies, the other worker takes the lease, joins the book itself, and its cli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from redis.asyncio import Redis
 
 from marketcast.book.levels import OrderBook, decimal_rows
 from marketcast.sim.binance import FakeBinance
-from tests.integration.harness import Client, client
+from tests.integration.harness import Client, Server, client
 from tests.integration.test_orderbook_binance import faulty_binance
 from tests.redis.redis_server import RedisServer
 from tests.redis.test_cluster import (
@@ -93,21 +95,33 @@ class Follower:
             assert self.held.decimals() == (decimal_rows(truth[0]), decimal_rows(truth[1]))
 
 
+@contextlib.asynccontextmanager
+async def owned_by_b(
+    tmp: Path, redis: RedisServer, redis_cli: Redis
+) -> AsyncIterator[tuple[FakeBinance, dict[str, Server], Follower, Follower]]:
+    """Workers a and b on the faulty fake; b's diff client asks first, so b takes the book;
+    then a's diff client subscribes (a asks b for the book: a replay)."""
+    async with (
+        faulty_binance() as fake,
+        binance_workers(tmp, redis, fake, "a", "b") as cluster,
+        client(cluster["b"]) as b_conn,
+        client(cluster["a"]) as a_conn,
+    ):
+        on_b = Follower(b_conn, fake)
+        await on_b.subscribe()
+        assert await lease_holder(redis_cli, BOOK) == "b"
+        on_a = Follower(a_conn, fake)
+        await on_a.subscribe()
+        yield fake, cluster, on_a, on_b
+
+
 async def test_one_worker_joins_the_book_and_every_worker_serves_it_exact(
     tmp_path: Path, redis: RedisServer, redis_cli: Redis
 ) -> None:
     async with (
-        faulty_binance() as fake,
-        binance_workers(tmp_path, redis, fake, "a", "b") as cluster,
-        client(cluster["b"]) as b_conn,
-        client(cluster["a"]) as a_conn,
+        owned_by_b(tmp_path, redis, redis_cli) as (fake, cluster, on_a, on_b),
         client(cluster["a"]) as a_levels,
     ):
-        on_b = Follower(b_conn, fake)
-        await on_b.subscribe()  # b's client asks first: b takes the book
-        assert await lease_holder(redis_cli, BOOK) == "b"
-        on_a = Follower(a_conn, fake)  # a joins late: it asks b for the book (a replay)
-        await on_a.subscribe()
         reply = await a_levels.request("orderbook.subscribe", {"symbol": "BTCUSDT"})
         assert reply["payload"]["status"] == "ok", reply
         depth_links = []
@@ -136,18 +150,8 @@ async def test_one_worker_joins_the_book_and_every_worker_serves_it_exact(
 async def test_a_takeover_joins_the_book_again_and_the_clients_stay_exact(
     tmp_path: Path, redis: RedisServer, redis_cli: Redis
 ) -> None:
-    async with (
-        faulty_binance() as fake,
-        binance_workers(tmp_path, redis, fake, "a", "b") as cluster,
-        client(cluster["b"]) as b_conn,
-        client(cluster["a"]) as a_conn,
-    ):
+    async with owned_by_b(tmp_path, redis, redis_cli) as (fake, cluster, on_a, _):
         a, b = cluster["a"], cluster["b"]
-        on_b = Follower(b_conn, fake)
-        await on_b.subscribe()
-        assert await lease_holder(redis_cli, BOOK) == "b"
-        on_a = Follower(a_conn, fake)
-        await on_a.subscribe()
         await on_a.follow(40)
         resets_before = on_a.resets
         b.process.send_signal(signal.SIGKILL)
