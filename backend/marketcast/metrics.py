@@ -85,11 +85,27 @@ class TopicIndex(Protocol):
     def subscriber_count(self, topic: str) -> int: ...
 
 
+class RelayCounts(Protocol):
+    """What the collector reads from the order-book relay (``cluster.book_relay``)."""
+
+    @property
+    def asks(self) -> int: ...
+
+    @property
+    def replays(self) -> int: ...
+
+    @property
+    def gaps(self) -> int: ...
+
+
 class StreamsView(Protocol):
     """What the collector reads from the stream manager."""
 
     @property
     def repeats_dropped(self) -> int: ...
+
+    @property
+    def book_relay(self) -> RelayCounts: ...
 
     def active_keys(self) -> Sequence[object]: ...
 
@@ -288,6 +304,24 @@ class MarketcastCollector(Collector):
             "marketcast_streams_stale",
             "Running keys with no upstream data for several intervals.",
             len(streams.stale_topics()),
+        )
+        relay = streams.book_relay
+        yield CounterMetricFamily(
+            "marketcast_book_relay_gaps",
+            "Relayed order-book diffs that did not continue the book this worker held (a bus "
+            "message lost, a takeover): the book was asked for again.",
+            value=relay.gaps,
+        )
+        yield CounterMetricFamily(
+            "marketcast_book_relay_asks",
+            "Whole order books this worker asked their owner for (a book it began serving, or "
+            "one it lost track of).",
+            value=relay.asks,
+        )
+        yield CounterMetricFamily(
+            "marketcast_book_relay_replays",
+            "Whole order books this worker, their owner, sent in answer to asks.",
+            value=relay.replays,
         )
 
     def _upstreams(self) -> Iterable[Metric]:

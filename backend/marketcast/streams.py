@@ -540,6 +540,11 @@ class StreamManager:
         if self._ownership.ingests(book_source(symbol)):
             await self._relay.publish(symbol, change)
 
+    @property
+    def book_relay(self) -> BookRelay:
+        """The order-book relay (its counters are in ``/metrics``)."""
+        return self._relay
+
     def _book_moved(self, symbol: Symbol) -> None:
         """A change of ``symbol``'s book was applied here: fresh data for each view of it."""
         now = self._staleness.clock()

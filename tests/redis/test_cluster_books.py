@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from marketcast.book.levels import OrderBook, decimal_rows
 from marketcast.sim.binance import FakeBinance
 from tests.integration.harness import Client, Server, client
+from tests.integration.test_metrics import scrape, value
 from tests.integration.test_orderbook_binance import faulty_binance
 from tests.redis.redis_server import RedisServer
 from tests.redis.test_cluster import (
@@ -100,7 +101,7 @@ async def owned_by_b(
     tmp: Path, redis: RedisServer, redis_cli: Redis
 ) -> AsyncIterator[tuple[FakeBinance, dict[str, Server], Follower, Follower]]:
     """Workers a and b on the faulty fake; b's diff client asks first, so b takes the book;
-    then a's diff client subscribes (a asks b for the book: a replay)."""
+    once it has it, a's diff client subscribes (a asks b for the book: a replay)."""
     async with (
         faulty_binance() as fake,
         binance_workers(tmp, redis, fake, "a", "b") as cluster,
@@ -110,6 +111,7 @@ async def owned_by_b(
         on_b = Follower(b_conn, fake)
         await on_b.subscribe()
         assert await lease_holder(redis_cli, BOOK) == "b"
+        await on_b.follow(10)  # b holds a joined book now
         on_a = Follower(a_conn, fake)
         await on_a.subscribe()
         yield fake, cluster, on_a, on_b
@@ -145,6 +147,11 @@ async def test_one_worker_joins_the_book_and_every_worker_serves_it_exact(
             assert follower.resets >= 1, f"{who}: no resync reached the client"
             assert follower.verified >= 75, f"{who}: only {follower.verified} books checked"
         assert levels_checked >= 10, f"only {levels_checked} of 20 levels updates checked"
+        # a asked b for the book it joined late, and b (the owner) answered with a replay.
+        on_a_metrics, on_b_metrics = await scrape(cluster["a"]), await scrape(cluster["b"])
+        assert value(on_a_metrics, "marketcast_book_relay_asks_total") >= 1
+        assert value(on_b_metrics, "marketcast_book_relay_replays_total") >= 1
+        assert value(on_a_metrics, "marketcast_book_relay_replays_total") == 0
 
 
 async def test_a_takeover_joins_the_book_again_and_the_clients_stay_exact(

@@ -132,8 +132,13 @@ class FakeAdapter:
 
 
 @dataclass
+class FakeRelay:
+    asks, replays, gaps = 4, 5, 6
+
+
 class FakeStreams:
     repeats_dropped: int = 2
+    book_relay = FakeRelay()
 
     def active_keys(self) -> list[object]:
         return ["a"]
@@ -178,6 +183,9 @@ def test_collector_sums_live_and_closed_connections_and_never_goes_back() -> Non
     assert first["marketcast_ws_subscriptions[('route', 'bars')]"] == 1
     assert first["marketcast_ws_subscriptions[('route', 'quotes')]"] == 1
     assert first["marketcast_redis_up[]"] == 0
+    assert first["marketcast_book_relay_asks_total[]"] == 4
+    assert first["marketcast_book_relay_replays_total[]"] == 5
+    assert first["marketcast_book_relay_gaps_total[]"] == 6
     assert first["marketcast_info[('version', '9.9')]"] == 1
     # Every bound has its series, crossed or not.
     for limit in ("queue", "lag", "waiting"):
