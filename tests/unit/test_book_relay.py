@@ -670,3 +670,31 @@ async def test_a_malformed_relay_message_is_ignored_with_a_warning(
     await settle()
     assert b.books.whole(SYMBOL) == a.books.whole(SYMBOL)
     assert b.client.follow() == a.books.book(SYMBOL)
+
+
+async def test_a_worker_does_not_parse_the_messages_it_sends(
+    cluster: Callable[..., Cluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every change of every book a worker owns reaches it first through its own hub: it
+    takes the message as it built it, and only the other workers parse the text."""
+    from marketcast.cluster import book_relay
+
+    parsed: list[str] = []
+    real = book_relay.parse_message
+
+    def counting(text: str) -> book_relay.RelayMessage:
+        parsed.append(text)
+        return real(text)
+
+    monkeypatch.setattr(book_relay, "parse_message", counting)
+    c = cluster("A", "B")
+    a, b = c["A"], c["B"]
+    await a.own()
+    await b.serve()
+    await settle()
+    parsed.clear()
+    await a.feed(whole_book(100), *changes(101, 105))
+    await settle()
+    assert len(parsed) == 6  # B's parses only: one per message
+    assert a.books.whole(SYMBOL) == b.books.whole(SYMBOL)
+    assert a.client.follow() == b.client.follow() == a.books.book(SYMBOL)

@@ -49,7 +49,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -85,6 +85,18 @@ class RelayMessage:
     applied: Applied | None = None
     reset: Reset | None = None
     time: int | None = None
+
+
+def encode_message(message: RelayMessage) -> str:
+    """The JSON text of ``message``, as ``parse_message`` reads it."""
+    out: dict[str, Any] = {"k": message.kind, "by": message.sender}
+    applied, reset = message.applied, message.reset
+    if applied is not None:
+        out |= {"prev_seq": applied.prev_seq, "seq": applied.seq, "time": applied.time}
+        out |= {"bids": applied.bids, "asks": applied.asks}
+    elif reset is not None:
+        out |= {"seq": reset.seq, "time": message.time, "bids": reset.bids, "asks": reset.asks}
+    return orjson.dumps(out).decode()
 
 
 def parse_message(text: str) -> RelayMessage:
@@ -162,7 +174,7 @@ class _Link:
         self._symbol = symbol
 
     def deliver(self, frame: Frame) -> None:
-        self._relay.receive(self._symbol, frame.text)
+        self._relay.receive(self._symbol, frame)
 
 
 class BookRelay:
@@ -193,6 +205,8 @@ class BookRelay:
         #: The start of each served symbol's ownership demand, shared by its views.
         self._wants: dict[Symbol, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Frames being published by this relay, by ``id``, with the message each encodes.
+        self._sent: dict[int, tuple[Frame, RelayMessage]] = {}
         #: Counters, for tests and logs: asks sent, replays sent, gaps noticed.
         self.asks = self.replays = self.gaps = 0
 
@@ -249,26 +263,27 @@ class BookRelay:
 
     async def publish(self, symbol: Symbol, change: Applied | Reset) -> None:
         """A change from this worker's feed (the caller checked the ingest gate)."""
-        message: dict[str, Any]
         if isinstance(change, Reset):
-            message = {"k": "reset", "seq": change.seq, "time": None}
+            await self._send(symbol, RelayMessage("reset", self._id, reset=change))
         else:
-            message = {"k": "diff", "prev_seq": change.prev_seq, "seq": change.seq}
-            message["time"] = change.time
-        await self._send(symbol, message, change.bids, change.asks)
+            await self._send(symbol, RelayMessage("diff", self._id, change, time=change.time))
 
     # -- relay messages -----------------------------------------------------------------
 
-    def receive(self, symbol: Symbol, text: str) -> None:
+    def receive(self, symbol: Symbol, frame: Frame) -> None:
         """One relay message of ``symbol`` from the bus (any worker's, this one's too)."""
         state = self._symbols.get(symbol)
         if state is None:
             return
-        try:
-            message = parse_message(text)
-        except ValueError as exc:
-            log.warning("ignoring a malformed book relay message of %s: %s", symbol, exc)
-            return
+        sent = self._sent.get(id(frame))
+        if sent is not None and sent[0] is frame:
+            message = sent[1]  # this worker's own, delivered here first: nothing to parse
+        else:
+            try:
+                message = parse_message(frame.text)
+            except ValueError as exc:
+                log.warning("ignoring a malformed book relay message of %s: %s", symbol, exc)
+                return
         kind = message.kind
         if kind == "ask":
             if self._answers(symbol, state):
@@ -332,7 +347,7 @@ class BookRelay:
             return
         state.asked_at = now
         self.asks += 1
-        self._spawn(self._send(symbol, {"k": "ask"}))
+        self._spawn(self._send(symbol, RelayMessage("ask", self._id)))
 
     async def _replay(self, symbol: Symbol, state: _Symbol) -> None:
         async with state.sending:
@@ -343,36 +358,27 @@ class BookRelay:
                 return
             seq, time, bids, asks = snapshot
             self.replays += 1
-            await self._publish(
-                self._frame(symbol, {"k": "replay", "seq": seq, "time": time}, bids, asks)
-            )
+            message = RelayMessage("replay", self._id, reset=Reset(seq, bids, asks), time=time)
+            await self._publish_message(symbol, message)
 
-    async def _send(
-        self,
-        symbol: Symbol,
-        message: dict[str, Any],
-        bids: Sequence[Any] | None = None,
-        asks: Sequence[Any] | None = None,
-    ) -> None:
+    async def _send(self, symbol: Symbol, message: RelayMessage) -> None:
         state = self._symbols.get(symbol)
-        frame = self._frame(symbol, message, bids, asks)
-        if state is None:  # neither served nor owned: only the publish is left to do
-            await self._publish(frame)
+        if state is None:  # neither served nor owned: nothing to keep in order with
+            await self._publish_message(symbol, message)
             return
         async with state.sending:
-            await self._publish(frame)
+            await self._publish_message(symbol, message)
 
-    def _frame(
-        self,
-        symbol: Symbol,
-        message: dict[str, Any],
-        bids: Sequence[Any] | None = None,
-        asks: Sequence[Any] | None = None,
-    ) -> Frame:
-        message["by"] = self._id
-        if bids is not None:
-            message["bids"], message["asks"] = bids, asks
-        return Frame(orjson.dumps(message).decode(), relay_topic(symbol))
+    async def _publish_message(self, symbol: Symbol, message: RelayMessage) -> None:
+        """Publish ``message``; while the bus delivers it here, ``receive`` knows the frame
+        and takes the message as it is rather than parsing the text it was just encoded to
+        (every change of every book this worker owns passes here)."""
+        frame = Frame(encode_message(message), relay_topic(symbol))
+        self._sent[id(frame)] = (frame, message)
+        try:
+            await self._publish(frame)
+        finally:
+            del self._sent[id(frame)]
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)
