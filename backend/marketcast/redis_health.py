@@ -167,6 +167,16 @@ async def store_answer(command: Awaitable[Any], health: RedisHealth | None) -> A
     try:
         return await command
     except CONNECTION_ERRORS as exc:
-        if health is not None:
-            health.report_failure(exc)
-        raise ServiceUnavailable("the shared store did not answer; retry shortly") from exc
+        raise store_failure(exc, health) from exc
+
+
+def store_failure(exc: BaseException, health: RedisHealth | None) -> BaseException:
+    """What a shared-store command that failed with ``exc`` raises: a connection error is
+    reported to ``health`` and becomes ``ServiceUnavailable``; anything else stays itself."""
+    if not isinstance(exc, CONNECTION_ERRORS):
+        return exc
+    if health is not None:
+        health.report_failure(exc)
+    failure = ServiceUnavailable("the shared store did not answer; retry shortly")
+    failure.__cause__ = exc
+    return failure

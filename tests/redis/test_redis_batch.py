@@ -37,18 +37,38 @@ def items(keys: list[BarKey], index: int) -> list[tuple[BarKey, Candle, Frame]]:
     return out
 
 
-def record_commands(client: Redis, monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, ...]]:
-    """Every command ``client`` sends from now on (its arguments), sent as usual; the
+def unpack(command: bytes) -> list[bytes]:
+    """The arguments of one packed command (a RESP array of bulk strings)."""
+    assert command.startswith(b"*"), command[:20]
+    head, rest = command[1:].split(b"\r\n", 1)
+    args = []
+    for _ in range(int(head)):
+        size, rest = rest[1:].split(b"\r\n", 1)
+        args.append(rest[: int(size)])
+        assert rest[int(size) : int(size) + 2] == b"\r\n"
+        rest = rest[int(size) + 2 :]
+    assert rest == b""
+    return args
+
+
+def record_commands(bus: RedisBus, monkeypatch: pytest.MonkeyPatch) -> list[list[bytes]]:
+    """The arguments of every store call ``bus`` sends from now on (sent as usual); the
     caller's ``monkeypatch.undo()`` stops the recording."""
-    sent: list[tuple[object, ...]] = []
-    execute = client.execute_command
+    sent: list[list[bytes]] = []
+    pipeline = bus._pipeline
+    send = pipeline.send
 
-    async def recorded(*args: object, **options: object) -> object:
-        sent.append(args)
-        return await execute(*args, **options)
+    async def recorded(command: bytes) -> asyncio.Future[object]:
+        sent.append(unpack(command))
+        return await send(command)
 
-    monkeypatch.setattr(client, "execute_command", recorded)
+    monkeypatch.setattr(pipeline, "send", recorded)
     return sent
+
+
+def message_of(command: list[bytes]) -> bytes:
+    """ARGV[3] of a store call: the batch's one message."""
+    return command[3 + int(command[2]) - 1 + 3]
 
 
 @pytest.fixture
@@ -80,10 +100,11 @@ async def test_a_batch_is_one_script_call_stored_then_published_in_order(
     owner, _, local, remote = workers
     store = RedisCandleStore(redis_client, 100)
     await owner.publish_stored_many(store, items(KEYS, 0))  # loads the script
-    commands = record_commands(redis_client, monkeypatch)
+    commands = record_commands(owner, monkeypatch)
     batch = items(KEYS, 1)
     await owner.publish_stored_many(store, batch)
-    assert [command[0] for command in commands] == ["EVALSHA"]
+    assert [command[0] for command in commands] == [b"EVAL"]
+    assert int(commands[0][2]) == len(KEYS)  # every key declared, one call
     monkeypatch.undo()
     frames = [frame for _, _, frame in items(KEYS, 0) + batch]
     assert local == frames  # this worker's hub got them once written, in order
@@ -105,10 +126,11 @@ async def test_a_large_batch_goes_in_calls_of_publish_batch_candles(
     store = RedisCandleStore(redis_client, 1000)
     await owner.publish_stored_many(store, items(KEYS[:1], 0))
     batch = [item for index in range(1, PUBLISH_BATCH + 11) for item in items(KEYS[:1], index)]
-    commands = record_commands(redis_client, monkeypatch)
+    commands = record_commands(owner, monkeypatch)
     await owner.publish_stored_many(store, batch)
     monkeypatch.undo()
-    assert len(commands) == 2
+    assert [int(command[2]) for command in commands] == [PUBLISH_BATCH, 10]
+    assert message_of(commands[0]) == b""  # only the last call publishes
     assert [f.order for f in local] == [i * MINUTE for i in range(PUBLISH_BATCH + 11)]
     await eventually(lambda: len(remote) == PUBLISH_BATCH + 11)
     assert await store.count(KEYS[0]) == PUBLISH_BATCH + 11
@@ -174,19 +196,20 @@ async def test_the_reader_reads_the_stream_itself_with_redis_pys_own_parser(
         await subscriber.aclose()
 
 
-async def test_callers_queued_while_a_write_is_pending_share_one_call_and_one_message(
+async def test_callers_queued_together_share_at_most_in_flight_calls(
     workers: tuple[RedisBus, RedisBus, list[Frame], list[Frame]],
     redis_client: Redis,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Group commit: updates arriving together go out as one script call carrying one ``B``
-    message; each caller returns once its own frames reached this worker's hub; the other
-    worker gets every frame once, in the callers' order."""
+    """Group commit, pipelined: updates arriving together go out as at most ``IN_FLIGHT``
+    script calls (whole callers each), each carrying one ``B`` message; each caller returns
+    once its own frames reached this worker's hub; the other worker gets every frame once,
+    in the callers' order."""
     owner, _, local, remote = workers
     store = RedisCandleStore(redis_client, 100)
-    await owner.publish_stored_many(store, items(KEYS, 0))  # loads the script
+    await owner.publish_stored_many(store, items(KEYS, 0))
     await eventually(lambda: len(remote) == len(KEYS))
-    commands = record_commands(redis_client, monkeypatch)
+    commands = record_commands(owner, monkeypatch)
     batches = [items(KEYS, index) for index in range(1, 6)]
 
     async def caller(batch: list[tuple[BarKey, Candle, Frame]]) -> None:
@@ -196,11 +219,13 @@ async def test_callers_queued_while_a_write_is_pending_share_one_call_and_one_me
 
     await asyncio.gather(*(caller(batch) for batch in batches))
     monkeypatch.undo()
-    assert [command[0] for command in commands] == ["EVALSHA"]
-    message = commands[0][-3]  # ARGV[3]: the batch's one message
-    assert isinstance(message, bytes)
-    sender, carried = redis_messages.decode_batch(message)
-    assert sender == b"owner"
+    assert [command[0] for command in commands] == [b"EVAL"] * bus_redis.IN_FLIGHT
+    carried = []
+    for command in commands:
+        assert int(command[2]) % len(KEYS) == 0  # whole callers
+        sender, frames = redis_messages.decode_batch(message_of(command))
+        assert sender == b"owner"
+        carried += frames
     frames = [frame for batch in batches for _, _, frame in batch]
     assert carried == frames
     assert local[len(KEYS) :] == frames
@@ -218,12 +243,15 @@ async def test_queued_callers_go_in_calls_of_at_most_publish_batch_candles(
     owner, _, local, remote = workers
     store = RedisCandleStore(redis_client, 1000)
     await owner.publish_stored_many(store, items(KEYS, 0))
-    callers = PUBLISH_BATCH // len(KEYS) + 3  # one call's worth and then some
-    commands = record_commands(redis_client, monkeypatch)
+    callers = 2 * PUBLISH_BATCH // len(KEYS) + 3  # more than the calls in flight can carry
+    commands = record_commands(owner, monkeypatch)
     batches = [items(KEYS, index) for index in range(1, callers + 1)]
     await asyncio.gather(*(owner.publish_stored_many(store, batch) for batch in batches))
     monkeypatch.undo()
-    assert len(commands) == 2  # whole callers per call: 32 of them, then the other 3
+    sizes = [int(command[2]) for command in commands]
+    assert sum(sizes) == callers * len(KEYS)
+    assert all(size <= PUBLISH_BATCH and size % len(KEYS) == 0 for size in sizes), sizes
+    assert len(sizes) == 3  # 32 callers, 32 callers, then the other 3
     frames = [frame for batch in batches for _, _, frame in batch]
     assert local[len(KEYS) :] == frames
     await eventually(lambda: len(remote) == len(KEYS) + len(frames))

@@ -257,9 +257,20 @@ async def test_a_candle_is_stored_and_published_in_one_round_trip(
         return await execute(*args, **options)
 
     monkeypatch.setattr(redis_client, "execute_command", counted)
+    pipelined: list[bytes] = []
+    send = owner._pipeline.send
+
+    async def recorded(command: bytes) -> asyncio.Future[object]:
+        pipelined.append(command)
+        return await send(command)
+
+    monkeypatch.setattr(owner._pipeline, "send", recorded)
     second = bar_update(TOPIC, KEY, candle(1))
     await owner.publish_stored_many(store, [(KEY, candle(1), second)])
-    assert commands == ["EVALSHA"]
+    assert commands == []  # nothing through redis-py's commands: one packed script call
+    # EVAL, the script, 1, the key, and 5 arguments
+    assert len(pipelined) == 1
+    assert pipelined[0].startswith(b"*9\r\n$4\r\nEVAL\r\n")
     monkeypatch.undo()
     assert local == [first, second]
     await eventually(lambda: len(remote) == 2)

@@ -17,13 +17,22 @@ store on the same Redis, ``RedisCandleStore.store_and_publish`` writes and PUBLI
 round trip instead of two, still in that order; only then does the owner's own hub get the
 frames. A store on another Redis server falls back to a write, then a publish, per candle.
 
-Why updates are gathered while a write is in flight (group commit): a worker ingesting many
-keys has many updates arriving while it waits on Redis; each caller's candles join a queue,
-and one writer task sends everything queued as one script call and one ``B`` message, then
-wakes each caller once its own candles are stored and delivered here. An idle worker sends
-each update at once (nothing is in flight); a busy one pays one round trip, one command
-encoding and one message per batch instead of per key, and every other worker decodes one
-message per batch. Order holds: batches go out one at a time, in the order callers queued.
+Why updates are gathered while writes are in flight (group commit, pipelined): a worker
+ingesting many keys has many updates arriving while it waits on Redis; each caller's candles
+join a queue, and one writer task sends what is queued as script calls carrying one ``B``
+message each, then wakes each caller once its own candles are stored and delivered here. An
+idle worker sends each update at once; a busy one pays one command encoding and one message
+per batch instead of per key, and every other worker decodes one message per batch.
+
+Why up to ``IN_FLIGHT`` calls at once, each with a share of the callers queued
+(``redis_pipeline``): with one call at a time, every caller waited on the same call, so this
+worker sat idle while Redis ran it and Redis sat idle while the callers prepared their next
+updates (the worker's core about 70 % busy at saturation). Spread over two calls, one share
+of the callers prepares its next updates while Redis runs the other's call. Callers still
+return only once their candles are stored, published and delivered here, and a failed write
+still raises in each of its callers. Order holds: the calls go out on one connection in the
+order callers queued, Redis runs them in that order, and their answers (and so the local
+deliveries) come back in it.
 
 Why the reader reads the subscription's stream itself (``_read_messages``): with one channel,
 every worker receives every update of the cluster, its own included; parsing each with
@@ -47,10 +56,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -76,6 +87,7 @@ from marketcast.bus.redis_messages import (
 from marketcast.feeds.pacing import Backoff
 from marketcast.market import BarKey, Candle
 from marketcast.redis_health import CONNECTION_ERRORS, RedisHealth, cancel_and_wait
+from marketcast.redis_pipeline import OrderedPipeline
 from marketcast.store.base import CandleStore
 from marketcast.store.redis import PUBLISH_BATCH, RedisCandleStore
 from marketcast.types import Millis, Topic
@@ -91,6 +103,20 @@ ResyncSource = Callable[
 
 #: Bytes asked of the subscription's stream per read: many messages at once.
 _READ_BYTES = 1 << 16
+#: Store-and-publish calls sent and not yet answered, at most (group commit, pipelined):
+#: while Redis runs one, this worker prepares the next.
+IN_FLIGHT = 2
+
+
+def _settle(waiting: Sequence[asyncio.Future[None]], exc: BaseException | None) -> None:
+    """Wake each caller still waiting: with ``exc`` raised, or done."""
+    for written in waiting:
+        if written.done():
+            continue
+        if exc is None:
+            written.set_result(None)
+        else:
+            written.set_exception(exc)
 
 
 def _plain_stream(pubsub: PubSub) -> asyncio.StreamReader | None:
@@ -146,6 +172,8 @@ class RedisBus:
         ] = deque()
         #: The task sending the queue, while there is one.
         self._writer: asyncio.Task[None] | None = None
+        #: Where the writer sends the store's script calls: a few in flight at once.
+        self._pipeline = OrderedPipeline(publisher, depth=IN_FLIGHT)
 
     def set_resync(self, source: ResyncSource) -> None:
         """Where resyncs read from; set once the stream manager and hub exist."""
@@ -188,39 +216,67 @@ class RedisBus:
     async def _write_queued(self) -> None:
         """Send what is queued, one batch at a time, until the queue is empty: each batch
         is whole callers' items (up to ``PUBLISH_BATCH`` candles unless one caller brings
-        more) for one store, one script call and one ``B`` message."""
-        queued = self._queued
+        more) for one store, one script call and one ``B`` message. A batch goes out once
+        the pipeline has room, without waiting for the answers of those before it; its
+        callers are woken when its own answer comes (``_written``), in the order sent."""
+        queued, pipeline = self._queued, self._pipeline
         try:
             while queued:
+                await pipeline.ready()  # what queues meanwhile joins this batch
+                # The callers queued now, spread over the calls that may go out now: each
+                # call's answer then wakes its own share of them, and they prepare their
+                # next updates while Redis runs the calls still in flight.
+                share = -(-len(queued) // pipeline.room)
                 store, items, written = queued.popleft()
                 batch, waiting = list(items), [written]
-                while queued and queued[0][0] is store:
+                while queued and queued[0][0] is store and len(waiting) < share:
                     if len(batch) + len(queued[0][1]) > PUBLISH_BATCH:
                         break
                     _, items, written = queued.popleft()
                     batch += items
                     waiting.append(written)
                 frames = [frame for _, _, frame in batch]
+                commands = store.store_and_publish_commands(
+                    [(key, candle) for key, candle, _ in batch],
+                    self._channel,
+                    encode_batch(self._sender, frames),
+                )
                 try:
-                    await store.store_and_publish(
-                        [(key, candle) for key, candle, _ in batch],
-                        self._channel,
-                        encode_batch(self._sender, frames),
-                    )
+                    # Over ``PUBLISH_BATCH`` candles (one caller's many): the calls before the
+                    # last publish nothing, and each is answered before the next goes, so a
+                    # failed one publishes nothing of the batch.
+                    for command in commands[:-1]:
+                        await (await pipeline.send(command))
+                    answer = await pipeline.send(commands[-1])
                 except Exception as exc:
-                    for written in waiting:
-                        if not written.done():
-                            written.set_exception(exc)
+                    _settle(waiting, store.failure(exc))
                     continue
-                for frame in frames:
-                    self.deliver_local(frame)
-                for written in waiting:
-                    if not written.done():
-                        written.set_result(None)
+                answer.add_done_callback(functools.partial(self._written, store, frames, waiting))
         finally:
             self._writer = None
             while queued:  # cancelled (the bus closing): nobody writes these any more
                 queued.popleft()[2].cancel()
+
+    def _written(
+        self,
+        store: RedisCandleStore,
+        frames: list[Frame],
+        waiting: list[asyncio.Future[None]],
+        answer: asyncio.Future[Any],
+    ) -> None:
+        """A batch's script call was answered (answers come in the order sent): deliver its
+        frames here and wake its callers, or fail them."""
+        if answer.cancelled():  # the bus is closing
+            for written in waiting:
+                written.cancel()
+            return
+        exc = answer.exception()
+        if exc is not None:
+            _settle(waiting, store.failure(exc))
+            return
+        for frame in frames:
+            self.deliver_local(frame)
+        _settle(waiting, None)
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None
@@ -229,6 +285,7 @@ class RedisBus:
         writer = self._writer
         if writer is not None:
             await cancel_and_wait(writer)
+        await self._pipeline.close()
         self._deliver = None
         self.connected = False
 

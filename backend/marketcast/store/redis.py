@@ -36,7 +36,8 @@ import orjson
 from redis.asyncio import Redis
 
 from marketcast.market import BarKey, Candle
-from marketcast.redis_health import RedisHealth, store_answer
+from marketcast.redis_health import RedisHealth, store_answer, store_failure
+from marketcast.redis_pipeline import pack
 from marketcast.types import Millis
 
 #: KEYS[i] the i-th candle's sorted set (a key may repeat); ARGV[1] the capacity; ARGV[2] a
@@ -133,6 +134,10 @@ class RedisCandleStore:
         self._prefix = prefix
         self._health = health
         self._store = client.register_script(_STORE)
+        self._body = _STORE.encode()
+        self._capacity = b"%d" % capacity
+        #: ``redis_key`` of each key, encoded: a store call names one per candle.
+        self._redis_key_bytes: dict[BarKey, bytes] = {}
         #: ``redis_key`` of each key written so far: computed once, it is on the ingest path.
         self._redis_keys: dict[BarKey, str] = {}
 
@@ -159,19 +164,52 @@ class RedisCandleStore:
         """Store each ``(key, candle)`` in order, then PUBLISH ``message`` on ``channel`` (none
         when it is empty): one atomic script call, one round trip, per ``PUBLISH_BATCH``
         candles; the message goes with the last, once everything before it is stored."""
-        redis_key = self.redis_key
+        for keys, args in self._store_calls(items, channel.encode(), message):
+            await self._run(self._store(keys=keys, args=args))
+
+    def store_and_publish_commands(
+        self, items: Sequence[tuple[BarKey, Candle]], channel: str, message: bytes
+    ) -> list[bytes]:
+        """``store_and_publish``'s script calls as packed ``EVAL`` commands, for a caller that
+        sends them itself without waiting for each answer (``redis_pipeline``). Why EVAL
+        with the script's text rather than EVALSHA: a Redis that lost its script cache (a
+        restart, a failover) answers EVALSHA with NOSCRIPT, and a command sent after it may
+        already have run; EVAL cannot fail that way, and Redis caches the compiled script."""
+        body, channel_bytes = self._body, channel.encode()
+        return [
+            pack(b"EVAL", body, b"%d" % len(keys), *keys, *args)
+            for keys, args in self._store_calls(items, channel_bytes, message)
+        ]
+
+    def failure(self, exc: BaseException) -> BaseException:
+        """What a failed store command raises (``redis_health.store_failure``)."""
+        return store_failure(exc, self._health)
+
+    def _store_calls(
+        self, items: Sequence[tuple[BarKey, Candle]], channel: bytes, message: bytes
+    ) -> list[tuple[list[bytes], list[bytes]]]:
+        """KEYS and ARGV of each script call storing ``items``: one per ``PUBLISH_BATCH``,
+        the message with the last."""
+        calls = []
+        redis_key, capacity = self._key_bytes, self._capacity
         for first in range(0, len(items), PUBLISH_BATCH):
             chunk = items[first : first + PUBLISH_BATCH]
             publish = first + PUBLISH_BATCH >= len(items)
-            args = (
-                self.capacity,
-                channel if publish else "",
+            args = [
+                capacity,
+                channel if publish else b"",
                 message if publish else b"",
-                ",".join([str(candle.time) for _, candle in chunk]),
+                b",".join([b"%d" % candle.time for _, candle in chunk]),
                 b"\n".join([encode_candle(candle) for _, candle in chunk]),
-            )
-            keys = [redis_key(key) for key, _ in chunk]
-            await self._run(self._store(keys=keys, args=args))
+            ]
+            calls.append(([redis_key(key) for key, _ in chunk], args))
+        return calls
+
+    def _key_bytes(self, key: BarKey) -> bytes:
+        name = self._redis_key_bytes.get(key)
+        if name is None:
+            name = self._redis_key_bytes[key] = self.redis_key(key).encode()
+        return name
 
     async def last(self, key: BarKey, count: int) -> list[Candle]:
         """The newest ``count`` candles, ascending."""

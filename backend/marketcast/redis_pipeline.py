@@ -1,0 +1,181 @@
+"""``OrderedPipeline``: commands on one Redis connection, each sent without waiting for the
+answers before it, answered in order.
+
+Why: a worker ingesting many keys stores and publishes every update with one script call
+(``bus.redis``). Waiting for each call's answer before sending the next left this worker idle
+while Redis ran the call, and Redis idle while this worker built the next one: about a third
+of the worker's time on one core. With a few calls in flight, both work at once.
+
+Why one connection: Redis runs the commands of one connection in the order they arrived,
+which is the order the bus needs (stored, then published, batch after batch). Commands on two
+connections of the pool could run in either order.
+
+Why the commands arrive packed (``pack``): redis-py encodes each argument of a command on its
+own, in Python; a store call names a key per candle. Here the caller builds the bytes once.
+
+An answer that is an error reply fails only its own command (``ResponseError``). A connection
+error fails every command in flight, since none of them is known to have run or not; the
+connection is dropped and the next command takes a fresh one from the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ResponseError
+
+
+def pack(*args: bytes) -> bytes:
+    """One command in RESP: an array of bulk strings."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        parts.append(b"$%d\r\n" % len(arg))
+        parts.append(arg)
+        parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+#: Bytes buffered for the socket above which a sender waits for them to drain.
+_DRAIN_ABOVE = 1 << 18
+
+
+async def _write(connection: AbstractConnection, command: bytes) -> None:
+    """Write ``command`` on ``connection``. Why not always ``send_packed_command``: with a
+    socket timeout set it wraps every write in a task of its own (``asyncio.wait_for``), which
+    cost more than the rest of sending a store call; a write that fits the socket's buffer
+    needs neither the task nor a wait. Where the connection is not the plain stream redis-py
+    usually makes, or the buffer is full, redis-py writes (and waits) as it always does."""
+    writer = getattr(connection, "_writer", None)
+    if (
+        isinstance(writer, asyncio.StreamWriter)
+        and not writer.transport.is_closing()
+        and writer.transport.get_write_buffer_size() < _DRAIN_ABOVE
+    ):
+        writer.write(command)
+        return
+    await connection.send_packed_command(command, check_health=False)
+
+
+class OrderedPipeline:
+    """Sends packed commands on one pooled connection, at most ``depth`` unanswered."""
+
+    def __init__(self, client: Redis, *, depth: int) -> None:
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1 command in flight, got {depth}")
+        self._pool = client.connection_pool
+        self._depth = depth
+        #: The connection in use, taken from the pool at the first command and given back
+        #: once nothing is in flight (or it broke).
+        self._connection: AbstractConnection | None = None
+        #: The answer each command in flight waits for, oldest first.
+        self._waiting: deque[asyncio.Future[Any]] = deque()
+        #: Set whenever a command was answered: room for the next one.
+        self._room = asyncio.Event()
+        #: Reads the answers while commands are in flight.
+        self._reader: asyncio.Task[None] | None = None
+        #: Serialises senders: a command is written whole, and in the order sent.
+        self._sending = asyncio.Lock()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def room(self) -> int:
+        """Commands that may be sent now without waiting."""
+        return max(self._depth - len(self._waiting), 0)
+
+    async def ready(self) -> None:
+        """Return once fewer than ``depth`` commands are in flight."""
+        while len(self._waiting) >= self._depth:
+            self._room.clear()
+            await self._room.wait()
+
+    async def send(self, command: bytes) -> asyncio.Future[Any]:
+        """Send ``command`` once fewer than ``depth`` commands are in flight; return the
+        future of its answer, which completes in the order commands were sent (cancelled
+        if the pipeline closes first). A connection error while sending is raised here."""
+        async with self._sending:
+            await self.ready()
+            connection = self._connection
+            if connection is None:
+                connection = self._connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py lacks a hint
+            answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            try:
+                await _write(connection, command)
+            except BaseException as exc:
+                await self._break(connection, exc)
+                raise
+            self._waiting.append(answer)
+            if self._reader is None:
+                self._reader = asyncio.create_task(
+                    self._read_answers(connection), name="redis-pipeline-reader"
+                )
+            return answer
+
+    async def _read_answers(self, connection: AbstractConnection) -> None:
+        """Hand each answer to the oldest command waiting, until none is."""
+        waiting = self._waiting
+        try:
+            while waiting:
+                try:
+                    answer = await connection.read_response(disconnect_on_error=True)
+                except ResponseError as exc:
+                    done = waiting.popleft()
+                    if not done.done():
+                        done.set_exception(exc)
+                else:
+                    done = waiting.popleft()
+                    if not done.done():
+                        done.set_result(answer)
+                self._room.set()
+                # One answer's callers at a time: they run (and queue their next commands)
+                # before the next answer wakes others, so callers stay spread over commands.
+                await asyncio.sleep(0)
+        except BaseException as exc:
+            # A connection error (or a reply this client could not parse, or cancellation):
+            # whatever is in flight on this connection is lost to its senders.
+            self._reader = None
+            await self._break(connection, exc)
+            return
+        self._reader = None
+        # Idle: give the connection back to the pool, unless a sender is writing on it now
+        # (it starts the next reader once its command is out) or it was replaced.
+        if self._connection is connection and not self._sending.locked():
+            self._connection = None
+            await self._pool.release(connection)
+
+    async def _break(self, connection: AbstractConnection, exc: BaseException | None) -> None:
+        """``connection`` failed: every command in flight on it fails with ``exc`` (is
+        cancelled for None)."""
+        if self._connection is not connection:
+            return
+        self._connection = None
+        while self._waiting:
+            done = self._waiting.popleft()
+            if done.done():
+                continue
+            if exc is None or isinstance(exc, asyncio.CancelledError):
+                done.cancel()
+            else:
+                done.set_exception(exc)
+        self._room.set()
+        with contextlib.suppress(Exception):
+            await connection.disconnect(nowait=True)
+        await self._pool.release(connection)
+
+    async def close(self) -> None:
+        """Stop reading; commands still in flight fail as cancelled."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        connection = self._connection
+        if connection is not None:
+            await self._break(connection, None)
