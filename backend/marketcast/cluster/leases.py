@@ -84,17 +84,44 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
-#: Extend each lease in KEYS only while this worker holds it; 1 or 0 per key.
+#: Extend each lease named in ARGV[3] (joined by newlines) only while this worker holds it;
+#: answers a string of one character per lease, "1" renewed or "0" not. Why the names travel
+#: in one argument and the answer is one string: a worker may hold tens of thousands of
+#: leases, and redis-py encodes each argument and parses each element of an answer on its
+#: own, in Python — that was most of the cost of a renewal round. (A lease name is never
+#: declared in KEYS, which only Redis Cluster would need; the store's writes already keep
+#: one deployment on one Redis server.)
 _RENEW = """
 local renewed = {}
-for i, key in ipairs(KEYS) do
+for key in string.gmatch(ARGV[3], '[^\\n]+') do
   if redis.call('GET', key) == ARGV[1] then
-    renewed[i] = redis.call('PEXPIRE', key, ARGV[2])
+    redis.call('PEXPIRE', key, ARGV[2])
+    renewed[#renewed + 1] = '1'
   else
-    renewed[i] = 0
+    renewed[#renewed + 1] = '0'
   end
 end
-return renewed
+return table.concat(renewed)
+"""
+
+#: Set the score of each demand member in ARGV[2] (joined by newlines) to ARGV[1], in
+#: KEYS[1]; one argument for the members, for the reason given at ``_RENEW``.
+_REFRESH = """
+local pairs = {}
+for member in string.gmatch(ARGV[2], '[^\\n]+') do
+  pairs[#pairs + 1] = ARGV[1]
+  pairs[#pairs + 1] = member
+end
+if #pairs > 0 then
+  redis.call('ZADD', KEYS[1], unpack(pairs))
+end
+return #pairs / 2
+"""
+
+#: Every member of the demand set KEYS[1], joined by newlines: one string to split instead
+#: of an element per member to parse.
+_MEMBERS = """
+return table.concat(redis.call('ZRANGE', KEYS[1], 0, -1), '\\n')
 """
 
 #: Delete the lease only while this worker holds it.
@@ -145,6 +172,8 @@ class RedisOwnership:
         self._request_resync = request_resync
         self._acquire_script = client.register_script(_ACQUIRE)
         self._renew_script = client.register_script(_RENEW)
+        self._refresh_script = client.register_script(_REFRESH)
+        self._members_script = client.register_script(_MEMBERS)
         self._release_script = client.register_script(_RELEASE)
         self._upstream: Upstream | None = None
         #: Keys this worker's clients want (its demand members).
@@ -310,16 +339,18 @@ class RedisOwnership:
         members = [self._member(key) for key in self._wanted]
         async with self._client.pipeline(transaction=False) as pipe:
             for first in range(0, len(members), DEMAND_CHUNK):
-                pipe.zadd(
-                    self._demand, dict.fromkeys(members[first : first + DEMAND_CHUNK], expiry)
-                )
+                chunk = "\n".join(members[first : first + DEMAND_CHUNK])
+                await self._refresh_script(keys=[self._demand], args=[expiry, chunk], client=pipe)
             pipe.zremrangebyscore(self._demand, "-inf", now)
             await pipe.execute()
         return await self._cluster_demand()
 
     async def _cluster_demand(self) -> set[StreamKey]:
+        joined = await self._members_script(keys=[self._demand])
+        if isinstance(joined, str):  # a client that decodes answers
+            joined = joined.encode()
         # Bytes: this client does not decode replies (``redis_health.connect``).
-        members = cast(list[bytes], await self._client.zrange(self._demand, 0, -1))
+        members = cast(bytes, joined).split(b"\n") if joined else []
         known = self._members
         wanted: set[StreamKey] = set()
         for member in members:
@@ -511,15 +542,22 @@ class RedisOwnership:
         script call per ``RENEW_CHUNK`` keys, pipelined, so Redis serves other commands (the
         store's writes) between them rather than waiting behind one call for every key."""
         names = [self.lease_key(key) for key in keys]
+        chunks = [
+            "\n".join(names[first : first + RENEW_CHUNK])
+            for first in range(0, len(names), RENEW_CHUNK)
+        ]
         args: list[str | int] = [self.worker_id, self._lease_ms]
-        if len(names) <= RENEW_CHUNK:
-            return [bool(item) for item in await self._renew_script(keys=names, args=args)]
-        async with self._client.pipeline(transaction=False) as pipe:
-            for first in range(0, len(names), RENEW_CHUNK):
-                chunk = names[first : first + RENEW_CHUNK]
-                await self._renew_script(keys=chunk, args=args, client=pipe)
-            results = await pipe.execute()
-        return [bool(item) for result in results for item in result]
+        if len(chunks) == 1:
+            results = [await self._renew_script(keys=[], args=[*args, chunks[0]])]
+        else:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for chunk in chunks:
+                    await self._renew_script(keys=[], args=[*args, chunk], client=pipe)
+                results = await pipe.execute()
+        renewed = [flag in (ord("1"), "1") for result in results for flag in result]
+        if len(renewed) != len(keys):
+            raise RuntimeError(f"lease renewal answered for {len(renewed)} of {len(keys)} keys")
+        return renewed
 
     async def _release(self, key: StreamKey) -> None:
         await self._release_script(keys=[self.lease_key(key)], args=[self.worker_id])
