@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from marketcast.cluster.deadlines import Deadlines
 from marketcast.market import BarKey, StreamKey
 
@@ -58,3 +60,36 @@ async def test_a_key_renewed_to_the_same_deadline_expires_once() -> None:
         await done.wait()
     await asyncio.sleep(0)
     assert expired == [KEYS[0]]
+
+
+async def test_deadlines_within_a_tick_share_a_timer_and_none_expires_late() -> None:
+    """Takeovers confirm keys one by one: rounded down to the tick, the deadlines of one tick
+    are one timer, set no later than the earliest of them, and all those keys expire."""
+    loop = asyncio.get_running_loop()
+    expired: list[StreamKey] = []
+    done = asyncio.Event()
+
+    def on_expiry(key: StreamKey) -> None:
+        expired.append(key)
+        if len(expired) == 100:
+            done.set()
+
+    tick = 0.2
+    deadlines = Deadlines(on_expiry, tick=tick)
+    base = (int(loop.time() / tick) + 1) * tick  # a tick boundary ahead
+    given = [base + 0.001 + index * (tick - 0.01) / 100 for index in range(100)]
+    for key, deadline in zip(KEYS, given, strict=False):
+        deadlines.hold(key, deadline)
+    [(rounded, (timer, _))] = deadlines._rounds.items()  # one timer for the hundred
+    assert timer.when() == rounded <= min(given)
+    assert rounded > min(given) - tick
+    async with asyncio.timeout(10):
+        await done.wait()
+    assert len(expired) == 100
+    assert set(expired) == set(KEYS[:100])
+    deadlines.close()
+
+
+def test_a_negative_tick_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"tick must be >= 0 seconds, got -1.0"):
+        Deadlines(lambda key: None, tick=-1.0)

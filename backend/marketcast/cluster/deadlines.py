@@ -7,11 +7,17 @@ keys cancelled and scheduled 22,000 timers every round, and kept that many in th
 heap, where every other timer of the process paid for them. Here each round adds its keys to
 the one timer of its deadline; when it fires, the keys whose deadline is still that one (no
 later renewal moved it) expire.
+
+Why deadlines are rounded down to a ``tick``: takeovers confirm their keys one at a time, each
+at its own instant, so a worker taking 22,000 keys gave each its own deadline, and the loop
+kept thousands of timers until they passed. Rounded down to a tick, the keys confirmed within
+one tick share a timer; a key stops at most a tick earlier than it had to, never later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Iterator
 
 from marketcast.market import StreamKey
@@ -20,14 +26,21 @@ from marketcast.market import StreamKey
 class Deadlines:
     """Held keys -> event-loop time until which their lease surely lives (see above)."""
 
-    def __init__(self, on_expiry: Callable[[StreamKey], None]) -> None:
+    def __init__(self, on_expiry: Callable[[StreamKey], None], *, tick: float = 0.0) -> None:
+        if tick < 0:
+            raise ValueError(f"tick must be >= 0 seconds, got {tick}")
         #: Called, from a timer, for each key whose deadline passed with no renewal.
         self._on_expiry = on_expiry
+        #: Deadlines are rounded down to a multiple of it (0: kept exact).
+        self._tick = tick
         self._deadline: dict[StreamKey, float] = {}
         #: Each pending deadline: its timer and the keys given it (some renewed since).
         self._rounds: dict[float, tuple[asyncio.TimerHandle, list[StreamKey]]] = {}
 
     def hold(self, key: StreamKey, deadline: float) -> None:
+        """``key`` is held until ``deadline`` (rounded down to the tick)."""
+        if self._tick:
+            deadline = math.floor(deadline / self._tick) * self._tick
         self._deadline[key] = deadline
         pending = self._rounds.get(deadline)
         if pending is None:

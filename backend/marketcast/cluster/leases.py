@@ -180,7 +180,7 @@ class RedisOwnership:
         self._wanted: set[StreamKey] = set()
         #: Keys whose lease this worker holds, each until when it surely does; ``_expire``
         #: at that deadline unless a renewal moved it.
-        self._held = Deadlines(self._expire)
+        self._held = Deadlines(self._expire, tick=self._margin / 10)
         #: Each key's name in Redis, computed once: a renewal round names every held key.
         self._ids: dict[StreamKey, str] = {}
         #: What each demand member names: the key, or None (unknown here, or not served).
