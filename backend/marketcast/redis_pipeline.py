@@ -32,12 +32,18 @@ from redis.exceptions import ResponseError
 
 def pack(*args: bytes) -> bytes:
     """One command in RESP: an array of bulk strings."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        parts.append(b"$%d\r\n" % len(arg))
-        parts.append(arg)
-        parts.append(b"\r\n")
-    return b"".join(parts)
+    return pack_bulks(len(args), [bulk(arg) for arg in args])
+
+
+def bulk(arg: bytes) -> bytes:
+    """One argument of a command, as a RESP bulk string: a caller that sends the same
+    argument often (a key's name) can keep it this way."""
+    return b"$%d\r\n%s\r\n" % (len(arg), arg)
+
+
+def pack_bulks(count: int, bulks: list[bytes]) -> bytes:
+    """A command of ``count`` arguments already made bulk strings (``bulk``), in order."""
+    return b"*%d\r\n%s" % (count, b"".join(bulks))
 
 
 #: Bytes buffered for the socket above which a sender waits for them to drain.

@@ -274,8 +274,11 @@ class RedisBus:
         if exc is not None:
             _settle(waiting, store.failure(exc))
             return
-        for frame in frames:
-            self.deliver_local(frame)
+        deliver, admit = self._deliver, self.guard.admit
+        if deliver is not None:
+            for frame in frames:  # ``deliver_local``, for a batch
+                if admit(frame):
+                    deliver(frame)
         _settle(waiting, None)
 
     async def close(self) -> None:

@@ -37,7 +37,7 @@ from redis.asyncio import Redis
 
 from marketcast.market import BarKey, Candle
 from marketcast.redis_health import RedisHealth, store_answer, store_failure
-from marketcast.redis_pipeline import pack
+from marketcast.redis_pipeline import bulk, pack_bulks
 from marketcast.types import Millis
 
 #: KEYS[i] the i-th candle's sorted set (a key may repeat); ARGV[1] the capacity; ARGV[2] a
@@ -134,7 +134,10 @@ class RedisCandleStore:
         self._prefix = prefix
         self._health = health
         self._store = client.register_script(_STORE)
-        self._body = _STORE.encode()
+        #: ``EVAL`` and the script's text, as the first two bulk strings of every packed call.
+        self._eval_head = bulk(b"EVAL") + bulk(_STORE.encode())
+        #: Each key's name as a bulk string (``_framed_key``).
+        self._framed_keys: dict[bytes, bytes] = {}
         self._capacity = b"%d" % capacity
         #: ``redis_key`` of each key, encoded: a store call names one per candle.
         self._redis_key_bytes: dict[BarKey, bytes] = {}
@@ -175,11 +178,14 @@ class RedisCandleStore:
         with the script's text rather than EVALSHA: a Redis that lost its script cache (a
         restart, a failover) answers EVALSHA with NOSCRIPT, and a command sent after it may
         already have run; EVAL cannot fail that way, and Redis caches the compiled script."""
-        body, channel_bytes = self._body, channel.encode()
-        return [
-            pack(b"EVAL", body, b"%d" % len(keys), *keys, *args)
-            for keys, args in self._store_calls(items, channel_bytes, message)
-        ]
+        head, framed = self._eval_head, self._framed_key
+        commands = []
+        for keys, args in self._store_calls(items, channel.encode(), message):
+            bulks = [head, bulk(b"%d" % len(keys))]
+            bulks += [framed(key) for key in keys]
+            bulks += [bulk(arg) for arg in args]
+            commands.append(pack_bulks(3 + len(keys) + len(args), bulks))
+        return commands
 
     def failure(self, exc: BaseException) -> BaseException:
         """What a failed store command raises (``redis_health.store_failure``)."""
@@ -210,6 +216,13 @@ class RedisCandleStore:
         if name is None:
             name = self._redis_key_bytes[key] = self.redis_key(key).encode()
         return name
+
+    def _framed_key(self, name: bytes) -> bytes:
+        """``name`` (a ``_key_bytes``) as a command's bulk string, made once per key."""
+        framed = self._framed_keys.get(name)
+        if framed is None:
+            framed = self._framed_keys[name] = bulk(name)
+        return framed
 
     async def last(self, key: BarKey, count: int) -> list[Candle]:
         """The newest ``count`` candles, ascending."""
