@@ -301,3 +301,41 @@ async def test_renewals_of_thousands_of_keys_go_in_chunks_and_say_which_held(
     assert len(renewed) == len(keys)
     assert [k for k, ok in zip(keys, renewed, strict=True) if not ok] == [lost, taken]
     assert 0 < await redis_client.pttl(f"t:lease:{key_id(keys[0])}") <= round(TTL * 1000)
+
+
+async def test_a_worker_closing_with_thousands_of_leases_gives_them_back_in_a_few_calls(
+    make_worker: MakeWorker, redis_client: Redis
+) -> None:
+    """Closing releases every lease this worker holds in one script call per ``RENEW_CHUNK``
+    keys (a call per key ran a 22,000-key worker's pool dry: "redis unreachable" at
+    shutdown); a lease another worker holds now is left alone."""
+    a = await make_worker("a")
+    keys: list[StreamKey] = [BarKey(f"S{n:05d}", "1") for n in range(2 * RENEW_CHUNK + 500)]
+    async with redis_client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.set(f"t:lease:{key_id(key)}", "a", px=60_000)
+        await pipe.execute()
+    taken = keys[-1]
+    await redis_client.set(f"t:lease:{key_id(taken)}", "b", px=60_000)
+    loop = asyncio.get_running_loop()
+    for key in keys:  # held as after their takeovers
+        a.ownership._held.hold(key, loop.time() + 60)
+    a.ownership._owned.update(keys[:RENEW_CHUNK])
+    for task in a.ownership._tasks:  # no renewal round may run into the count
+        await cancel_and_wait(task)
+    epoch = a.health.epoch
+    before = await script_calls(redis_client)
+    await a.ownership.close()
+    assert await script_calls(redis_client) - before == 3  # 1,000 + 1,000 + 500 keys
+    assert await redis_client.keys("t:lease:*") == [f"t:lease:{key_id(taken)}".encode()]
+    assert a.health.epoch == epoch
+    assert a.health.reachable
+    assert len([e for e in a.upstream.events if e[0] == "stop"]) == RENEW_CHUNK
+
+
+async def script_calls(client: Redis) -> int:
+    """Script calls the server ran so far (EVAL and EVALSHA)."""
+    stats = await client.info("commandstats")
+    return sum(
+        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("eval", "evalsha")
+    )

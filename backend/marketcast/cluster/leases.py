@@ -132,6 +132,18 @@ end
 return 0
 """
 
+#: ``_RELEASE`` for each lease named in ARGV[2] (joined by newlines, as for ``_RENEW``);
+#: answers how many were deleted. A closing worker gives back all its leases this way.
+_RELEASE_MANY = """
+local released = 0
+for key in string.gmatch(ARGV[2], '[^\\n]+') do
+  if redis.call('GET', key) == ARGV[1] then
+    released = released + redis.call('DEL', key)
+  end
+end
+return released
+"""
+
 
 @dataclass
 class _Takeover:
@@ -175,6 +187,7 @@ class RedisOwnership:
         self._refresh_script = client.register_script(_REFRESH)
         self._members_script = client.register_script(_MEMBERS)
         self._release_script = client.register_script(_RELEASE)
+        self._release_many_script = client.register_script(_RELEASE_MANY)
         self._upstream: Upstream | None = None
         #: Keys this worker's clients want (its demand members).
         self._wanted: set[StreamKey] = set()
@@ -283,12 +296,16 @@ class RedisOwnership:
             await cancel_and_wait(task)
         for takeover in list(self._taking.values()):
             await cancel_and_wait(takeover.task)
+        # Every lease given back in a few calls, not a call (and a task) per key: a worker
+        # owning 22,000 keys ran its connection pool dry that way and took itself for cut
+        # off from Redis while closing. The gates close first; the feeds stop meanwhile.
+        leased = sorted(self._owned | set(self._held), key=self._key_id)
         for key in list(self._owned):
-            self._give_up(key, release=True, why="released")
+            self._give_up(key, release=False, why="released")
         for key in list(self._held):  # takeovers cut short
             self._forget(key)
-            with contextlib.suppress(*CONNECTION_ERRORS):
-                await self._release(key)
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            await self._release_many(leased)
         if self._stopping:
             await asyncio.wait(list(self._stopping.values()))
         with contextlib.suppress(*CONNECTION_ERRORS):
@@ -561,6 +578,19 @@ class RedisOwnership:
 
     async def _release(self, key: StreamKey) -> None:
         await self._release_script(keys=[self.lease_key(key)], args=[self.worker_id])
+
+    async def _release_many(self, keys: list[StreamKey]) -> int:
+        """Delete the leases of ``keys`` this worker holds: one script call per
+        ``RENEW_CHUNK`` keys, pipelined; how many were deleted."""
+        names = [self.lease_key(key) for key in keys]
+        if not names:
+            return 0
+        async with self._client.pipeline(transaction=False) as pipe:
+            for first in range(0, len(names), RENEW_CHUNK):
+                chunk = "\n".join(names[first : first + RENEW_CHUNK])
+                await self._release_many_script(keys=[], args=[self.worker_id, chunk], client=pipe)
+            results = await pipe.execute()
+        return sum(int(result) for result in results)
 
     async def _server_ms(self) -> int:
         """Redis's clock, so demand expiry does not depend on each worker's clock."""
