@@ -84,6 +84,11 @@ class OrderedPipeline:
         self._room = asyncio.Event()
         #: Reads the answers while commands are in flight.
         self._reader: asyncio.Task[None] | None = None
+        #: Counts the connections taken: a reader or a failure of an earlier one (the pool
+        #: may lend the very same object again) must not touch the commands of a later one.
+        self._generation = 0
+        #: The generation the current reader reads.
+        self._reader_generation = -1
         #: Serialises senders: a command is written whole, and in the order sent.
         self._sending = asyncio.Lock()
 
@@ -110,35 +115,43 @@ class OrderedPipeline:
             await self.ready()
             connection = self._connection
             if connection is None:
-                connection = self._connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py lacks a hint
+                connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py lacks a hint
+                self._connection = connection
+                self._generation += 1
+            generation = self._generation
             answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             try:
                 await _write(connection, command)
             except BaseException as exc:
-                await self._break(connection, exc)
+                await self._break(generation, exc)
                 raise
             self._waiting.append(answer)
-            if self._reader is None:
+            if self._reader is None or self._reader_generation != generation:
+                self._reader_generation = generation
                 self._reader = asyncio.create_task(
-                    self._read_answers(connection), name="redis-pipeline-reader"
+                    self._read_answers(connection, generation), name="redis-pipeline-reader"
                 )
             return answer
 
-    async def _read_answers(self, connection: AbstractConnection) -> None:
-        """Hand each answer to the oldest command waiting, until none is."""
+    async def _read_answers(self, connection: AbstractConnection, generation: int) -> None:
+        """Hand each answer read on ``connection`` to the oldest command waiting, until none
+        is or the connection was replaced (a broken one's commands were failed already: an
+        answer still read from it must not complete a command sent on the next)."""
         waiting = self._waiting
         try:
-            while waiting:
+            while waiting and self._generation == generation:
                 try:
-                    answer = await connection.read_response(disconnect_on_error=True)
+                    answer, failure = await connection.read_response(), None
                 except ResponseError as exc:
-                    done = waiting.popleft()
-                    if not done.done():
-                        done.set_exception(exc)
-                else:
-                    done = waiting.popleft()
-                    if not done.done():
+                    answer, failure = None, exc
+                if self._generation != generation:
+                    return
+                done = waiting.popleft()
+                if not done.done():
+                    if failure is None:
                         done.set_result(answer)
+                    else:
+                        done.set_exception(failure)
                 self._room.set()
                 # One answer's callers at a time: they run (and queue their next commands)
                 # before the next answer wakes others, so callers stay spread over commands.
@@ -146,22 +159,26 @@ class OrderedPipeline:
         except BaseException as exc:
             # A connection error (or a reply this client could not parse, or cancellation):
             # whatever is in flight on this connection is lost to its senders.
-            self._reader = None
-            await self._break(connection, exc)
+            await self._break(generation, exc)
             return
-        self._reader = None
+        finally:
+            if self._reader is asyncio.current_task():
+                self._reader = None
         # Idle: give the connection back to the pool, unless a sender is writing on it now
         # (it starts the next reader once its command is out) or it was replaced.
-        if self._connection is connection and not self._sending.locked():
+        if self._generation == generation and not self._sending.locked():
             self._connection = None
+            self._generation += 1
             await self._pool.release(connection)
 
-    async def _break(self, connection: AbstractConnection, exc: BaseException | None) -> None:
-        """``connection`` failed: every command in flight on it fails with ``exc`` (is
-        cancelled for None)."""
-        if self._connection is not connection:
+    async def _break(self, generation: int, exc: BaseException | None) -> None:
+        """The connection of ``generation`` failed: every command in flight on it fails with
+        ``exc`` (is cancelled for None)."""
+        connection = self._connection
+        if generation != self._generation or connection is None:
             return
         self._connection = None
+        self._generation += 1
         while self._waiting:
             done = self._waiting.popleft()
             if done.done():
@@ -182,6 +199,4 @@ class OrderedPipeline:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-        connection = self._connection
-        if connection is not None:
-            await self._break(connection, None)
+        await self._break(self._generation, None)
