@@ -289,11 +289,7 @@ async def test_renewals_of_thousands_of_keys_go_in_chunks_and_say_which_held(
     """A worker owning 22,000 keys renews them every third of the TTL: one script call per
     ``RENEW_CHUNK`` keys, pipelined, answers for every key in order, lost leases included."""
     a = await make_worker("a")
-    keys: list[StreamKey] = [BarKey(f"S{n:05d}", "1") for n in range(2 * RENEW_CHUNK + 500)]
-    async with redis_client.pipeline(transaction=False) as pipe:
-        for key in keys:
-            pipe.set(f"t:lease:{key_id(key)}", "a", px=60_000)
-        await pipe.execute()
+    keys = await leases_held_by_a(redis_client)
     lost, taken = keys[RENEW_CHUNK + 7], keys[-1]
     await redis_client.delete(f"t:lease:{key_id(lost)}")
     await redis_client.set(f"t:lease:{key_id(taken)}", "b", px=60_000)
@@ -310,11 +306,7 @@ async def test_a_worker_closing_with_thousands_of_leases_gives_them_back_in_a_fe
     keys (a call per key ran a 22,000-key worker's pool dry: "redis unreachable" at
     shutdown); a lease another worker holds now is left alone."""
     a = await make_worker("a")
-    keys: list[StreamKey] = [BarKey(f"S{n:05d}", "1") for n in range(2 * RENEW_CHUNK + 500)]
-    async with redis_client.pipeline(transaction=False) as pipe:
-        for key in keys:
-            pipe.set(f"t:lease:{key_id(key)}", "a", px=60_000)
-        await pipe.execute()
+    keys = await leases_held_by_a(redis_client)
     taken = keys[-1]
     await redis_client.set(f"t:lease:{key_id(taken)}", "b", px=60_000)
     loop = asyncio.get_running_loop()
@@ -339,3 +331,13 @@ async def script_calls(client: Redis) -> int:
     return sum(
         int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("eval", "evalsha")
     )
+
+
+async def leases_held_by_a(client: Redis) -> list[StreamKey]:
+    """Two and a half ``RENEW_CHUNK``s of keys, each with a lease worker "a" holds."""
+    keys: list[StreamKey] = [BarKey(f"S{n:05d}", "1") for n in range(2 * RENEW_CHUNK + 500)]
+    async with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.set(f"t:lease:{key_id(key)}", "a", px=60_000)
+        await pipe.execute()
+    return keys
