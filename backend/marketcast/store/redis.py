@@ -136,11 +136,9 @@ class RedisCandleStore:
         self._store = client.register_script(_STORE)
         #: ``EVAL`` and the script's text, as the first two bulk strings of every packed call.
         self._eval_head = bulk(b"EVAL") + bulk(_STORE.encode())
-        #: Each key's name as a bulk string (``_framed_key``).
-        self._framed_keys: dict[bytes, bytes] = {}
+        #: Each key's name as a bulk string (``_key_bulk``): a packed call names one per candle.
+        self._key_bulks: dict[BarKey, bytes] = {}
         self._capacity = b"%d" % capacity
-        #: ``redis_key`` of each key, encoded: a store call names one per candle.
-        self._redis_key_bytes: dict[BarKey, bytes] = {}
         #: ``redis_key`` of each key written so far: computed once, it is on the ingest path.
         self._redis_keys: dict[BarKey, str] = {}
 
@@ -167,8 +165,9 @@ class RedisCandleStore:
         """Store each ``(key, candle)`` in order, then PUBLISH ``message`` on ``channel`` (none
         when it is empty): one atomic script call, one round trip, per ``PUBLISH_BATCH``
         candles; the message goes with the last, once everything before it is stored."""
+        redis_key = self.redis_key
         for keys, args in self._store_calls(items, channel.encode(), message):
-            await self._run(self._store(keys=keys, args=args))
+            await self._run(self._store(keys=[redis_key(key) for key in keys], args=args))
 
     def store_and_publish_commands(
         self, items: Sequence[tuple[BarKey, Candle]], channel: str, message: bytes
@@ -178,11 +177,11 @@ class RedisCandleStore:
         with the script's text rather than EVALSHA: a Redis that lost its script cache (a
         restart, a failover) answers EVALSHA with NOSCRIPT, and a command sent after it may
         already have run; EVAL cannot fail that way, and Redis caches the compiled script."""
-        head, framed = self._eval_head, self._framed_key
+        head, key_bulk = self._eval_head, self._key_bulk
         commands = []
         for keys, args in self._store_calls(items, channel.encode(), message):
             bulks = [head, bulk(b"%d" % len(keys))]
-            bulks += [framed(key) for key in keys]
+            bulks += [key_bulk(key) for key in keys]
             bulks += [bulk(arg) for arg in args]
             commands.append(pack_bulks(3 + len(keys) + len(args), bulks))
         return commands
@@ -193,11 +192,11 @@ class RedisCandleStore:
 
     def _store_calls(
         self, items: Sequence[tuple[BarKey, Candle]], channel: bytes, message: bytes
-    ) -> list[tuple[list[bytes], list[bytes]]]:
-        """KEYS and ARGV of each script call storing ``items``: one per ``PUBLISH_BATCH``,
-        the message with the last."""
+    ) -> list[tuple[list[BarKey], list[bytes]]]:
+        """The keys (KEYS, once named) and ARGV of each script call storing ``items``: one
+        per ``PUBLISH_BATCH``, the message with the last."""
         calls = []
-        redis_key, capacity = self._key_bytes, self._capacity
+        capacity = self._capacity
         for first in range(0, len(items), PUBLISH_BATCH):
             chunk = items[first : first + PUBLISH_BATCH]
             publish = first + PUBLISH_BATCH >= len(items)
@@ -208,21 +207,15 @@ class RedisCandleStore:
                 b",".join([b"%d" % candle.time for _, candle in chunk]),
                 b"\n".join([encode_candle(candle) for _, candle in chunk]),
             ]
-            calls.append(([redis_key(key) for key, _ in chunk], args))
+            calls.append(([key for key, _ in chunk], args))
         return calls
 
-    def _key_bytes(self, key: BarKey) -> bytes:
-        name = self._redis_key_bytes.get(key)
-        if name is None:
-            name = self._redis_key_bytes[key] = self.redis_key(key).encode()
-        return name
-
-    def _framed_key(self, name: bytes) -> bytes:
-        """``name`` (a ``_key_bytes``) as a command's bulk string, made once per key."""
-        framed = self._framed_keys.get(name)
-        if framed is None:
-            framed = self._framed_keys[name] = bulk(name)
-        return framed
+    def _key_bulk(self, key: BarKey) -> bytes:
+        """``redis_key(key)`` as a packed command's bulk string, made once per key."""
+        packed = self._key_bulks.get(key)
+        if packed is None:
+            packed = self._key_bulks[key] = bulk(self.redis_key(key).encode())
+        return packed
 
     async def last(self, key: BarKey, count: int) -> list[Candle]:
         """The newest ``count`` candles, ascending."""
