@@ -52,9 +52,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from marketcast.cluster.deadlines import Deadlines
 from marketcast.cluster.ownership import Upstream
@@ -354,12 +355,10 @@ class RedisOwnership:
         now = await self._server_ms()
         expiry = now + self._ttl_ms
         members = [self._member(key) for key in self._wanted]
-        async with self._client.pipeline(transaction=False) as pipe:
-            for first in range(0, len(members), DEMAND_CHUNK):
-                chunk = "\n".join(members[first : first + DEMAND_CHUNK])
-                await self._refresh_script(keys=[self._demand], args=[expiry, chunk], client=pipe)
-            pipe.zremrangebyscore(self._demand, "-inf", now)
-            await pipe.execute()
+        await self._in_chunks(
+            self._refresh_script, members, [expiry], keys=[self._demand], size=DEMAND_CHUNK
+        )
+        await self._client.zremrangebyscore(self._demand, "-inf", now)
         return await self._cluster_demand()
 
     async def _cluster_demand(self) -> set[StreamKey]:
@@ -559,18 +558,7 @@ class RedisOwnership:
         script call per ``RENEW_CHUNK`` keys, pipelined, so Redis serves other commands (the
         store's writes) between them rather than waiting behind one call for every key."""
         names = [self.lease_key(key) for key in keys]
-        chunks = [
-            "\n".join(names[first : first + RENEW_CHUNK])
-            for first in range(0, len(names), RENEW_CHUNK)
-        ]
-        args: list[str | int] = [self.worker_id, self._lease_ms]
-        if len(chunks) == 1:
-            results = [await self._renew_script(keys=[], args=[*args, chunks[0]])]
-        else:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for chunk in chunks:
-                    await self._renew_script(keys=[], args=[*args, chunk], client=pipe)
-                results = await pipe.execute()
+        results = await self._in_chunks(self._renew_script, names, [self.worker_id, self._lease_ms])
         renewed = [flag in (ord("1"), "1") for result in results for flag in result]
         if len(renewed) != len(keys):
             raise RuntimeError(f"lease renewal answered for {len(renewed)} of {len(keys)} keys")
@@ -583,14 +571,29 @@ class RedisOwnership:
         """Delete the leases of ``keys`` this worker holds: one script call per
         ``RENEW_CHUNK`` keys, pipelined; how many were deleted."""
         names = [self.lease_key(key) for key in keys]
-        if not names:
-            return 0
-        async with self._client.pipeline(transaction=False) as pipe:
-            for first in range(0, len(names), RENEW_CHUNK):
-                chunk = "\n".join(names[first : first + RENEW_CHUNK])
-                await self._release_many_script(keys=[], args=[self.worker_id, chunk], client=pipe)
-            results = await pipe.execute()
+        results = await self._in_chunks(self._release_many_script, names, [self.worker_id])
         return sum(int(result) for result in results)
+
+    async def _in_chunks(
+        self,
+        script: AsyncScript,
+        names: list[str],
+        args: list[str | int],
+        *,
+        keys: list[str] | None = None,
+        size: int = RENEW_CHUNK,
+    ) -> list[Any]:
+        """``script``'s answers for ``names`` in chunks of ``size``, each chunk joined by
+        newlines as its last argument after ``args``: one call per chunk, pipelined, so Redis
+        serves other commands (the store's writes) between them."""
+        if not names:
+            return []
+        async with self._client.pipeline(transaction=False) as pipe:
+            for first in range(0, len(names), size):
+                chunk = "\n".join(names[first : first + size])
+                await script(keys=keys or [], args=[*args, chunk], client=pipe)
+            results: list[Any] = await pipe.execute()
+            return results
 
     async def _server_ms(self) -> int:
         """Redis's clock, so demand expiry does not depend on each worker's clock."""
