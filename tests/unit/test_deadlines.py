@@ -90,6 +90,32 @@ async def test_deadlines_within_a_tick_share_a_timer_and_none_expires_late() -> 
     deadlines.close()
 
 
+async def test_a_round_held_at_once_is_one_timer_and_moves_keys_held_before() -> None:
+    """A renewal round confirms its keys in one ``hold_many``: one timer for all of them; a
+    key it moves past an earlier deadline no longer expires at that one, and an empty round
+    schedules nothing."""
+    loop = asyncio.get_running_loop()
+    expired: list[StreamKey] = []
+    done = asyncio.Event()
+
+    def on_expiry(key: StreamKey) -> None:
+        expired.append(key)
+        done.set()
+
+    deadlines = Deadlines(on_expiry)
+    soon = loop.time() + 0.05
+    deadlines.hold_many(KEYS[:10], soon)
+    deadlines.hold_many([], soon + 1)
+    deadlines.hold_many(KEYS[5:], soon + 3600)  # renewed: KEYS[5:10] moved on
+    assert len(deadlines) == len(KEYS)
+    assert sorted(deadlines._rounds) == [soon, soon + 3600]
+    async with asyncio.timeout(10):
+        await done.wait()
+    assert expired == KEYS[:5]
+    assert all(key in deadlines for key in KEYS[5:])
+    deadlines.close()
+
+
 def test_a_negative_tick_is_refused() -> None:
     with pytest.raises(ValueError, match=r"tick must be >= 0 seconds, got -1.0"):
         Deadlines(lambda key: None, tick=-1.0)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from marketcast.market import StreamKey
 
@@ -39,14 +39,22 @@ class Deadlines:
 
     def hold(self, key: StreamKey, deadline: float) -> None:
         """``key`` is held until ``deadline`` (rounded down to the tick)."""
+        self.hold_many((key,), deadline)
+
+    def hold_many(self, keys: Iterable[StreamKey], deadline: float) -> None:
+        """``hold`` for each of ``keys``, all until ``deadline``: a renewal round confirms
+        every lease it extended at once, and this sets them without a call per key."""
         if self._tick:
             deadline = math.floor(deadline / self._tick) * self._tick
-        self._deadline[key] = deadline
+        keys = list(keys)
+        if not keys:
+            return
+        self._deadline.update(dict.fromkeys(keys, deadline))
         pending = self._rounds.get(deadline)
         if pending is None:
             timer = asyncio.get_running_loop().call_at(deadline, self._expire, deadline)
             pending = self._rounds[deadline] = (timer, [])
-        pending[1].append(key)
+        pending[1].extend(keys)
 
     def forget(self, key: StreamKey) -> None:
         """No longer held (its round's timer skips it)."""

@@ -195,8 +195,12 @@ class RedisOwnership:
         #: Keys whose lease this worker holds, each until when it surely does; ``_expire``
         #: at that deadline unless a renewal moved it.
         self._held = Deadlines(self._expire, tick=self._margin / 10)
-        #: Each key's name in Redis, computed once: a renewal round names every held key.
+        #: Each key's id, computed once: a renewal round names every held key.
         self._ids: dict[StreamKey, str] = {}
+        #: Each key's lease name and demand member, made once for the same reason: a
+        #: worker holding 22,000 keys named each of them anew every round.
+        self._lease_names: dict[StreamKey, str] = {}
+        self._member_names: dict[StreamKey, str] = {}
         #: What each demand member names: the key, or None (unknown here, or not served).
         self._members: dict[bytes, StreamKey | None] = {}
         #: Keys that run upstream here: the ingest gate. Always a subset of ``_held``.
@@ -231,7 +235,10 @@ class RedisOwnership:
         return all(health.reachable for health in self._healths)
 
     def lease_key(self, key: StreamKey) -> str:
-        return f"{self._prefix}:lease:{self._key_id(key)}"
+        name = self._lease_names.get(key)
+        if name is None:
+            name = self._lease_names[key] = f"{self._prefix}:lease:{self._key_id(key)}"
+        return name
 
     # -- Ownership ----------------------------------------------------------------------------
 
@@ -432,22 +439,31 @@ class RedisOwnership:
         except CONNECTION_ERRORS as exc:
             self._health.report_failure(exc)
             return
+        held = self._held
+        confirmed: list[StreamKey] = []
         for key, ok in zip(keys, renewed, strict=True):
-            if key not in self._held:  # given up or expired meanwhile
+            if key not in held:  # given up or expired meanwhile
                 continue
             if ok:
-                self._hold(key, sent)
+                confirmed.append(key)
             elif key in self._owned:
                 self._give_up(key, release=False, why="lease lost")
             else:
                 log.warning("lease lost during the takeover of %s", self._key_id(key))
                 self._forget(key)
+        # One deadline for the whole round, set in one go (``Deadlines.hold_many``).
+        held.hold_many(confirmed, self._deadline(sent))
 
     def _hold(self, key: StreamKey, sent: float) -> None:
         """The lease of ``key`` was set or extended by a command sent at ``sent``: in Redis it
         lives at least until ``sent`` plus its lifetime, so ingest may go on until then, less
         the margin."""
-        self._held.hold(key, sent + self._lease_ms / 1000 - self._margin)
+        self._held.hold(key, self._deadline(sent))
+
+    def _deadline(self, sent: float) -> float:
+        """Until when a lease set or extended by a command sent at ``sent`` surely lives
+        here: its lifetime after ``sent``, less the margin."""
+        return sent + self._lease_ms / 1000 - self._margin
 
     def _forget(self, key: StreamKey) -> None:
         self._held.forget(key)
@@ -601,7 +617,10 @@ class RedisOwnership:
         return seconds * 1000 + micros // 1000
 
     def _member(self, key: StreamKey) -> str:
-        return f"{self._key_id(key)}#{self.worker_id}"
+        name = self._member_names.get(key)
+        if name is None:
+            name = self._member_names[key] = f"{self._key_id(key)}#{self.worker_id}"
+        return name
 
     def _serves(self, key: StreamKey) -> bool:
         return self._bound().serves(key)
