@@ -189,15 +189,23 @@ def marketcast_commands(symbols: int) -> list[BenchCommand]:
         topic = 'bars:{"resolution":"' + resolution + '","symbol":"BENCH1234"}'
         return bar_update(topic, key, sample)
 
-    def key(resolution: Resolution) -> str:
-        return f"{KEY_PREFIX}BENCH__rand_int__:{resolution}"
+    def name(resolution: Resolution) -> str:
+        return f"BENCH__rand_int__:{resolution}"
 
     def store(resolutions: Sequence[Resolution], message: bytes) -> list[str]:
-        args = ["EVALSHA", "{sha}", str(len(resolutions))] + [key(r) for r in resolutions]
-        args += ["1000", CHANNEL, message.decode()]
         count = len(resolutions)
-        args += [",".join([str(sample.time)] * count), "\n".join([member] * count)]
-        return args
+        return [
+            "EVALSHA",
+            "{sha}",
+            "0",
+            "1000",
+            CHANNEL,
+            message.decode(),
+            ",".join([str(sample.time)] * count),
+            "\n".join([member] * count),
+            KEY_PREFIX,
+            "\n".join(name(r) for r in resolutions),
+        ]
 
     script = store_redis._STORE
     batch = redis_messages.encode_batch(sender, [frame(r) for r in RESOLUTIONS])

@@ -68,7 +68,13 @@ def record_commands(bus: RedisBus, monkeypatch: pytest.MonkeyPatch) -> list[list
 
 def message_of(command: list[bytes]) -> bytes:
     """ARGV[3] of a store call: the batch's one message."""
-    return command[3 + int(command[2]) - 1 + 3]
+    assert command[2] == b"0"  # no KEYS: the sets are named in ARGV
+    return command[3 + 2]
+
+
+def candles_of(command: list[bytes]) -> int:
+    """The candles a store call writes: the sets it names, ARGV[7]."""
+    return len(command[3 + 6].split(b"\n"))
 
 
 @pytest.fixture
@@ -104,7 +110,7 @@ async def test_a_batch_is_one_script_call_stored_then_published_in_order(
     batch = items(KEYS, 1)
     await owner.publish_stored_many(store, batch)
     assert [command[0] for command in commands] == [b"EVAL"]
-    assert int(commands[0][2]) == len(KEYS)  # every key declared, one call
+    assert candles_of(commands[0]) == len(KEYS)  # every key named, one call
     monkeypatch.undo()
     frames = [frame for _, _, frame in items(KEYS, 0) + batch]
     assert local == frames  # this worker's hub got them once written, in order
@@ -129,7 +135,7 @@ async def test_a_large_batch_goes_in_calls_of_publish_batch_candles(
     commands = record_commands(owner, monkeypatch)
     await owner.publish_stored_many(store, batch)
     monkeypatch.undo()
-    assert [int(command[2]) for command in commands] == [PUBLISH_BATCH, 10]
+    assert [candles_of(command) for command in commands] == [PUBLISH_BATCH, 10]
     assert message_of(commands[0]) == b""  # only the last call publishes
     assert [f.order for f in local] == [i * MINUTE for i in range(PUBLISH_BATCH + 11)]
     await eventually(lambda: len(remote) == PUBLISH_BATCH + 11)
@@ -222,7 +228,7 @@ async def test_callers_queued_together_share_at_most_in_flight_calls(
     assert [command[0] for command in commands] == [b"EVAL"] * bus_redis.IN_FLIGHT
     carried = []
     for command in commands:
-        assert int(command[2]) % len(KEYS) == 0  # whole callers
+        assert candles_of(command) % len(KEYS) == 0  # whole callers
         sender, frames = redis_messages.decode_batch(message_of(command))
         assert sender == b"owner"
         carried += frames
@@ -248,7 +254,7 @@ async def test_queued_callers_go_in_calls_of_at_most_publish_batch_candles(
     batches = [items(KEYS, index) for index in range(1, callers + 1)]
     await asyncio.gather(*(owner.publish_stored_many(store, batch) for batch in batches))
     monkeypatch.undo()
-    sizes = [int(command[2]) for command in commands]
+    sizes = [candles_of(command) for command in commands]
     assert sum(sizes) == callers * len(KEYS)
     assert all(size <= PUBLISH_BATCH and size % len(KEYS) == 0 for size in sizes), sizes
     assert len(sizes) == 3  # 32 callers, 32 callers, then the other 3

@@ -268,9 +268,9 @@ async def test_a_candle_is_stored_and_published_in_one_round_trip(
     second = bar_update(TOPIC, KEY, candle(1))
     await owner.publish_stored_many(store, [(KEY, candle(1), second)])
     assert commands == []  # nothing through redis-py's commands: one packed script call
-    # EVAL, the script, 1, the key, and 5 arguments
+    # EVAL, the script, 0 keys, and 7 arguments
     assert len(pipelined) == 1
-    assert pipelined[0].startswith(b"*9\r\n$4\r\nEVAL\r\n")
+    assert pipelined[0].startswith(b"*10\r\n$4\r\nEVAL\r\n")
     monkeypatch.undo()
     assert local == [first, second]
     await eventually(lambda: len(remote) == 2)

@@ -246,21 +246,22 @@ def test_ceiling_figures_per_call_and_per_candle() -> None:
 def test_the_benchmarked_commands_are_marketcasts() -> None:
     batch, single, publish = marketcast_commands(2000)
     assert (batch.name, batch.candles) == ("batch", 11)
-    assert batch.args[:3] == ["EVALSHA", "{sha}", "11"]
-    keys = batch.args[3:14]
-    assert keys[0] == "marketcast:candles:BENCH__rand_int__:1"
-    assert keys[-1].endswith(":M")
-    assert batch.args[14:16] == ["1000", "marketcast:updates"]
-    assert len(batch.args) == 14 + 5
+    assert batch.args[:3] == ["EVALSHA", "{sha}", "0"]  # the sets are named in ARGV
+    assert batch.args[3:5] == ["1000", "marketcast:updates"]
+    assert len(batch.args) == 3 + 7
+    assert batch.args[8] == "marketcast:candles:"
+    names = batch.args[9].split("\n")
+    assert names[0] == "BENCH__rand_int__:1"
+    assert names[-1].endswith(":M")
     assert batch.script is not None
     assert "PUBLISH" in batch.script
-    times, members = batch.args[17].split(","), batch.args[18].split("\n")
-    assert len(times) == len(members) == 11
-    sender, frames = decode_batch(batch.args[16].encode())
+    times, members = batch.args[6].split(","), batch.args[7].split("\n")
+    assert len(times) == len(members) == len(names) == 11
+    sender, frames = decode_batch(batch.args[5].encode())
     assert sender == b"bench-worker:1234:abcd"
     assert [frame.topic for frame in frames][-1] == 'bars:{"resolution":"M","symbol":"BENCH1234"}'
     assert all('"bars.update"' in frame.text for frame in frames)
-    assert single.args[2] == "1"
+    assert single.args[9] == "BENCH__rand_int__:1"
     assert single.candles == 1
     assert publish.args[:2] == ["PUBLISH", "marketcast:updates"]
     assert publish.script is None

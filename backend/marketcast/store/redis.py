@@ -40,28 +40,37 @@ from marketcast.redis_health import RedisHealth, store_answer, store_failure
 from marketcast.redis_pipeline import bulk, pack_bulks
 from marketcast.types import Millis
 
-#: KEYS[i] the i-th candle's sorted set (a key may repeat); ARGV[1] the capacity; ARGV[2] a
-#: pub/sub channel and ARGV[3] a message to publish there once every candle is stored (empty
-#: channel: none); ARGV[4] the candles' open times joined by commas; ARGV[5] their members
-#: joined by newlines (compact JSON holds none). Each candle replaces the bar at its open
-#: time; a new bar then trims its set to the capacity (a replaced one leaves the size as it
-#: was: most writes are a new version of the open bar, and skip the ZCARD). Why the candles
-#: travel in two arguments rather than two each: the client encodes every argument of a
-#: command on its own, and at eleven candles an update that encoding was most of a worker's
-#: ingest cost.
+#: ARGV[1] the capacity; ARGV[2] a pub/sub channel and ARGV[3] a message to publish there once
+#: every candle is stored (empty channel: none); ARGV[4] the candles' open times joined by
+#: commas; ARGV[5] their members joined by newlines (compact JSON holds none); ARGV[6] the
+#: prefix of every sorted set's name and ARGV[7] each candle's ``symbol:resolution`` after it,
+#: joined by newlines (a key may repeat). Each candle replaces the bar at its open time; a new
+#: bar then trims its set to the capacity (a replaced one leaves the size as it was: most
+#: writes are a new version of the open bar, and skip the ZCARD).
+#:
+#: Why a call carries its candles in a few joined arguments rather than a few each: the
+#: client encodes every argument of a command on its own, and at eleven candles an update
+#: that encoding was most of a worker's ingest cost. Why the sets are named in ARGV, not
+#: KEYS: building (or looking up) each set's full name in the worker cost more than the rest
+#: of a candle's encoding, at 22,000 keys; the script builds it from its two parts. KEYS would
+#: matter only to Redis Cluster, and one deployment's store already lives on one server.
 _STORE = """
 local capacity = tonumber(ARGV[1])
+local keys = {}
+for name in string.gmatch(ARGV[7], '[^\\n]+') do
+  keys[#keys + 1] = ARGV[6] .. name
+end
 local members = {}
 for member in string.gmatch(ARGV[5], '[^\\n]+') do
   members[#members + 1] = member
 end
-if #members ~= #KEYS then
-  return redis.error_reply('marketcast: ' .. #KEYS .. ' keys but ' .. #members .. ' members')
+if #members ~= #keys then
+  return redis.error_reply('marketcast: ' .. #keys .. ' keys but ' .. #members .. ' members')
 end
 local i = 0
 for time in string.gmatch(ARGV[4], '[^,]+') do
   i = i + 1
-  local key = KEYS[i]
+  local key = keys[i]
   local replaced = redis.call('ZREMRANGEBYSCORE', key, time, time)
   redis.call('ZADD', key, time, members[i])
   if replaced == 0 then
@@ -71,8 +80,8 @@ for time in string.gmatch(ARGV[4], '[^,]+') do
     end
   end
 end
-if i ~= #KEYS then
-  return redis.error_reply('marketcast: ' .. #KEYS .. ' keys but ' .. i .. ' open times')
+if i ~= #keys then
+  return redis.error_reply('marketcast: ' .. #keys .. ' keys but ' .. i .. ' open times')
 end
 if ARGV[2] ~= '' then
   redis.call('PUBLISH', ARGV[2], ARGV[3])
@@ -92,17 +101,22 @@ def _check_count(name: str, value: int) -> None:
 
 def encode_candle(candle: Candle) -> bytes:
     """The member stored for ``candle``: a JSON array, field order as in ``Candle``."""
-    return orjson.dumps(
-        [
-            candle.time,
-            candle.open,
-            candle.high,
-            candle.low,
-            candle.close,
-            candle.volume,
-            candle.closed,
-        ]
-    )
+    return encode_candles((candle,))[1]
+
+
+def encode_candles(candles: Sequence[Candle]) -> tuple[bytes, bytes]:
+    """(open times joined by commas, members joined by newlines) of ``candles``: the bytes of
+    ``encode_candle`` and ``%d`` for each, joined, in two orjson calls instead of one or two
+    per candle (the rows hold numbers and booleans only, so ``],[`` only ever separates
+    two of them)."""
+    rows = [[c.time, c.open, c.high, c.low, c.close, c.volume, c.closed] for c in candles]
+    times = orjson.dumps([row[0] for row in rows])[1:-1]
+    return times, orjson.dumps(rows)[1:-1].replace(b"],[", b"]\n[")
+
+
+def _set_name(key: BarKey) -> str:
+    """The part of ``key``'s sorted set name after the store's prefix."""
+    return f"{key.symbol}:{key.resolution}"
 
 
 def decode_candle(member: bytes | str) -> Candle:
@@ -134,11 +148,12 @@ class RedisCandleStore:
         self._prefix = prefix
         self._health = health
         self._store = client.register_script(_STORE)
-        #: ``EVAL`` and the script's text, as the first two bulk strings of every packed call.
-        self._eval_head = bulk(b"EVAL") + bulk(_STORE.encode())
-        #: Each key's name as a bulk string (``_key_bulk``): a packed call names one per candle.
-        self._key_bulks: dict[BarKey, bytes] = {}
+        #: ``EVAL``, the script's text and its KEYS count (none), as every packed call
+        #: begins.
+        self._eval_head = bulk(b"EVAL") + bulk(_STORE.encode()) + bulk(b"0")
         self._capacity = b"%d" % capacity
+        #: What every sorted set's name starts with (``redis_key``): the script's ARGV[6].
+        self._names_prefix = f"{prefix}:candles:".encode()
         #: ``redis_key`` of each key written so far: computed once, it is on the ingest path.
         self._redis_keys: dict[BarKey, str] = {}
 
@@ -146,7 +161,7 @@ class RedisCandleStore:
         """The sorted set holding ``key``'s candles."""
         name = self._redis_keys.get(key)
         if name is None:
-            name = self._redis_keys[key] = f"{self._prefix}:candles:{key.symbol}:{key.resolution}"
+            name = self._redis_keys[key] = f"{self._prefix}:candles:{_set_name(key)}"
         return name
 
     def shares(self, client: Redis) -> bool:
@@ -165,9 +180,8 @@ class RedisCandleStore:
         """Store each ``(key, candle)`` in order, then PUBLISH ``message`` on ``channel`` (none
         when it is empty): one atomic script call, one round trip, per ``PUBLISH_BATCH``
         candles; the message goes with the last, once everything before it is stored."""
-        redis_key = self.redis_key
-        for keys, args in self._store_calls(items, channel.encode(), message):
-            await self._run(self._store(keys=[redis_key(key) for key in keys], args=args))
+        for args in self._store_calls(items, channel.encode(), message):
+            await self._run(self._store(keys=[], args=args))
 
     def store_and_publish_commands(
         self, items: Sequence[tuple[BarKey, Candle]], channel: str, message: bytes
@@ -177,14 +191,11 @@ class RedisCandleStore:
         with the script's text rather than EVALSHA: a Redis that lost its script cache (a
         restart, a failover) answers EVALSHA with NOSCRIPT, and a command sent after it may
         already have run; EVAL cannot fail that way, and Redis caches the compiled script."""
-        head, key_bulk = self._eval_head, self._key_bulk
-        commands = []
-        for keys, args in self._store_calls(items, channel.encode(), message):
-            bulks = [head, bulk(b"%d" % len(keys))]
-            bulks += [key_bulk(key) for key in keys]
-            bulks += [bulk(arg) for arg in args]
-            commands.append(pack_bulks(3 + len(keys) + len(args), bulks))
-        return commands
+        head = self._eval_head
+        return [
+            pack_bulks(3 + len(args), [head, *[bulk(arg) for arg in args]])
+            for args in self._store_calls(items, channel.encode(), message)
+        ]
 
     def failure(self, exc: BaseException) -> BaseException:
         """What a failed store command raises (``redis_health.store_failure``)."""
@@ -192,30 +203,28 @@ class RedisCandleStore:
 
     def _store_calls(
         self, items: Sequence[tuple[BarKey, Candle]], channel: bytes, message: bytes
-    ) -> list[tuple[list[BarKey], list[bytes]]]:
-        """The keys (KEYS, once named) and ARGV of each script call storing ``items``: one
-        per ``PUBLISH_BATCH``, the message with the last."""
+    ) -> list[list[bytes]]:
+        """The ARGV of each script call storing ``items``: one per ``PUBLISH_BATCH``, the
+        message with the last."""
         calls = []
-        capacity = self._capacity
+        capacity, prefix = self._capacity, self._names_prefix
         for first in range(0, len(items), PUBLISH_BATCH):
             chunk = items[first : first + PUBLISH_BATCH]
             publish = first + PUBLISH_BATCH >= len(items)
-            args = [
-                capacity,
-                channel if publish else b"",
-                message if publish else b"",
-                b",".join([b"%d" % candle.time for _, candle in chunk]),
-                b"\n".join([encode_candle(candle) for _, candle in chunk]),
-            ]
-            calls.append(([key for key, _ in chunk], args))
+            times, members = encode_candles([candle for _, candle in chunk])
+            names = "\n".join([_set_name(key) for key, _ in chunk]).encode()
+            calls.append(
+                [
+                    capacity,
+                    channel if publish else b"",
+                    message if publish else b"",
+                    times,
+                    members,
+                    prefix,
+                    names,
+                ]
+            )
         return calls
-
-    def _key_bulk(self, key: BarKey) -> bytes:
-        """``redis_key(key)`` as a packed command's bulk string, made once per key."""
-        packed = self._key_bulks.get(key)
-        if packed is None:
-            packed = self._key_bulks[key] = bulk(self.redis_key(key).encode())
-        return packed
 
     async def last(self, key: BarKey, count: int) -> list[Candle]:
         """The newest ``count`` candles, ascending."""
