@@ -67,3 +67,23 @@ def test_malformed_messages_are_refused() -> None:
         decode(b"F\nw\ntopic")
     with pytest.raises(ValueError, match="invalid literal for int"):
         decode(b"F\nw\ntopic\nnot-a-number\n1\ntext")
+
+
+def test_a_batch_is_judged_frame_by_frame_in_order() -> None:
+    """``admit_many`` lets through what ``admit`` would, one frame after the other: a frame
+    is judged against the floor the frames before it in the batch raised."""
+    guard = ClosedBarGuard()
+    batch = [
+        Frame("a", "t1", 10, False),
+        Frame("b", "t1", 10, True),  # closes bar 10: floor 11
+        Frame("c", "t1", 10, False),  # a stale version of the closed bar
+        Frame("d", "t2", 5, False),
+        Frame("e", None, None, False),  # no topic: always passes
+        Frame("f", "t1", 11, False),
+        Frame("g", "t2", 4, True),  # below t2's floor of 5
+    ]
+    assert [frame.text for frame in guard.admit_many(batch)] == ["a", "b", "d", "e", "f"]
+    assert guard.dropped == 2
+    assert (guard.floor("t1"), guard.floor("t2")) == (11, 5)
+    one_by_one = ClosedBarGuard()
+    assert [f.text for f in batch if one_by_one.admit(f)] == ["a", "b", "d", "e", "f"]

@@ -37,10 +37,9 @@ class MemoryBus:
         if type(self) is MemoryBus and type(store) is MemoryCandleStore:
             # The same steps without a coroutine per candle: each candle stored, then
             # delivered, in order (neither method is overridden on these exact types).
-            put = store.put
+            put, deliver = store.put, self._deliver
             for key, candle, frame in items:
                 put(key, candle)
-                deliver = self._deliver
                 if deliver is not None:
                     deliver(frame)
             return

@@ -303,12 +303,11 @@ class RedisBus:
             deliver(frame)
 
     def deliver_local_many(self, frames: Sequence[Frame]) -> None:
-        """``deliver_local`` for each of ``frames``, in order (a batch: the lookups once)."""
-        deliver, admit = self._deliver, self.guard.admit
+        """``deliver_local`` for each of ``frames``, in order (``ClosedBarGuard.admit_many``)."""
+        deliver = self._deliver
         if deliver is not None:
-            for frame in frames:
-                if admit(frame):
-                    deliver(frame)
+            for frame in self.guard.admit_many(frames):
+                deliver(frame)
 
     async def request_resync(self, topic: Topic) -> None:
         """After catching ``topic`` up in the store: resync it here, then everywhere else."""
