@@ -96,10 +96,6 @@ class OrderedPipeline:
     def in_flight(self) -> int:
         return len(self._waiting)
 
-    def unanswered(self) -> list[asyncio.Future[Any]]:
-        """The answers still awaited, oldest first (to wait for them before closing)."""
-        return list(self._waiting)
-
     @property
     def room(self) -> int:
         """Commands that may be sent now without waiting."""

@@ -79,14 +79,11 @@ def candles_of(command: list[bytes]) -> int:
 
 @pytest.fixture
 async def workers(
-    request: pytest.FixtureRequest, redis_server: RedisServer, redis_client: Redis
+    redis_server: RedisServer, redis_client: Redis
 ) -> AsyncIterator[tuple[RedisBus, RedisBus, list[Frame], list[Frame]]]:
-    # Every caller waits for its own write (no write-behind): these tests check what a call
-    # did once it returns; ``test_write_behind_*`` check callers that return before.
-    write_ahead = getattr(request, "param", 0)
     subscribers = [connect(redis_server.url, timeout=2.0, name=n, retries=0) for n in "ab"]
     owner, receiver = (
-        RedisBus(redis_client, s, channel="batch:updates", worker_id=n, write_ahead=write_ahead)
+        RedisBus(redis_client, s, channel="batch:updates", worker_id=n)
         for s, n in zip(subscribers, ("owner", "receiver"), strict=True)
     )
     local: list[Frame] = []
@@ -302,100 +299,3 @@ async def test_the_reader_skips_a_malformed_batch_and_reads_on(
     await eventually(lambda: len(remote) == len(frames))
     assert remote == frames
     assert "malformed bus batch" in caplog.text
-
-
-@pytest.mark.parametrize("workers", [10 * len(KEYS)], indirect=True)
-async def test_write_behind_callers_return_at_once_and_everything_lands_in_order(
-    workers: tuple[RedisBus, RedisBus, list[Frame], list[Frame]], redis_client: Redis
-) -> None:
-    """Under ``write_ahead`` candles queued, a caller returns before its write went out (no
-    task ran meanwhile, so nothing can have been written): its candles are stored, published
-    and delivered here later, in the order handed over."""
-    owner, _, local, remote = workers
-    store = RedisCandleStore(redis_client, 100)
-    batches = [items(KEYS, index) for index in range(8)]
-    await owner.publish_stored_many(store, batches[0])
-    assert local == []  # returned before its write was even sent
-    for batch in batches[1:]:
-        await owner.publish_stored_many(store, batch)
-    frames = [frame for batch in batches for _, _, frame in batch]
-    await eventually(lambda: len(local) == len(frames))
-    assert local == frames
-    await eventually(lambda: len(remote) == len(frames))
-    assert remote == frames
-    for key in KEYS:
-        assert [c.time for c in await store.last(key, 10)] == [i * MINUTE for i in range(8)]
-    assert owner.write_failures == 0
-
-
-@pytest.mark.parametrize("workers", [2 * len(KEYS)], indirect=True)
-async def test_write_behind_a_caller_beyond_write_ahead_waits_for_room(
-    workers: tuple[RedisBus, RedisBus, list[Frame], list[Frame]], redis_client: Redis
-) -> None:
-    """Backpressure: the first two callers fill ``write_ahead``; the third returns only once
-    a write made room (so the first caller's frames reached this worker's hub), and before
-    its own write went out."""
-    owner, _, local, _ = workers
-    store = RedisCandleStore(redis_client, 100)
-    batches = [items(KEYS, index) for index in range(3)]
-    await owner.publish_stored_many(store, batches[0])
-    await owner.publish_stored_many(store, batches[1])
-    assert local == []
-    await owner.publish_stored_many(store, batches[2])
-    assert local[: len(KEYS)] == [frame for _, _, frame in batches[0]]
-    assert not any(frame in local for _, _, frame in batches[2])
-    frames = [frame for batch in batches for _, _, frame in batch]
-    await eventually(lambda: len(local) == len(frames))
-    assert local == frames
-
-
-@pytest.mark.parametrize("workers", [10 * len(KEYS)], indirect=True)
-async def test_write_behind_a_failed_write_is_counted_and_logged_and_the_next_goes_through(
-    workers: tuple[RedisBus, RedisBus, list[Frame], list[Frame]],
-    redis_client: Redis,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """A caller that returned cannot get the error: the bus counts the candles of the failed
-    call (``write_failures``) and logs it; none of its frames is delivered anywhere."""
-    owner, _, local, remote = workers
-    store = RedisCandleStore(redis_client, 100)
-    await redis_client.set(store.redis_key(KEYS[2]), "not a sorted set")
-    await owner.publish_stored_many(store, items(KEYS, 0))  # returns at once
-    await eventually(lambda: owner.write_failures == len(KEYS))
-    assert local == []
-    assert "candles written behind their callers were not stored" in caplog.text
-    assert "WRONGTYPE" in caplog.text
-    await redis_client.delete(store.redis_key(KEYS[2]))
-    after = items(KEYS, 5)
-    await owner.publish_stored_many(store, after)
-    await eventually(lambda: len(local) == len(KEYS))
-    assert local == [frame for _, _, frame in after]
-    await eventually(lambda: len(remote) == len(KEYS))
-    assert remote == local
-
-
-async def test_closing_lets_writes_behind_their_callers_go_out_first(
-    redis_server: RedisServer, redis_client: Redis
-) -> None:
-    """A worker shutting down right after its feed handed candles over still stores them."""
-    subscriber = connect(redis_server.url, timeout=2.0, name="closing", retries=0)
-    bus = RedisBus(redis_client, subscriber, channel="closing:updates", worker_id="closing")
-    local: list[Frame] = []
-    await bus.start(local.append)
-    store = RedisCandleStore(redis_client, 100)
-    batches = [items(KEYS, index) for index in range(5)]
-    try:
-        for batch in batches:
-            await bus.publish_stored_many(store, batch)
-        assert local == []  # all handed over, none written yet
-    finally:
-        await bus.close()
-        await subscriber.aclose()
-    assert len(local) == len(KEYS) * len(batches)
-    for key in KEYS:
-        assert [c.time for c in await store.last(key, 10)] == [i * MINUTE for i in range(5)]
-
-
-def test_write_ahead_must_not_be_negative(redis_client: Redis) -> None:
-    with pytest.raises(ValueError, match=r"write_ahead must be >= 0 candles, got -1"):
-        RedisBus(redis_client, redis_client, channel="c", worker_id="w", write_ahead=-1)

@@ -61,10 +61,7 @@ async def make_bus(redis_server: RedisServer, redis_client: Redis) -> AsyncItera
         retry_delay: tuple[float, float] = (0.05, 1.0),
         rng: random.Random | None = None,
         url: str | None = None,
-        write_ahead: int = 0,
     ) -> RedisBus:
-        """A bus whose callers wait for their own writes unless ``write_ahead`` says
-        otherwise: these tests check what a call did once it returned."""
         subscriber = connect(url or redis_server.url, timeout=2.0, name=worker, retries=0)
         bus = RedisBus(
             redis_client,
@@ -73,7 +70,6 @@ async def make_bus(redis_server: RedisServer, redis_client: Redis) -> AsyncItera
             worker_id=worker,
             retry_delay=retry_delay,
             rng=rng,
-            write_ahead=write_ahead,
         )
         made.append((bus, subscriber))
         return bus

@@ -34,18 +34,6 @@ still raises in each of its callers. Order holds: the calls go out on one connec
 order callers queued, Redis runs them in that order, and their answers (and so the local
 deliveries) come back in it.
 
-Why a caller returns before its write is answered (write-behind, ``write_ahead``): a feed
-hands its candles over one update after the other, and waiting on each round trip held it —
-and the batches it could have joined — to a few updates per call, each caller woken once per
-update. While fewer than ``write_ahead`` candles are queued or in flight, a caller's candles
-join the queue and it returns at once; beyond that it waits for room first (backpressure: a
-stalled Redis holds the feed, not memory). Nothing else changes: the candles are stored,
-published and delivered here in the order handed over, and delivered only once stored. A
-write that fails is logged, counted in ``write_failures`` and reported to Redis health, whose
-outage rule makes every worker drop and re-take its keys, catch-up included (the leases').
-Closing lets the queue drain (``DRAIN_S``) before cutting the rest off. With ``write_ahead``
-0, every caller instead waits for its own write and gets its failure raised.
-
 Why the reader reads the subscription's stream itself (``_read_messages``): with one channel,
 every worker receives every update of the cluster, its own included; parsing each with
 redis-py's pure-Python parser cost more than ingesting the candle had.
@@ -118,18 +106,12 @@ _READ_BYTES = 1 << 16
 #: Store-and-publish calls sent and not yet answered, at most (group commit, pipelined):
 #: while Redis runs one, this worker prepares the next.
 IN_FLIGHT = 2
-#: Candles queued or in flight beyond which a caller waits for its own write (write-behind,
-#: see the module docstring): four full calls, about fifty upstream updates of eleven keys.
-WRITE_AHEAD = 4 * PUBLISH_BATCH
-#: How long closing waits for queued writes to go out before cancelling them.
-DRAIN_S = 2.0
 
 
-def _settle(waiting: Sequence[asyncio.Future[None] | None], exc: BaseException | None) -> None:
-    """Wake each caller still waiting (None: one that did not wait): with ``exc`` raised, or
-    done."""
+def _settle(waiting: Sequence[asyncio.Future[None]], exc: BaseException | None) -> None:
+    """Wake each caller still waiting: with ``exc`` raised, or done."""
     for written in waiting:
-        if written is None or written.done():
+        if written.done():
             continue
         if exc is None:
             written.set_result(None)
@@ -161,10 +143,7 @@ class RedisBus:
         health: RedisHealth | None = None,
         retry_delay: tuple[float, float] = (0.05, 1.0),
         rng: random.Random | None = None,
-        write_ahead: int = WRITE_AHEAD,
     ) -> None:
-        if write_ahead < 0:
-            raise ValueError(f"write_ahead must be >= 0 candles, got {write_ahead}")
         self._publisher = publisher
         #: A client of its own that never retries by itself: the reader must notice each
         #: reconnect, since every reconnect may have lost messages.
@@ -187,25 +166,10 @@ class RedisBus:
         #: Frames this worker could not publish because Redis was unreachable.
         self.publish_failures = 0
         #: Candles waiting for the writer (group commit): the store, a caller's items, and
-        #: the future that caller waits on (None: it returned at once, write-behind).
+        #: the future that caller waits on.
         self._queued: deque[
-            tuple[
-                RedisCandleStore,
-                Sequence[tuple[BarKey, Candle, Frame]],
-                asyncio.Future[None] | None,
-            ]
+            tuple[RedisCandleStore, Sequence[tuple[BarKey, Candle, Frame]], asyncio.Future[None]]
         ] = deque()
-        #: Candles that may be queued or in flight while callers return at once; beyond it
-        #: a caller waits for room (0: every caller waits for its own write instead, and gets
-        #: its failure raised).
-        self._write_ahead = write_ahead
-        #: Candles queued or in flight now.
-        self._ahead = 0
-        #: Set whenever candles left the queue: a caller held back by ``write_ahead`` looks
-        #: again.
-        self._room_ahead = asyncio.Event()
-        #: Candles whose write failed after their caller had returned (write-behind).
-        self.write_failures = 0
         #: The task sending the queue, while there is one.
         self._writer: asyncio.Task[None] | None = None
         #: Where the writer sends the store's script calls: a few in flight at once.
@@ -243,24 +207,11 @@ class RedisBus:
                 await store.upsert(key, candle)
                 await self.publish(frame)
             return
-        written: asyncio.Future[None] | None = None
-        if self._write_ahead:  # write-behind: see the module docstring
-            while self._ahead and self._ahead + len(items) > self._write_ahead:
-                self._room_ahead.clear()
-                await self._room_ahead.wait()
-        else:
-            written = asyncio.get_running_loop().create_future()
-        self._ahead += len(items)
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queued.append((store, items, written))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_queued(), name="redis-bus-writer")
-        if written is not None:
-            await written
-
-    def _landed(self, candles: int) -> None:
-        """``candles`` left the queue and the pipeline (written, failed or cancelled)."""
-        self._ahead -= candles
-        self._room_ahead.set()
+        await written
 
     async def _write_queued(self) -> None:
         """Send what is queued, one batch at a time, until the queue is empty: each batch
@@ -277,17 +228,13 @@ class RedisBus:
                 # next updates while Redis runs the calls still in flight.
                 share = -(-len(queued) // pipeline.room)
                 store, items, written = queued.popleft()
-                batch: list[tuple[BarKey, Candle, Frame]] = list(items)
-                waiting = [written]
-                detached = 0 if written is not None else len(items)  # callers that returned
+                batch, waiting = list(items), [written]
                 while queued and queued[0][0] is store and len(waiting) < share:
                     if len(batch) + len(queued[0][1]) > PUBLISH_BATCH:
                         break
                     _, items, written = queued.popleft()
                     batch += items
                     waiting.append(written)
-                    if written is None:
-                        detached += len(items)
                 frames = [frame for _, _, frame in batch]
                 commands = store.store_and_publish_commands(
                     [(key, candle) for key, candle, _ in batch],
@@ -302,73 +249,35 @@ class RedisBus:
                         await (await pipeline.send(command))
                     answer = await pipeline.send(commands[-1])
                 except Exception as exc:
-                    self._failed(store, len(batch), detached, waiting, exc)
+                    _settle(waiting, store.failure(exc))
                     continue
-                answer.add_done_callback(
-                    functools.partial(self._written, store, len(batch), detached, frames, waiting)
-                )
+                answer.add_done_callback(functools.partial(self._written, store, frames, waiting))
         finally:
             self._writer = None
             while queued:  # cancelled (the bus closing): nobody writes these any more
-                _, items, written = queued.popleft()
-                self._landed(len(items))
-                if written is not None:
-                    written.cancel()
+                queued.popleft()[2].cancel()
 
     def _written(
         self,
         store: RedisCandleStore,
-        candles: int,
-        detached: int,
         frames: list[Frame],
-        waiting: list[asyncio.Future[None] | None],
+        waiting: list[asyncio.Future[None]],
         answer: asyncio.Future[Any],
     ) -> None:
         """A batch's script call was answered (answers come in the order sent): deliver its
         frames here and wake its callers, or fail them."""
         if answer.cancelled():  # the bus is closing
-            self._landed(candles)
             for written in waiting:
-                if written is not None:
-                    written.cancel()
+                written.cancel()
             return
         exc = answer.exception()
         if exc is not None:
-            self._failed(store, candles, detached, waiting, exc)
+            _settle(waiting, store.failure(exc))
             return
-        self._landed(candles)
         self.deliver_local_many(frames)
         _settle(waiting, None)
 
-    def _failed(
-        self,
-        store: RedisCandleStore,
-        candles: int,
-        detached: int,
-        waiting: list[asyncio.Future[None] | None],
-        exc: BaseException,
-    ) -> None:
-        """A batch's write failed: its waiting callers get the error; the candles of callers
-        that did not wait are counted and logged (the store's health heard of it too)."""
-        self._landed(candles)
-        error = store.failure(exc)
-        _settle(waiting, error)
-        if detached:
-            self.write_failures += detached
-            log.warning(
-                "bus: %d candles written behind their callers were not stored: %s: %s",
-                detached,
-                type(exc).__name__,
-                exc,
-            )
-
     async def close(self) -> None:
-        writer = self._writer
-        if writer is not None:  # written behind: let what was handed over go out
-            await asyncio.wait([writer], timeout=DRAIN_S)
-        answers = self._pipeline.unanswered()
-        if answers:
-            await asyncio.wait(answers, timeout=DRAIN_S)
         reader, self._reader = self._reader, None
         if reader is not None:
             await cancel_and_wait(reader)
