@@ -4,13 +4,14 @@ takeover after a release or a death, and re-taking after Redis was unreachable."
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from redis.asyncio import Redis
 
 from marketcast.channels.registry import default_registry
-from marketcast.cluster.leases import RENEW_CHUNK, RedisOwnership
+from marketcast.cluster.leases import RENEW_CHUNK, STEP, RedisOwnership
 from marketcast.market import BarKey, QuoteKey, StreamKey, SymbolInfo
 from marketcast.redis_health import RedisHealth, cancel_and_wait
 from marketcast.types import Symbol, Topic
@@ -297,6 +298,51 @@ async def test_renewals_of_thousands_of_keys_go_in_chunks_and_say_which_held(
     assert len(renewed) == len(keys)
     assert [k for k, ok in zip(keys, renewed, strict=True) if not ok] == [lost, taken]
     assert 0 < await redis_client.pttl(f"t:lease:{key_id(keys[0])}") <= round(TTL * 1000)
+
+
+async def test_a_renewal_round_over_thousands_of_keys_lets_the_loop_turn_between_steps(
+    make_worker: MakeWorker, redis_client: Redis
+) -> None:
+    """A round over every held key goes a ``STEP`` at a time: other tasks run between the
+    steps (a worker holding 22,000 keys held its loop for tens of milliseconds a round), and
+    every lease still held ends the round with the new deadline; a lost one is given up."""
+    a = await make_worker("a")
+    keys = await leases_held_by_a(redis_client)
+    for task in a.ownership._tasks:  # only the round below runs
+        await cancel_and_wait(task)
+    loop = asyncio.get_running_loop()
+    for key in keys:  # held as after their takeovers, owned
+        a.ownership._held.hold(key, loop.time() + 60)
+    a.ownership._owned.update(keys)
+    lost = keys[STEP + 3]
+    await redis_client.delete(f"t:lease:{key_id(lost)}")
+    held = a.ownership._held
+    before = loop.time()
+    progress: list[int] = []  # keys given this round's deadline, seen at each loop turn
+    stop = asyncio.Event()
+
+    def confirmed() -> int:
+        return sum(len(ks) for d, (_, ks) in held._rounds.items() if d < before + 30)
+
+    async def watch() -> None:
+        while not stop.is_set():
+            progress.append(confirmed())
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(0)
+    await a.ownership._renew_held()
+    stop.set()
+    await watcher
+    progress.append(confirmed())
+    assert progress[-1] == len(keys) - 1
+    steps = [b - a_ for a_, b in itertools.pairwise(progress) if b > a_]
+    assert max(steps) <= STEP  # never the whole round in one go
+    assert len(steps) >= 3
+    deadlines = held._deadline
+    assert lost not in deadlines
+    assert not a.ownership.ingests(lost)
+    assert all(before < deadlines[key] < before + TTL for key in keys if key != lost)
 
 
 async def test_a_worker_closing_with_thousands_of_leases_gives_them_back_in_a_few_calls(
