@@ -288,7 +288,8 @@ async def test_renewals_of_thousands_of_keys_go_in_chunks_and_say_which_held(
     make_worker: MakeWorker, redis_client: Redis
 ) -> None:
     """A worker owning 22,000 keys renews them every third of the TTL: one script call per
-    ``RENEW_CHUNK`` keys, pipelined, answers for every key in order, lost leases included."""
+    ``RENEW_CHUNK`` keys, one after the other, answers for every key in order, lost leases
+    included."""
     a = await make_worker("a")
     keys = await leases_held_by_a(redis_client)
     lost, taken = keys[RENEW_CHUNK + 7], keys[-1]
