@@ -4,6 +4,7 @@ moved it, with one timer per deadline however many keys share it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -13,15 +14,22 @@ from marketcast.market import BarKey, StreamKey
 KEYS: list[StreamKey] = [BarKey(f"S{n:04d}", "1") for n in range(1_000)]
 
 
-async def test_only_keys_still_at_a_passed_deadline_expire() -> None:
-    loop = asyncio.get_running_loop()
+def expiry_log() -> tuple[list[StreamKey], asyncio.Event, Callable[[StreamKey], None]]:
+    """The keys expired, in order; an event set at the first expiry; the callback that
+    records them, for ``Deadlines``."""
     expired: list[StreamKey] = []
-    first_round = asyncio.Event()
+    first = asyncio.Event()
 
     def on_expiry(key: StreamKey) -> None:
         expired.append(key)
-        first_round.set()
+        first.set()
 
+    return expired, first, on_expiry
+
+
+async def test_only_keys_still_at_a_passed_deadline_expire() -> None:
+    loop = asyncio.get_running_loop()
+    expired, first_round, on_expiry = expiry_log()
     deadlines = Deadlines(on_expiry)
     soon = loop.time() + 0.05
     for key in KEYS:
@@ -45,13 +53,7 @@ async def test_only_keys_still_at_a_passed_deadline_expire() -> None:
 
 async def test_a_key_renewed_to_the_same_deadline_expires_once() -> None:
     loop = asyncio.get_running_loop()
-    expired: list[StreamKey] = []
-    done = asyncio.Event()
-
-    def on_expiry(key: StreamKey) -> None:
-        expired.append(key)
-        done.set()
-
+    expired, done, on_expiry = expiry_log()
     deadlines = Deadlines(on_expiry)
     when = loop.time() + 0.02
     deadlines.hold(KEYS[0], when)
@@ -95,13 +97,7 @@ async def test_a_round_held_at_once_is_one_timer_and_moves_keys_held_before() ->
     key it moves past an earlier deadline no longer expires at that one, and an empty round
     schedules nothing."""
     loop = asyncio.get_running_loop()
-    expired: list[StreamKey] = []
-    done = asyncio.Event()
-
-    def on_expiry(key: StreamKey) -> None:
-        expired.append(key)
-        done.set()
-
+    expired, done, on_expiry = expiry_log()
     deadlines = Deadlines(on_expiry)
     soon = loop.time() + 0.05
     deadlines.hold_many(KEYS[:10], soon)
