@@ -25,7 +25,7 @@ def test_bar_update_matches_model_and_carries_metadata() -> None:
     assert (payload.time, payload.close, payload.closed) == (60_000, 1.75, True)
     assert (frame.topic, frame.order, frame.final) == (payload.topic, 60_000, True)
     assert not frame.conflatable
-    # Built without ``envelope``'s call, to the same text.
+    # The envelope of the payload, as every other frame's.
     assert frame.text == envelope("bars.update", message["payload"])
 
 

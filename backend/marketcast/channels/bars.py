@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Final
 
-import orjson
 from pydantic import Field, field_validator
 
 from marketcast.channels.base import Docs, Family, History, Models
@@ -124,9 +123,7 @@ def bar_update(topic: Topic, key: BarKey, candle: Candle, *, stale: bool = False
         # guard or conflation by bar time may treat it as one (it would be dropped).
         payload["stale"] = True
         return Frame(envelope(_UPDATE, payload), topic)
-    # ``envelope``'s text, without its call (the same dict, so the same bytes).
-    text = orjson.dumps({"type": _UPDATE, "payload": payload}).decode()
-    return Frame(text, topic, candle.time, candle.closed)
+    return Frame(envelope(_UPDATE, payload), topic, candle.time, candle.closed)
 
 
 _UPDATE: Final = f"{ROUTE}.update"
