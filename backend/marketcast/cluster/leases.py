@@ -50,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Container
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -152,26 +152,13 @@ return released
 STEP: Final = 1_000
 
 
-async def _in_steps(keys: list[StreamKey], name: Callable[[StreamKey], str]) -> list[str]:
-    """``[name(key) for key in keys]``, a ``STEP`` at a time with a turn of the event loop
-    between steps."""
-    names: list[str] = []
-    for first in range(0, len(keys), STEP):
+async def _steps(size: int) -> AsyncIterator[slice]:
+    """The parts of a round over ``size`` keys, a ``STEP`` each, with a turn of the event
+    loop before every part but the first."""
+    for first in range(0, size, STEP):
         if first:
             await asyncio.sleep(0)
-        names += [name(key) for key in keys[first : first + STEP]]
-    return names
-
-
-async def _without(keys: list[StreamKey], *others: Container[StreamKey]) -> list[StreamKey]:
-    """The keys of ``keys`` in none of ``others``, a ``STEP`` at a time with a turn of the
-    event loop between steps (a set difference of 22,000 keys hashes each of them)."""
-    kept: list[StreamKey] = []
-    for first in range(0, len(keys), STEP):
-        if first:
-            await asyncio.sleep(0)
-        kept += [k for k in keys[first : first + STEP] if not any(k in o for o in others)]
-    return kept
+        yield slice(first, first + STEP)
 
 
 @dataclass
@@ -378,7 +365,11 @@ class RedisOwnership:
             return
         try:
             wanted = await self._refresh_demand()
-            for key in sorted(await _without(list(self._owned), wanted), key=self._key_id):
+            owned = list(self._owned)
+            unwanted = [
+                k async for part in _steps(len(owned)) for k in owned[part] if k not in wanted
+            ]
+            for key in sorted(unwanted, key=self._key_id):
                 if key not in self._wanted:
                     self._give_up(key, release=True, why="released")
             await self._take_free(wanted)
@@ -389,7 +380,8 @@ class RedisOwnership:
         """Refresh this worker's demand, drop expired members; every key wanted anywhere."""
         now = await self._server_ms()
         expiry = now + self._ttl_ms
-        members = await _in_steps(list(self._wanted), self._member)
+        wanted = list(self._wanted)
+        members = [self._member(key) async for part in _steps(len(wanted)) for key in wanted[part]]
         await self._in_chunks(
             self._refresh_script, members, [expiry], keys=[self._demand], size=DEMAND_CHUNK
         )
@@ -404,10 +396,8 @@ class RedisOwnership:
         members = cast(bytes, joined).split(b"\n") if joined else []
         known = self._members
         wanted: set[StreamKey] = set()
-        for first in range(0, len(members), STEP):
-            if first:
-                await asyncio.sleep(0)  # see ``STEP``
-            for member in members[first : first + STEP]:
+        async for part in _steps(len(members)):
+            for member in members[part]:
                 if member in known:
                     key = known[member]
                 else:
@@ -426,10 +416,14 @@ class RedisOwnership:
 
     async def _take_free(self, wanted: set[StreamKey]) -> None:
         """Start a takeover of every wanted key without a lease (or with this worker's)."""
-        candidates = sorted(
-            await _without(list(wanted), self._owned, self._taking),
-            key=lambda k: (k not in self._wanted, self._key_id(k)),
-        )
+        keys = list(wanted)
+        free = [
+            k
+            async for part in _steps(len(keys))
+            for k in keys[part]
+            if k not in self._owned and k not in self._taking
+        ]
+        candidates = sorted(free, key=lambda k: (k not in self._wanted, self._key_id(k)))
         if not candidates:
             return
         holders = await self._client.mget([self.lease_key(k) for k in candidates])
@@ -471,12 +465,9 @@ class RedisOwnership:
             self._health.report_failure(exc)
             return
         held, deadline = self._held, self._deadline(sent)
-        for first in range(0, len(keys), STEP):
-            if first:
-                await asyncio.sleep(0)  # see ``STEP``; each step is judged and held at once
+        async for part in _steps(len(keys)):  # each part judged and held at once
             confirmed: list[StreamKey] = []
-            step = zip(keys[first : first + STEP], renewed[first : first + STEP], strict=True)
-            for key, ok in step:
+            for key, ok in zip(keys[part], renewed[part], strict=True):
                 if key not in held:  # given up or expired meanwhile
                     continue
                 if ok:
@@ -608,7 +599,7 @@ class RedisOwnership:
         """Extend the leases of ``keys`` still held by this worker: one script call per
         ``RENEW_CHUNK`` keys (``_in_chunks``), so Redis serves other commands (the store's
         writes) between them rather than waiting behind one call for every key."""
-        names = await _in_steps(keys, self.lease_key)
+        names = [self.lease_key(key) async for part in _steps(len(keys)) for key in keys[part]]
         results = await self._in_chunks(self._renew_script, names, [self.worker_id, self._lease_ms])
         renewed = [flag in (ord("1"), "1") for result in results for flag in result]
         if len(renewed) != len(keys):
