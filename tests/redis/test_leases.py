@@ -372,6 +372,65 @@ async def test_a_worker_closing_with_thousands_of_leases_gives_them_back_in_a_fe
     assert len([e for e in a.upstream.events if e[0] == "stop"]) == RENEW_CHUNK
 
 
+async def test_demand_members_resolve_to_the_keys_this_worker_wants_and_are_read_once(
+    make_worker: MakeWorker, redis_client: Redis
+) -> None:
+    """A demand member naming a key this worker named already resolves to that very key
+    object (so wanted and owned keys compare by identity, not by ``__eq__`` 22,000 times a
+    round); a demand read equal to the last one is not parsed again; a changed one is."""
+    a = await make_worker("a")
+    for task in a.ownership._tasks:  # only the rounds below run
+        await cancel_and_wait(task)
+    mine = BarKey("BTCUSDT", "5")
+    await a.ownership.want(mine)
+    first = await a.ownership._refresh_demand()
+    assert first == {mine}
+    assert next(iter(first)) is mine
+    assert await a.ownership._refresh_demand() is first  # the same members: not parsed again
+    await redis_client.zadd("t:demand", {f"{key_id(KEY)}#b": 2**50})  # another worker's
+    second = await a.ownership._refresh_demand()
+    assert second == {mine, KEY}
+    assert second is not first
+
+
+async def test_renewal_rounds_name_the_held_keys_once_until_they_change(
+    make_worker: MakeWorker, redis_client: Redis
+) -> None:
+    """Consecutive renewal rounds over the same held keys send the same joined names
+    without naming each key again; a key given up changes the next round's names, and
+    every round still renews every lease it names."""
+    a = await make_worker("a")
+    keys = await leases_held_by_a(redis_client)
+    for task in a.ownership._tasks:  # only the rounds below run
+        await cancel_and_wait(task)
+    loop = asyncio.get_running_loop()
+    for key in keys:
+        a.ownership._held.hold(key, loop.time() + 60)
+    a.ownership._owned.update(keys)
+    await a.ownership._renew_held()
+    chunks = a.ownership._renewal_chunks
+    assert len(chunks) == 3
+    assert chunks[0].count("\n") == RENEW_CHUNK - 1
+    await a.ownership._renew_held()
+    assert a.ownership._renewal_chunks is chunks  # the same keys: the same strings
+    dropped = keys[5]
+    a.ownership._give_up(dropped, release=True, why="test")
+    await redis_client.pexpire(f"t:lease:{key_id(keys[6])}", 1)  # about to lapse
+    await redis_client.pexpire(f"t:lease:{key_id(keys[-1])}", 1)
+    await eventually(lambda: len(a.upstream.events) == 1)  # the give-up stopped upstream
+    before = loop.time()
+    await a.ownership._renew_held()
+    assert a.ownership._renewal_chunks is not chunks
+    assert f"t:lease:{key_id(dropped)}" not in a.ownership._renewal_chunks[0]
+    assert not any(a.ownership.ingests(k) for k in (dropped, keys[6], keys[-1]))
+    assert a.ownership._held._deadline.keys() >= set(keys) - {dropped, keys[6], keys[-1]}
+    assert all(
+        before < a.ownership._held._deadline[k]
+        for k in keys
+        if k not in {dropped, keys[6], keys[-1]}
+    )
+
+
 async def script_calls(client: Redis) -> int:
     """Script calls the server ran so far (EVAL and EVALSHA)."""
     stats = await client.info("commandstats")

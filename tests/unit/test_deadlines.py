@@ -115,3 +115,16 @@ async def test_a_round_held_at_once_is_one_timer_and_moves_keys_held_before() ->
 def test_a_negative_tick_is_refused() -> None:
     with pytest.raises(ValueError, match=r"tick must be >= 0 seconds, got -1.0"):
         Deadlines(lambda key: None, tick=-1.0)
+
+
+async def test_holds_all_says_whether_every_key_is_still_held() -> None:
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines(lambda key: None)
+    deadlines.hold_many(KEYS[:10], loop.time() + 60)
+    assert deadlines.holds_all(KEYS[:10])
+    assert deadlines.holds_all([])
+    deadlines.forget(KEYS[3])
+    assert not deadlines.holds_all(KEYS[:10])
+    assert deadlines.holds_all(KEYS[4:10])
+    assert not deadlines.holds_all(KEYS[9:11])  # KEYS[10] was never held
+    deadlines.close()

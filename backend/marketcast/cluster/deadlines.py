@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Iterable, Iterator
+from itertools import compress, repeat
+from operator import eq
 
 from marketcast.market import StreamKey
 
@@ -60,6 +62,10 @@ class Deadlines:
         """No longer held (its round's timer skips it)."""
         self._deadline.pop(key, None)
 
+    def holds_all(self, keys: Iterable[StreamKey]) -> bool:
+        """Whether every one of ``keys`` is held (one pass in C, not a test per key)."""
+        return all(map(self._deadline.__contains__, keys))
+
     def __contains__(self, key: object) -> bool:
         return key in self._deadline
 
@@ -78,7 +84,10 @@ class Deadlines:
     def _expire(self, deadline: float) -> None:
         _, keys = self._rounds.pop(deadline, (None, []))
         current = self._deadline
-        for key in keys:
-            if current.get(key) == deadline:
+        # Usually a later round moved every key on: the ones still due are picked in C
+        # (``compress``), not by a step per key in Python.
+        due = compress(keys, map(eq, map(current.get, keys), repeat(deadline)))
+        for key in list(due):
+            if current.get(key) == deadline:  # an expiry just before may have changed it
                 del current[key]
                 self._on_expiry(key)

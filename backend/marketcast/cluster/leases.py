@@ -152,6 +152,11 @@ return released
 STEP: Final = 1_000
 
 
+def _joined(names: list[str], size: int) -> list[str]:
+    """``names`` in chunks of ``size``, each joined by newlines: one script argument each."""
+    return ["\n".join(names[first : first + size]) for first in range(0, len(names), size)]
+
+
 async def _steps(size: int) -> AsyncIterator[slice]:
     """The parts of a round over ``size`` keys, a ``STEP`` each, with a turn of the event
     loop before every part but the first."""
@@ -216,8 +221,21 @@ class RedisOwnership:
         #: worker holding 22,000 keys named each of them anew every round.
         self._lease_names: dict[StreamKey, str] = {}
         self._member_names: dict[StreamKey, str] = {}
+        #: Each key named by ``_key_id``, by its id: a demand member naming it resolves to
+        #: this very object, so set operations between wanted and owned keys compare by
+        #: identity instead of calling the key's ``__eq__`` (22,000 times a round).
+        self._keys_by_id: dict[str, StreamKey] = {}
         #: What each demand member names: the key, or None (unknown here, or not served).
         self._members: dict[bytes, StreamKey | None] = {}
+        #: The last demand read (``_MEMBERS``' answer) and the keys it named: most rounds
+        #: read the same members, and parsing 22,000 of them again cost more than the call.
+        self._demand_read: tuple[bytes, set[StreamKey]] = (b"", set())
+        #: The wanted keys whose members ``_demand_chunks`` joins: rebuilt when they change.
+        self._demand_keys: set[StreamKey] = set()
+        self._demand_chunks: list[str] = []
+        #: The held keys, in order, whose lease names ``_renewal_chunks`` joins.
+        self._renewal_keys: list[StreamKey] = []
+        self._renewal_chunks: list[str] = []
         #: Keys that run upstream here: the ingest gate. Always a subset of ``_held``.
         self._owned: set[StreamKey] = set()
         #: Takeovers under way (lease asked for or held, catch-up running).
@@ -365,10 +383,8 @@ class RedisOwnership:
             return
         try:
             wanted = await self._refresh_demand()
-            owned = list(self._owned)
-            unwanted = [
-                k async for part in _steps(len(owned)) for k in owned[part] if k not in wanted
-            ]
+            # One set difference (keys compared by identity, ``_keys_by_id``), not a loop.
+            unwanted = self._owned - wanted
             for key in sorted(unwanted, key=self._key_id):
                 if key not in self._wanted:
                     self._give_up(key, release=True, why="released")
@@ -379,11 +395,13 @@ class RedisOwnership:
     async def _refresh_demand(self) -> set[StreamKey]:
         """Refresh this worker's demand, drop expired members; every key wanted anywhere."""
         now = await self._server_ms()
-        expiry = now + self._ttl_ms
-        wanted = list(self._wanted)
-        members = [self._member(key) async for part in _steps(len(wanted)) for key in wanted[part]]
+        if self._wanted != self._demand_keys:  # else the members joined last round
+            self._demand_keys = set(self._wanted)
+            wanted = list(self._demand_keys)
+            members = [self._member(k) async for part in _steps(len(wanted)) for k in wanted[part]]
+            self._demand_chunks = _joined(members, DEMAND_CHUNK)
         await self._in_chunks(
-            self._refresh_script, members, [expiry], keys=[self._demand], size=DEMAND_CHUNK
+            self._refresh_script, self._demand_chunks, [now + self._ttl_ms], keys=[self._demand]
         )
         await self._client.zremrangebyscore(self._demand, "-inf", now)
         return await self._cluster_demand()
@@ -393,7 +411,10 @@ class RedisOwnership:
         if isinstance(joined, str):  # a client that decodes answers
             joined = joined.encode()
         # Bytes: this client does not decode replies (``redis_health.connect``).
-        members = cast(bytes, joined).split(b"\n") if joined else []
+        joined = cast(bytes, joined or b"")
+        if joined == self._demand_read[0]:
+            return self._demand_read[1]
+        members = joined.split(b"\n") if joined else []
         known = self._members
         wanted: set[StreamKey] = set()
         async for part in _steps(len(members)):
@@ -406,23 +427,19 @@ class RedisOwnership:
                     wanted.add(key)
         if len(known) > 2 * len(members) + 1_000:  # members of workers long gone
             self._members = {member: known[member] for member in members}
+        self._demand_read = (joined, wanted)
         return wanted
 
     def _parse_member(self, member: bytes) -> StreamKey | None:
         """The key a demand member names, if this worker serves it: parsed once per member
         (a worker wanting 22,000 keys reads as many members every loop)."""
-        key = self._bound().parse_key_id(member.decode().rsplit("#", 1)[0])
+        key_id = member.decode().rsplit("#", 1)[0]
+        key = self._keys_by_id.get(key_id) or self._bound().parse_key_id(key_id)
         return key if key is not None and self._serves(key) else None
 
     async def _take_free(self, wanted: set[StreamKey]) -> None:
         """Start a takeover of every wanted key without a lease (or with this worker's)."""
-        keys = list(wanted)
-        free = [
-            k
-            async for part in _steps(len(keys))
-            for k in keys[part]
-            if k not in self._owned and k not in self._taking
-        ]
+        free = (wanted - self._owned).difference(self._taking)  # by identity, as in ``_tick``
         candidates = sorted(free, key=lambda k: (k not in self._wanted, self._key_id(k)))
         if not candidates:
             return
@@ -453,32 +470,48 @@ class RedisOwnership:
         if not keys or not self._reachable():
             return
         sent = asyncio.get_running_loop().time()
+        deadline = self._deadline(sent)
         try:
             # Bounded by the period, so a slow Redis does not delay the next renewal; the
             # deadlines stop ingest if none of them gets through.
             async with asyncio.timeout(self._interval):
-                renewed = await self._renew(keys)
+                chunks = await self._held_chunks(keys)
+                for number, chunk in enumerate(chunks):
+                    # Each chunk's keys are judged as its answer comes: a turn of the loop
+                    # per ``RENEW_CHUNK`` keys, not one for the whole round.
+                    answer = await self._renew_script(
+                        keys=[], args=[self.worker_id, self._lease_ms, chunk]
+                    )
+                    first = number * RENEW_CHUNK
+                    self._renewed(keys[first : first + RENEW_CHUNK], answer, deadline)
         except TimeoutError:
             log.debug("lease renewal of %d keys took longer than %.2fs", len(keys), self._interval)
-            return
         except CONNECTION_ERRORS as exc:
             self._health.report_failure(exc)
+
+    def _renewed(self, keys: list[StreamKey], answer: bytes | str, deadline: float) -> None:
+        """A renewal call answered for ``keys`` (one flag each): hold each renewed one that
+        is still held until ``deadline``; stop the others. Usually every lease was renewed
+        and none was dropped meanwhile: that case is one check, not a step per key."""
+        held = self._held
+        flags = answer.encode() if isinstance(answer, str) else answer
+        if len(flags) != len(keys):
+            raise RuntimeError(f"lease renewal answered for {len(flags)} of {len(keys)} keys")
+        if flags == b"1" * len(keys) and held.holds_all(keys):
+            held.hold_many(keys, deadline)
             return
-        held, deadline = self._held, self._deadline(sent)
-        async for part in _steps(len(keys)):  # each part judged and held at once
-            confirmed: list[StreamKey] = []
-            for key, ok in zip(keys[part], renewed[part], strict=True):
-                if key not in held:  # given up or expired meanwhile
-                    continue
-                if ok:
-                    confirmed.append(key)
-                elif key in self._owned:
-                    self._give_up(key, release=False, why="lease lost")
-                else:
-                    log.warning("lease lost during the takeover of %s", self._key_id(key))
-                    self._forget(key)
-            # One deadline for the whole round, set a step at a time (``hold_many``).
-            held.hold_many(confirmed, deadline)
+        confirmed: list[StreamKey] = []
+        for key, ok in zip(keys, flags, strict=True):
+            if key not in held:  # given up or expired meanwhile
+                continue
+            if ok == ord("1"):
+                confirmed.append(key)
+            elif key in self._owned:
+                self._give_up(key, release=False, why="lease lost")
+            else:
+                log.warning("lease lost during the takeover of %s", self._key_id(key))
+                self._forget(key)
+        held.hold_many(confirmed, deadline)
 
     def _hold(self, key: StreamKey, sent: float) -> None:
         """The lease of ``key`` was set or extended by a command sent at ``sent``: in Redis it
@@ -599,12 +632,28 @@ class RedisOwnership:
         """Extend the leases of ``keys`` still held by this worker: one script call per
         ``RENEW_CHUNK`` keys (``_in_chunks``), so Redis serves other commands (the store's
         writes) between them rather than waiting behind one call for every key."""
-        names = [self.lease_key(key) async for part in _steps(len(keys)) for key in keys[part]]
-        results = await self._in_chunks(self._renew_script, names, [self.worker_id, self._lease_ms])
+        chunks = await self._lease_chunks(keys)
+        results = await self._in_chunks(
+            self._renew_script, chunks, [self.worker_id, self._lease_ms]
+        )
         renewed = [flag in (ord("1"), "1") for result in results for flag in result]
         if len(renewed) != len(keys):
             raise RuntimeError(f"lease renewal answered for {len(renewed)} of {len(keys)} keys")
         return renewed
+
+    async def _lease_chunks(self, keys: list[StreamKey]) -> list[str]:
+        """The lease names of ``keys`` joined a ``RENEW_CHUNK`` at a time."""
+        names = [self.lease_key(key) async for part in _steps(len(keys)) for key in keys[part]]
+        return _joined(names, RENEW_CHUNK)
+
+    async def _held_chunks(self, keys: list[StreamKey]) -> list[str]:
+        """``_lease_chunks`` of a renewal round's ``keys`` (every held key). They are usually
+        the same from one round to the next: the chunks are kept and joined anew only when
+        the keys changed (a list comparison, by identity)."""
+        if keys != self._renewal_keys:
+            self._renewal_chunks = await self._lease_chunks(keys)
+            self._renewal_keys = keys
+        return self._renewal_chunks
 
     async def _release(self, key: StreamKey) -> None:
         await self._release_script(keys=[self.lease_key(key)], args=[self.worker_id])
@@ -613,29 +662,26 @@ class RedisOwnership:
         """Delete the leases of ``keys`` this worker holds: one script call per
         ``RENEW_CHUNK`` keys (``_in_chunks``); how many were deleted."""
         names = [self.lease_key(key) for key in keys]
-        results = await self._in_chunks(self._release_many_script, names, [self.worker_id])
+        results = await self._in_chunks(
+            self._release_many_script, _joined(names, RENEW_CHUNK), [self.worker_id]
+        )
         return sum(int(result) for result in results)
 
     async def _in_chunks(
         self,
         script: AsyncScript,
-        names: list[str],
+        chunks: list[str],
         args: list[str | int],
         *,
         keys: list[str] | None = None,
-        size: int = RENEW_CHUNK,
     ) -> list[Any]:
-        """``script``'s answers for ``names`` in chunks of ``size``, each chunk joined by
-        newlines as its last argument after ``args``: one call per chunk, each sent once the
-        one before it was answered. Why not pipelined: Redis runs the commands that arrived
-        together on one connection back to back, so 22 pipelined chunks of a 22,000-key
-        round held every other client (the store's writes, so every update) for tens of
-        milliseconds; one at a time, the others' commands run between chunks."""
-        results: list[Any] = []
-        for first in range(0, len(names), size):
-            chunk = "\n".join(names[first : first + size])
-            results.append(await script(keys=keys or [], args=[*args, chunk]))
-        return results
+        """``script``'s answers for ``chunks`` (names joined by ``_joined``), each the last
+        argument after ``args``: one call per chunk, each sent once the one before it was
+        answered. Why not pipelined: Redis runs the commands that arrived together on one
+        connection back to back, so 22 pipelined chunks of a 22,000-key round held every other
+        client (the store's writes, so every update) for tens of milliseconds; one at a time,
+        the others' commands run between chunks."""
+        return [await script(keys=keys or [], args=[*args, chunk]) for chunk in chunks]
 
     async def _server_ms(self) -> int:
         """Redis's clock, so demand expiry does not depend on each worker's clock."""
@@ -655,6 +701,7 @@ class RedisOwnership:
         name = self._ids.get(key)
         if name is None:
             name = self._ids[key] = self._bound().key_id(key)
+            self._keys_by_id.setdefault(name, key)
         return name
 
     def _bound(self) -> Upstream:
