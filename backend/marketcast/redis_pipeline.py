@@ -13,9 +13,17 @@ connections of the pool could run in either order.
 Why the commands arrive packed (``pack``): redis-py encodes each argument of a command on its
 own, in Python; a store call names a key per candle. Here the caller builds the bytes once.
 
-An answer that is an error reply fails only its own command (``ResponseError``). A connection
-error fails every command in flight, since none of them is known to have run or not; the
-connection is dropped and the next command takes a fresh one from the pool.
+Why the answers are read straight from the connection's stream (``parse_replies``): redis-py
+reads each answer with a timeout of its own (a timer set and cancelled per answer) and its
+pure-Python parser awaits each line, which cost more per store call than writing it. Its reads
+are exact (a line, then a bulk of known length), so nothing of the stream waits in its parser
+between answers: the answers in flight are read here many at once, with one timeout per read.
+Where that is not so (the hiredis parser buffers ahead), redis-py reads them.
+
+An answer that is an error reply fails only its own command (``ResponseError``, or the subclass
+redis-py would raise). A connection error fails every command in flight, since none of them is
+known to have run or not; the connection is dropped and the next command takes a fresh one
+from the pool.
 """
 
 from __future__ import annotations
@@ -27,7 +35,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+
+try:  # redis-py's pure-Python RESP2/RESP3 parsers (private: checked, never required)
+    from redis._parsers.base import _AsyncRESPBase as _ExactParser
+except ImportError:  # pragma: no cover - another redis-py layout: its own reads are used
+    _ExactParser = None  # type: ignore[assignment,misc]
 
 
 def pack(*args: bytes) -> bytes:
@@ -48,6 +62,77 @@ def pack_bulks(count: int, bulks: list[bytes]) -> bytes:
 
 #: Bytes buffered for the socket above which a sender waits for them to drain.
 _DRAIN_ABOVE = 1 << 18
+#: Bytes asked of a connection's stream per read: every answer already there at once.
+_READ_BYTES = 1 << 16
+
+
+def exact_stream(connection: AbstractConnection | None) -> asyncio.StreamReader | None:
+    """``connection``'s byte stream when redis-py reads it with its pure-Python parser, whose
+    reads are exact (nothing of the stream is buffered between replies): then a caller may
+    read whole replies from it itself. Else None (the hiredis parser reads ahead)."""
+    stream = getattr(connection, "_reader", None)
+    parser = getattr(connection, "_parser", None)
+    if _ExactParser is None or not isinstance(stream, asyncio.StreamReader):
+        return None
+    return stream if isinstance(parser, _ExactParser) else None
+
+
+class ReplyError(str):
+    """The text of an error reply (``-ERR ...``) as ``parse_replies`` returns it."""
+
+
+#: ``_parse_reply``'s answer for a reply not wholly in the buffer yet.
+_INCOMPLETE: Any = object()
+
+
+def parse_replies(buffer: bytes) -> tuple[list[Any], int]:
+    """The complete RESP2 replies at the start of ``buffer``, and how many bytes they took
+    (the rest is a reply still arriving). As redis-py gives them without decoding: ``+`` and
+    ``$`` as bytes, ``:`` as int, a null as None, ``*`` as a list; an error reply as its
+    ``ReplyError`` text. Any other reply raises ValueError: this connection only ever carries
+    the answers of the commands sent on it."""
+    replies: list[Any] = []
+    pos = 0
+    while pos < len(buffer):
+        reply, end = _parse_reply(buffer, pos)
+        if reply is _INCOMPLETE:
+            break
+        replies.append(reply)
+        pos = end
+    return replies, pos
+
+
+def _parse_reply(buffer: bytes, pos: int) -> tuple[Any, int]:
+    """One reply starting at ``pos`` and where it ends, or ``_INCOMPLETE``."""
+    end = buffer.find(b"\r\n", pos)
+    if end < 0:
+        return _INCOMPLETE, pos
+    kind, line, after = buffer[pos], buffer[pos + 1 : end], end + 2
+    if kind == 0x3A:  # ":"
+        return int(line), after
+    if kind == 0x2B:  # "+"
+        return line, after
+    if kind == 0x2D:  # "-"
+        return ReplyError(line.decode(errors="replace")), after
+    if kind == 0x24:  # "$"
+        length = int(line)
+        if length < 0:
+            return None, after
+        stop = after + length
+        if stop + 2 > len(buffer):
+            return _INCOMPLETE, pos
+        return buffer[after:stop], stop + 2
+    if kind == 0x2A:  # "*"
+        items: list[Any] = []
+        for _ in range(int(line)):  # a null array (-1) has none
+            item, after = _parse_reply(buffer, after)
+            if item is _INCOMPLETE:
+                return _INCOMPLETE, pos
+            items.append(item)
+        return (items if int(line) >= 0 else None), after
+    if kind == 0x5F:  # "_", RESP3's null
+        return None, after
+    raise ValueError(f"expected a RESP2 reply (+ - : $ *), got {buffer[pos : end + 2][:40]!r}")
 
 
 async def _write(connection: AbstractConnection, command: bytes) -> None:
@@ -137,25 +222,12 @@ class OrderedPipeline:
         """Hand each answer read on ``connection`` to the oldest command waiting, until none
         is or the connection was replaced (a broken one's commands were failed already: an
         answer still read from it must not complete a command sent on the next)."""
-        waiting = self._waiting
         try:
-            while waiting and self._generation == generation:
-                try:
-                    answer, failure = await connection.read_response(), None
-                except ResponseError as exc:
-                    answer, failure = None, exc
-                if self._generation != generation:
-                    return
-                done = waiting.popleft()
-                if not done.done():
-                    if failure is None:
-                        done.set_result(answer)
-                    else:
-                        done.set_exception(failure)
-                self._room.set()
-                # One answer's callers at a time: they run (and queue their next commands)
-                # before the next answer wakes others, so callers stay spread over commands.
-                await asyncio.sleep(0)
+            stream = exact_stream(connection)
+            if stream is not None:
+                await self._read_stream(connection, stream, generation)
+            else:
+                await self._read_parsed(connection, generation)
         except BaseException as exc:
             # A connection error (or a reply this client could not parse, or cancellation):
             # whatever is in flight on this connection is lost to its senders.
@@ -170,6 +242,62 @@ class OrderedPipeline:
             self._connection = None
             self._generation += 1
             await self._pool.release(connection)
+
+    async def _read_stream(
+        self, connection: AbstractConnection, stream: asyncio.StreamReader, generation: int
+    ) -> None:
+        """``_read_answers`` from the stream itself (``exact_stream``), every answer that has
+        arrived at once, each read bounded by the connection's socket timeout as redis-py's."""
+        waiting, pending = self._waiting, b""
+        timeout = getattr(connection, "socket_timeout", None)
+        parse_error = getattr(connection, "_parser").parse_error  # noqa: B009 - private
+        while waiting and self._generation == generation:
+            async with asyncio.timeout(timeout):
+                chunk = await stream.read(_READ_BYTES)
+            if not chunk:
+                raise RedisConnectionError("Redis closed the connection with commands in flight")
+            pending = pending + chunk if pending else chunk
+            replies, used = parse_replies(pending)
+            pending = pending[used:]
+            if len(replies) > len(waiting):
+                raise RedisConnectionError(
+                    f"expected at most {len(waiting)} answers, got {len(replies)}"
+                )
+            for reply in replies:
+                failure = parse_error(str(reply)) if isinstance(reply, ReplyError) else None
+                if isinstance(failure, RedisConnectionError):
+                    raise failure  # as redis-py raises it (a Redis still loading its data)
+                if not self._answered(generation, reply, failure):
+                    return
+                # One answer's callers at a time: they run (and queue their next commands)
+                # before the next answer wakes others, so callers stay spread over commands.
+                await asyncio.sleep(0)
+        if pending:
+            raise RedisConnectionError(f"{len(pending)} bytes past the last answer expected")
+
+    async def _read_parsed(self, connection: AbstractConnection, generation: int) -> None:
+        """``_read_answers`` through redis-py's own reads, one answer at a time."""
+        while self._waiting and self._generation == generation:
+            try:
+                answer, failure = await connection.read_response(), None
+            except ResponseError as exc:
+                answer, failure = None, exc
+            if not self._answered(generation, answer, failure):
+                return
+            await asyncio.sleep(0)  # one answer's callers at a time, as in ``_read_stream``
+
+    def _answered(self, generation: int, answer: Any, failure: BaseException | None) -> bool:
+        """Complete the oldest command waiting; False if its connection was replaced."""
+        if self._generation != generation:
+            return False
+        done = self._waiting.popleft()
+        if not done.done():
+            if failure is None:
+                done.set_result(answer)
+            else:
+                done.set_exception(failure)
+        self._room.set()
+        return True
 
     async def _break(self, generation: int, exc: BaseException | None) -> None:
         """The connection of ``generation`` failed: every command in flight on it fails with

@@ -12,6 +12,7 @@ from redis.exceptions import ResponseError
 
 import marketcast.bus.redis as bus_redis
 import marketcast.bus.redis_messages as redis_messages
+import marketcast.redis_pipeline as redis_pipeline
 from marketcast.bus.redis import RedisBus
 from marketcast.channels.bars import bar_update
 from marketcast.market import BarKey, Candle
@@ -166,7 +167,7 @@ async def test_the_reader_falls_back_to_redis_py_where_its_parser_buffers(
     class NoSuchParser:
         pass
 
-    monkeypatch.setattr(bus_redis, "_ExactParser", NoSuchParser)
+    monkeypatch.setattr(redis_pipeline, "_ExactParser", NoSuchParser)
     subscriber = connect(redis_server.url, timeout=2.0, name="fallback", retries=0)
     bus = RedisBus(redis_client, subscriber, channel="fallback:updates", worker_id="reader")
     got: list[Frame] = []
@@ -196,7 +197,7 @@ async def test_the_reader_reads_the_stream_itself_with_redis_pys_own_parser(
     try:
         await pubsub.subscribe("plain:updates")
         assert await pubsub.get_message(timeout=2.0) is not None  # the confirmation
-        assert isinstance(bus_redis._plain_stream(pubsub), asyncio.StreamReader)
+        assert isinstance(redis_pipeline.exact_stream(pubsub.connection), asyncio.StreamReader)
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
         await subscriber.aclose()

@@ -8,9 +8,12 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
+import marketcast.redis_pipeline as redis_pipeline
+from marketcast.redis_health import CONNECTION_ERRORS, connect
 from marketcast.redis_pipeline import OrderedPipeline, pack
+from tests.redis.redis_server import RedisServer
 
 
 async def test_answers_come_in_order_with_at_most_depth_in_flight(redis_client: Redis) -> None:
@@ -83,3 +86,77 @@ async def test_close_cancels_what_is_in_flight(redis_client: Redis) -> None:
     await pipeline.close()
     assert blocked.cancelled()
     assert await redis_client.ping()
+
+
+async def test_answers_are_read_from_the_stream_itself_with_redis_pys_own_parser(
+    redis_client: Redis,
+) -> None:
+    """The installed redis-py (no hiredis) reads exactly: the pipeline reads the answers
+    from the connection's stream itself, many at once, and the connection goes back to the
+    pool with nothing of the stream left unread (redis-py's next command on it works)."""
+    pipeline = OrderedPipeline(redis_client, depth=8)
+    answers = [await pipeline.send(pack(b"SET", b"big", b"x" * 100_000))]
+    assert isinstance(redis_pipeline.exact_stream(pipeline._connection), asyncio.StreamReader)
+    answers += [await pipeline.send(pack(b"GET", b"big")) for _ in range(5)]
+    answers.append(await pipeline.send(pack(b"MGET", b"big", b"none")))
+    results = await asyncio.gather(*answers)
+    assert results[0] == b"OK"
+    assert results[1:6] == [b"x" * 100_000] * 5
+    assert results[6] == [b"x" * 100_000, None]
+    await asyncio.sleep(0)  # the reader ends once nothing is in flight
+    assert pipeline._connection is None
+    for _ in range(3):  # redis-py on the connections the pipeline used and gave back
+        assert await redis_client.get("big") == b"x" * 100_000
+    await pipeline.close()
+
+
+async def test_without_an_exact_parser_redis_py_reads_the_answers(
+    redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where redis-py's parser may read ahead (hiredis), its own reads are used: the same
+    answers, in order, errors failing only their own command."""
+
+    class NoSuchParser:
+        pass
+
+    monkeypatch.setattr(redis_pipeline, "_ExactParser", NoSuchParser)
+    pipeline = OrderedPipeline(redis_client, depth=3)
+    sent = [await pipeline.send(pack(b"INCR", b"n")) for _ in range(5)]
+    failing = await pipeline.send(pack(b"EVALSHA", b"0" * 40, b"0"))
+    after = await pipeline.send(pack(b"INCR", b"n"))
+    assert await asyncio.gather(*sent) == [1, 2, 3, 4, 5]
+    with pytest.raises(NoScriptError):
+        await failing
+    assert await after == 6
+    await pipeline.close()
+
+
+async def test_an_error_reply_raises_what_redis_py_would_raise(redis_client: Redis) -> None:
+    """An error reply read from the stream becomes redis-py's own exception for it."""
+    pipeline = OrderedPipeline(redis_client, depth=2)
+    failing = await pipeline.send(pack(b"EVALSHA", b"0" * 40, b"0"))
+    after = await pipeline.send(pack(b"PING"))
+    with pytest.raises(NoScriptError, match=r"NOSCRIPT|No matching script"):
+        await failing
+    assert await after == b"PONG"
+    await pipeline.close()
+
+
+async def test_an_answer_slower_than_the_socket_timeout_fails_what_is_in_flight(
+    redis_server: RedisServer,
+) -> None:
+    """Each read is bounded by the connection's socket timeout, as redis-py's: a Redis that
+    stops answering fails the commands in flight as unreachable, and the next command gets a
+    fresh connection."""
+    client = connect(redis_server.url, timeout=0.2, name="slow-answer")
+    pipeline = OrderedPipeline(client, depth=2)
+    try:
+        blocked = await pipeline.send(pack(b"BLPOP", b"nothing-here", b"3"))
+        behind = await pipeline.send(pack(b"PING"))
+        for answer in (blocked, behind):
+            with pytest.raises(CONNECTION_ERRORS):
+                await answer
+        assert await (await pipeline.send(pack(b"PING"))) == b"PONG"
+    finally:
+        await pipeline.close()
+        await client.aclose()

@@ -67,11 +67,6 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-try:  # redis-py's pure-Python RESP2/RESP3 parsers (private: checked, never required)
-    from redis._parsers.base import _AsyncRESPBase as _ExactParser
-except ImportError:  # pragma: no cover - another redis-py layout: its own reads are used
-    _ExactParser = None  # type: ignore[assignment,misc]
-
 from marketcast.bus.base import FrameHandler
 from marketcast.bus.guard import ClosedBarGuard
 from marketcast.bus.redis_messages import (
@@ -87,7 +82,7 @@ from marketcast.bus.redis_messages import (
 from marketcast.feeds.pacing import Backoff
 from marketcast.market import BarKey, Candle
 from marketcast.redis_health import CONNECTION_ERRORS, RedisHealth, cancel_and_wait
-from marketcast.redis_pipeline import OrderedPipeline
+from marketcast.redis_pipeline import OrderedPipeline, exact_stream
 from marketcast.store.base import CandleStore
 from marketcast.store.redis import PUBLISH_BATCH, RedisCandleStore
 from marketcast.types import Millis, Topic
@@ -117,17 +112,6 @@ def _settle(waiting: Sequence[asyncio.Future[None]], exc: BaseException | None) 
             written.set_result(None)
         else:
             written.set_exception(exc)
-
-
-def _plain_stream(pubsub: PubSub) -> asyncio.StreamReader | None:
-    """The subscription connection's byte stream, when redis-py reads it with its
-    pure-Python parser (exact reads, nothing buffered between replies); else None."""
-    connection = pubsub.connection
-    stream = getattr(connection, "_reader", None)
-    parser = getattr(connection, "_parser", None)
-    if _ExactParser is None or not isinstance(stream, asyncio.StreamReader):
-        return None
-    return stream if isinstance(parser, _ExactParser) else None
 
 
 class RedisBus:
@@ -375,7 +359,7 @@ class RedisBus:
         connection's stream, many per read, split with ``split_messages``, and this worker's
         own are skipped by their sender before anything is decoded. Where that is not so (the
         hiredis parser buffers ahead; a redis-py without the stream), redis-py reads them."""
-        stream = _plain_stream(pubsub)
+        stream = exact_stream(pubsub.connection)
         if stream is None:
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
