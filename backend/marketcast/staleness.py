@@ -21,7 +21,7 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from marketcast.market import StreamKey
 
@@ -103,6 +103,16 @@ class StalenessTracker:
             heapq.heappush(self._due, (now + self._thresholds[key], next(self._order), key))
             return True
         return False
+
+    def touch_many(self, keys: Iterable[StreamKey], now: float) -> None:
+        """``touch`` for each of ``keys``: one call for the keys of an upstream update (a
+        kline and every resolution aggregated from it), not one per key."""
+        seen, stale = self._seen, self._stale
+        for key in keys:
+            if key in seen:
+                seen[key] = now
+                if stale and key in stale:  # usually empty: no second lookup per key
+                    self.touch(key, now)
 
     def check(self, now: float) -> list[StreamKey]:
         """Keys that turned stale since the last check."""

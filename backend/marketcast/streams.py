@@ -471,11 +471,9 @@ class StreamManager:
         Each candle is dropped when it is not this worker's to ingest (``Ownership.ingests``)
         or repeats a closed bar already published; the others mark their key as fresh
         (staleness) and get their ``bars.update`` frame. This runs for every key of every
-        upstream update: the lookups are bound once per call, the clock read once."""
+        upstream update: the lookups are bound once per call, the keys marked fresh at once."""
         ingests = self._ownership.ingests
         last_final = self._last_final
-        touch = self._staleness.tracker.touch
-        now = self._staleness.clock()
         topics = self._topics
         batch: list[tuple[BarKey, Candle, Frame]] = []
         for key, candle in candles:
@@ -487,10 +485,12 @@ class StreamManager:
                 continue
             if candle.closed:
                 last_final[key] = candle.time
-            touch(key, now)
             topic = topics.get(key) or self.topic(key)
             batch.append((key, candle, bar_update(topic, key, candle)))  # bars: no registry
         if batch:
+            self._staleness.tracker.touch_many(
+                [key for key, _, _ in batch], self._staleness.clock()
+            )
             await self._bus.publish_stored_many(self._store, batch)
 
     async def on_backfill(self, key: BarKey, candles: Sequence[Candle]) -> None:

@@ -44,3 +44,17 @@ async def test_close_forgets_everything() -> None:
     await store.upsert(KEY, bar(0))
     await store.close()
     assert await store.count(KEY) == 0
+
+
+async def test_put_replaces_the_newest_and_appends_as_upsert_does() -> None:
+    """``put`` (the ingest path's synchronous write) keeps a series exactly as ``upsert``
+    does: a new version of the newest bar replaces it, a newer bar is appended and trims
+    to the capacity, an older one lands in order."""
+    put, upserted = MemoryCandleStore(3), MemoryCandleStore(3)
+    writes = [bar(0), bar(0, 2.0), bar(1), bar(1, 3.0), bar(2), bar(3), bar(3, 4.0), bar(2, 5.0)]
+    for candle in writes:
+        put.put(KEY, candle)
+        await upserted.upsert(KEY, candle)
+        assert await put.last(KEY, 3) == await upserted.last(KEY, 3)
+    assert [c.time for c in await put.last(KEY, 3)] == [bar(1).time, bar(2).time, bar(3).time]
+    assert (await put.last(KEY, 1))[0].close == 4.0

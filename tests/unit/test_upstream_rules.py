@@ -327,3 +327,25 @@ def test_staleness_follows_each_keys_last_data_through_recovery() -> None:
             assert not tracker.is_stale(quiet)
     assert tracker.stale_keys() == [quiet]
     assert tracker.next_check_in() == 18.0
+
+
+def test_touching_many_keys_at_once_is_touching_each() -> None:
+    """``touch_many`` (an update's keys in one call) leaves two trackers fed the same data
+    key by key and in one go in the same state: watched keys fresh, stale ones back, keys
+    not watched ignored, and the same keys turning stale later."""
+    keys = [BarKey("A", "1"), BarKey("B", "1"), BarKey("C", "1"), BarKey("D", "1")]
+    one, many = (
+        StalenessTracker(intervals=3, max_seconds=300, interval_of=lambda key: 60.0)
+        for _ in range(2)
+    )
+    for tracker in (one, many):
+        for key in keys[:3]:  # D is never watched
+            tracker.watching(key, 0.0)
+        assert tracker.check(200.0) == keys[:3]
+    for key in keys[1:]:
+        one.touch(key, 250.0)
+    many.touch_many(keys[1:], 250.0)
+    for tracker in (one, many):
+        assert tracker.stale_keys() == [keys[0]]
+        assert tracker.check(400.0) == []
+        assert tracker.check(430.0) == keys[1:3]  # 180 s after their touch

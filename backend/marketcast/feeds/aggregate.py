@@ -300,7 +300,7 @@ class CandleAggregator:
             # when that bar arrived and lies in the current coarse bucket, so what the full
             # path below would do reduces to this.
             self._parts[candle.time] = candle
-            bar = self._bar()
+            bar = self._bar(candle)
             if candle.closed and candle.time == self._last_part:
                 bar = replace(bar, closed=True)
                 self._finish()
@@ -314,7 +314,7 @@ class CandleAggregator:
             if start < self._start:
                 return []
             if start > self._start:
-                emitted.append(replace(self._bar(), closed=True))
+                emitted.append(replace(self._bar(self._parts[self._newest]), closed=True))
                 self._finish()
         if self._start is None:
             self._start = start
@@ -322,7 +322,7 @@ class CandleAggregator:
             self._parts = {}
             self._settled = None
         self._put(candle)
-        bar = self._bar()
+        bar = self._bar(self._parts[self._newest])
         if candle.closed and candle.time == self._last_part:
             bar = replace(bar, closed=True)
             self._finish()
@@ -352,9 +352,9 @@ class CandleAggregator:
             older = [parts[t] for t in sorted(parts) if t != self._newest]
             self._settled = _summarize(older)
 
-    def _bar(self) -> Candle:
+    def _bar(self, newest: Candle) -> Candle:
+        """The coarse bar of the current bucket, ``newest`` being its newest finer bar."""
         assert self._start is not None
-        newest = self._parts[self._newest]
         settled = self._settled
         if settled is None:
             return Candle(
