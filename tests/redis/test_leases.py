@@ -11,7 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 from marketcast.channels.registry import default_registry
-from marketcast.cluster.leases import RENEW_CHUNK, STEP, RedisOwnership
+from marketcast.cluster.lease_scripts import RENEW_CHUNK, STEP
+from marketcast.cluster.leases import RedisOwnership
 from marketcast.market import BarKey, QuoteKey, StreamKey, SymbolInfo
 from marketcast.redis_health import RedisHealth, cancel_and_wait
 from marketcast.types import Symbol, Topic
@@ -415,8 +416,8 @@ async def test_renewal_rounds_name_the_held_keys_once_until_they_change(
     assert a.ownership._renewal_chunks is chunks  # the same keys: the same strings
     dropped = keys[5]
     a.ownership._give_up(dropped, release=True, why="test")
-    await redis_client.pexpire(f"t:lease:{key_id(keys[6])}", 1)  # about to lapse
-    await redis_client.pexpire(f"t:lease:{key_id(keys[-1])}", 1)
+    await redis_client.delete(f"t:lease:{key_id(keys[6])}")  # lapsed
+    await redis_client.set(f"t:lease:{key_id(keys[-1])}", "b", px=60_000)  # taken
     await eventually(lambda: len(a.upstream.events) == 1)  # the give-up stopped upstream
     before = loop.time()
     await a.ownership._renew_held()

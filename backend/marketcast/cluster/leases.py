@@ -50,120 +50,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from marketcast.cluster.deadlines import Deadlines
+from marketcast.cluster.lease_scripts import (
+    ACQUIRE,
+    DEMAND_CHUNK,
+    MEMBERS,
+    REFRESH,
+    RELEASE,
+    RELEASE_MANY,
+    RENEW,
+    RENEW_CHUNK,
+    joined,
+    steps,
+)
 from marketcast.cluster.ownership import Upstream
 from marketcast.market import StreamKey
 from marketcast.redis_health import CONNECTION_ERRORS, RedisHealth, cancel_and_wait
 from marketcast.types import Topic
 
 log = logging.getLogger("marketcast.cluster")
-
-#: Leases renewed per script call: a call runs alone in Redis, so one for 22,000 keys held
-#: every other client (the store's writes) for tens of milliseconds.
-RENEW_CHUNK: Final = 1_000
-#: Demand members refreshed per ZADD, for the same reason.
-DEMAND_CHUNK: Final = 1_000
-
-#: Take the lease, or re-take it when this worker still holds it (after a Redis blip).
-_ACQUIRE = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if holder then
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-#: Extend each lease named in ARGV[3] (joined by newlines) only while this worker holds it;
-#: answers a string of one character per lease, "1" renewed or "0" not. Why the names travel
-#: in one argument and the answer is one string: a worker may hold tens of thousands of
-#: leases, and redis-py encodes each argument and parses each element of an answer on its
-#: own, in Python — that was most of the cost of a renewal round. (A lease name is never
-#: declared in KEYS, which only Redis Cluster would need; the store's writes already keep
-#: one deployment on one Redis server.)
-_RENEW = """
-local renewed = {}
-for key in string.gmatch(ARGV[3], '[^\\n]+') do
-  if redis.call('GET', key) == ARGV[1] then
-    redis.call('PEXPIRE', key, ARGV[2])
-    renewed[#renewed + 1] = '1'
-  else
-    renewed[#renewed + 1] = '0'
-  end
-end
-return table.concat(renewed)
-"""
-
-#: Set the score of each demand member in ARGV[2] (joined by newlines) to ARGV[1], in
-#: KEYS[1]; one argument for the members, for the reason given at ``_RENEW``.
-_REFRESH = """
-local pairs = {}
-for member in string.gmatch(ARGV[2], '[^\\n]+') do
-  pairs[#pairs + 1] = ARGV[1]
-  pairs[#pairs + 1] = member
-end
-if #pairs > 0 then
-  redis.call('ZADD', KEYS[1], unpack(pairs))
-end
-return #pairs / 2
-"""
-
-#: Every member of the demand set KEYS[1], joined by newlines: one string to split instead
-#: of an element per member to parse.
-_MEMBERS = """
-return table.concat(redis.call('ZRANGE', KEYS[1], 0, -1), '\\n')
-"""
-
-#: Delete the lease only while this worker holds it.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-#: ``_RELEASE`` for each lease named in ARGV[2] (joined by newlines, as for ``_RENEW``);
-#: answers how many were deleted. A closing worker gives back all its leases this way.
-_RELEASE_MANY = """
-local released = 0
-for key in string.gmatch(ARGV[2], '[^\\n]+') do
-  if redis.call('GET', key) == ARGV[1] then
-    released = released + redis.call('DEL', key)
-  end
-end
-return released
-"""
-
-
-#: Keys handled per step of a round over every key (renewal, demand), with a turn of the event
-#: loop between steps: a worker holding 22,000 keys otherwise held its loop for tens of
-#: milliseconds at each round, every clients' frames and every feed waiting meanwhile.
-STEP: Final = 1_000
-
-
-def _joined(names: list[str], size: int) -> list[str]:
-    """``names`` in chunks of ``size``, each joined by newlines: one script argument each."""
-    return ["\n".join(names[first : first + size]) for first in range(0, len(names), size)]
-
-
-async def _steps(size: int) -> AsyncIterator[slice]:
-    """The parts of a round over ``size`` keys, a ``STEP`` each, with a turn of the event
-    loop before every part but the first."""
-    for first in range(0, size, STEP):
-        if first:
-            await asyncio.sleep(0)
-        yield slice(first, first + STEP)
 
 
 @dataclass
@@ -203,12 +115,12 @@ class RedisOwnership:
         self._demand = f"{prefix}:demand"
         #: Sent after a catch-up, so every worker resyncs the topic from the store.
         self._request_resync = request_resync
-        self._acquire_script = client.register_script(_ACQUIRE)
-        self._renew_script = client.register_script(_RENEW)
-        self._refresh_script = client.register_script(_REFRESH)
-        self._members_script = client.register_script(_MEMBERS)
-        self._release_script = client.register_script(_RELEASE)
-        self._release_many_script = client.register_script(_RELEASE_MANY)
+        self._acquire_script = client.register_script(ACQUIRE)
+        self._renew_script = client.register_script(RENEW)
+        self._refresh_script = client.register_script(REFRESH)
+        self._members_script = client.register_script(MEMBERS)
+        self._release_script = client.register_script(RELEASE)
+        self._release_many_script = client.register_script(RELEASE_MANY)
         self._upstream: Upstream | None = None
         #: Keys this worker's clients want (its demand members).
         self._wanted: set[StreamKey] = set()
@@ -398,8 +310,8 @@ class RedisOwnership:
         if self._wanted != self._demand_keys:  # else the members joined last round
             self._demand_keys = set(self._wanted)
             wanted = list(self._demand_keys)
-            members = [self._member(k) async for part in _steps(len(wanted)) for k in wanted[part]]
-            self._demand_chunks = _joined(members, DEMAND_CHUNK)
+            members = [self._member(k) async for part in steps(len(wanted)) for k in wanted[part]]
+            self._demand_chunks = joined(members, DEMAND_CHUNK)
         await self._in_chunks(
             self._refresh_script, self._demand_chunks, [now + self._ttl_ms], keys=[self._demand]
         )
@@ -417,7 +329,7 @@ class RedisOwnership:
         members = joined.split(b"\n") if joined else []
         known = self._members
         wanted: set[StreamKey] = set()
-        async for part in _steps(len(members)):
+        async for part in steps(len(members)):
             for member in members[part]:
                 if member in known:
                     key = known[member]
@@ -643,8 +555,8 @@ class RedisOwnership:
 
     async def _lease_chunks(self, keys: list[StreamKey]) -> list[str]:
         """The lease names of ``keys`` joined a ``RENEW_CHUNK`` at a time."""
-        names = [self.lease_key(key) async for part in _steps(len(keys)) for key in keys[part]]
-        return _joined(names, RENEW_CHUNK)
+        names = [self.lease_key(key) async for part in steps(len(keys)) for key in keys[part]]
+        return joined(names, RENEW_CHUNK)
 
     async def _held_chunks(self, keys: list[StreamKey]) -> list[str]:
         """``_lease_chunks`` of a renewal round's ``keys`` (every held key). They are usually
@@ -663,7 +575,7 @@ class RedisOwnership:
         ``RENEW_CHUNK`` keys (``_in_chunks``); how many were deleted."""
         names = [self.lease_key(key) for key in keys]
         results = await self._in_chunks(
-            self._release_many_script, _joined(names, RENEW_CHUNK), [self.worker_id]
+            self._release_many_script, joined(names, RENEW_CHUNK), [self.worker_id]
         )
         return sum(int(result) for result in results)
 
