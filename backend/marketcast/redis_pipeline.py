@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -75,6 +76,43 @@ def exact_stream(connection: AbstractConnection | None) -> asyncio.StreamReader 
     if _ExactParser is None or not isinstance(stream, asyncio.StreamReader):
         return None
     return stream if isinstance(parser, _ExactParser) else None
+
+
+class StreamSplitter:
+    """Reads a Redis connection's byte stream a chunk at a time and splits what arrived into
+    whole items with ``split`` (``parse_replies``, ``bus.redis_messages.split_messages``),
+    keeping the start of an item still arriving for the next read."""
+
+    def __init__(
+        self,
+        stream: asyncio.StreamReader,
+        split: Callable[[bytes], tuple[list[Any], int]],
+        *,
+        closed: str,
+        timeout: float | None = None,
+    ) -> None:
+        self._stream = stream
+        self._split = split
+        #: What a read that finds the stream closed raises (``RedisConnectionError``) with.
+        self._closed = closed
+        #: Seconds a read may wait (None: as long as it takes).
+        self._timeout = timeout
+        #: Bytes of an item not wholly arrived yet.
+        self.pending = b""
+
+    async def read(self) -> list[Any]:
+        """The whole items that arrived with the next read (maybe none)."""
+        if self._timeout is None:
+            chunk = await self._stream.read(_READ_BYTES)
+        else:
+            async with asyncio.timeout(self._timeout):
+                chunk = await self._stream.read(_READ_BYTES)
+        if not chunk:
+            raise RedisConnectionError(self._closed)
+        pending = self.pending + chunk if self.pending else chunk
+        items, used = self._split(pending)
+        self.pending = pending[used:]
+        return items
 
 
 class ReplyError(str):
@@ -248,17 +286,16 @@ class OrderedPipeline:
     ) -> None:
         """``_read_answers`` from the stream itself (``exact_stream``), every answer that has
         arrived at once, each read bounded by the connection's socket timeout as redis-py's."""
-        waiting, pending = self._waiting, b""
-        timeout = getattr(connection, "socket_timeout", None)
+        waiting = self._waiting
+        answers = StreamSplitter(
+            stream,
+            parse_replies,
+            closed="Redis closed the connection with commands in flight",
+            timeout=getattr(connection, "socket_timeout", None),
+        )
         parse_error = getattr(connection, "_parser").parse_error  # noqa: B009 - private
         while waiting and self._generation == generation:
-            async with asyncio.timeout(timeout):
-                chunk = await stream.read(_READ_BYTES)
-            if not chunk:
-                raise RedisConnectionError("Redis closed the connection with commands in flight")
-            pending = pending + chunk if pending else chunk
-            replies, used = parse_replies(pending)
-            pending = pending[used:]
+            replies = await answers.read()
             if len(replies) > len(waiting):
                 raise RedisConnectionError(
                     f"expected at most {len(waiting)} answers, got {len(replies)}"
@@ -272,8 +309,10 @@ class OrderedPipeline:
                 # One answer's callers at a time: they run (and queue their next commands)
                 # before the next answer wakes others, so callers stay spread over commands.
                 await asyncio.sleep(0)
-        if pending:
-            raise RedisConnectionError(f"{len(pending)} bytes past the last answer expected")
+        if answers.pending:
+            raise RedisConnectionError(
+                f"{len(answers.pending)} bytes past the last answer expected"
+            )
 
     async def _read_parsed(self, connection: AbstractConnection, generation: int) -> None:
         """``_read_answers`` through redis-py's own reads, one answer at a time."""

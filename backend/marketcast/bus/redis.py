@@ -65,7 +65,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from marketcast.bus.base import FrameHandler
 from marketcast.bus.guard import ClosedBarGuard
@@ -82,7 +81,7 @@ from marketcast.bus.redis_messages import (
 from marketcast.feeds.pacing import Backoff
 from marketcast.market import BarKey, Candle
 from marketcast.redis_health import CONNECTION_ERRORS, RedisHealth, cancel_and_wait
-from marketcast.redis_pipeline import OrderedPipeline, exact_stream
+from marketcast.redis_pipeline import OrderedPipeline, StreamSplitter, exact_stream
 from marketcast.store.base import CandleStore
 from marketcast.store.redis import PUBLISH_BATCH, RedisCandleStore
 from marketcast.types import Millis, Topic
@@ -96,8 +95,6 @@ ResyncSource = Callable[
     [Collection[Topic] | None, Callable[[Topic], Millis | None]], Awaitable[list[Frame]]
 ]
 
-#: Bytes asked of the subscription's stream per read: many messages at once.
-_READ_BYTES = 1 << 16
 #: Store-and-publish calls sent and not yet answered, at most (group commit, pipelined):
 #: while Redis runs one, this worker prepares the next.
 IN_FLIGHT = 2
@@ -366,15 +363,11 @@ class RedisBus:
                 if message is not None and message.get("type") == "message":
                     await self._handle(message["data"])
         own = self._sender + b"\n"
-        pending = b""
+        arrived = StreamSplitter(
+            stream, split_messages, closed="the bus subscription was closed by the server"
+        )
         while True:
-            chunk = await stream.read(_READ_BYTES)
-            if not chunk:
-                raise RedisConnectionError("the bus subscription was closed by the server")
-            pending = pending + chunk if pending else chunk
-            messages, used = split_messages(pending)
-            pending = pending[used:]
-            for data in messages:
+            for data in await arrived.read():
                 # ``kind \n sender \n ...``: a one-byte kind (F, R) from this worker is its
                 # own echo; anything else is decoded (``_handle`` skips a longer kind's own).
                 if not data.startswith(own, 2):
