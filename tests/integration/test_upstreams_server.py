@@ -82,11 +82,15 @@ async def test_binance_killed_and_restarted_ten_times_clients_see_every_closed_b
 
         collector = asyncio.create_task(collect())
         rng = random.Random(20)
-        for _ in range(10):
+        for restart in range(10):
+            # Each kill comes once the server is back on the fake (the restart before it
+            # reconnected), at a random moment of that connection, as an outage would.
+            await until(lambda n=restart: len(fake.connections) > n, 30, f"reconnection {restart}")
             await asyncio.sleep(rng.uniform(0.3, 0.9))
             await fake.kill()
             await asyncio.sleep(rng.uniform(0.05, 0.6))
             await fake.start()
+        await until(lambda: len(fake.connections) >= 11, 30, "the last reconnection")
         await asyncio.sleep(2.5)
         collector.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -198,7 +202,13 @@ async def test_twelvedata_budget_holds_for_any_number_of_subscribers(tmp_path: P
                     counts[i] += frame["type"] == "bars.update"
 
             tasks = [asyncio.create_task(drain(i)) for i in range(len(clients))]
-            await asyncio.sleep(2.0)
+            # Until every client had an update and the feed polled on after the errors: on
+            # a busy machine that takes longer than on a quiet one, never forever.
+            await until(
+                lambda: all(counts) and len(fake.requests) > mark + 3,
+                30,
+                "an update for every client after the errors",
+            )
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
