@@ -78,6 +78,15 @@ from marketcast.types import Topic
 log = logging.getLogger("marketcast.cluster")
 
 
+def _renew_flags(answer: bytes | str, expected: int) -> bytes:
+    """A ``RENEW`` answer as bytes, one flag (``1`` renewed, ``0`` not) per lease asked
+    for; RuntimeError if it does not hold ``expected`` of them."""
+    flags = answer.encode() if isinstance(answer, str) else answer
+    if len(flags) != expected:
+        raise RuntimeError(f"lease renewal answered for {len(flags)} of {expected} keys")
+    return flags
+
+
 @dataclass
 class _Takeover:
     """A key being taken: the task, and whether its lease was taken (set once asked)."""
@@ -406,9 +415,7 @@ class RedisOwnership:
         is still held until ``deadline``; stop the others. Usually every lease was renewed
         and none was dropped meanwhile: that case is one check, not a step per key."""
         held = self._held
-        flags = answer.encode() if isinstance(answer, str) else answer
-        if len(flags) != len(keys):
-            raise RuntimeError(f"lease renewal answered for {len(flags)} of {len(keys)} keys")
+        flags = _renew_flags(answer, len(keys))
         if flags == b"1" * len(keys) and held.holds_all(keys):
             held.hold_many(keys, deadline)
             return
@@ -548,10 +555,8 @@ class RedisOwnership:
         results = await self._in_chunks(
             self._renew_script, chunks, [self.worker_id, self._lease_ms]
         )
-        renewed = [flag in (ord("1"), "1") for result in results for flag in result]
-        if len(renewed) != len(keys):
-            raise RuntimeError(f"lease renewal answered for {len(renewed)} of {len(keys)} keys")
-        return renewed
+        flags = b"".join(_renew_flags(result, len(result)) for result in results)
+        return [flag == ord("1") for flag in _renew_flags(flags, len(keys))]
 
     async def _lease_chunks(self, keys: list[StreamKey]) -> list[str]:
         """The lease names of ``keys`` joined a ``RENEW_CHUNK`` at a time."""
