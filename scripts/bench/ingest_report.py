@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .ingest import GOAL_P99_MS, GOAL_UPDATES_PER_S, ceiling_rate
+from .report import NOISE_PCT
 
 #: Slack on the p99 goal in the quick preset's short windows (``report``'s, where it has one).
 QUICK_P99_SLACK_MS = 5.0
@@ -175,11 +176,17 @@ CROWDED_PCT = 25.0
 
 def crowded(figures: dict[str, Any]) -> str | None:
     """Why a window's latency says more about other work on the machine than about
-    marketcast, if it does: marketcast runnable but waiting for its core, or other processes
-    taking the clients' core (the clients then read late)."""
+    marketcast, if it does: marketcast runnable but waiting for its core, the hypervisor
+    giving either core to another machine (steal: marketcast or the clients stopped for
+    that share of the window without being told), or other processes taking the clients'
+    core (the clients then read late)."""
     wait = float(figures.get("server_wait_pct") or 0)
     if wait >= CROWDED_PCT:
         return f"marketcast waited for its core {wait:g} % of the window (other work)"
+    for side, whose in (("server_core", "marketcast's"), ("client_core", "the clients'")):
+        stolen = float((figures.get(side) or {}).get("steal_pct") or 0)
+        if stolen > NOISE_PCT:  # as the other timing goals judge steal
+            return f"the hypervisor took {stolen:g} % of {whose} core (steal)"
     core = figures.get("client_core") or {}
     others = float(core.get("others_pct") or 0)
     if float(core.get("busy_pct") or 0) >= 90.0 and others >= CROWDED_PCT:
