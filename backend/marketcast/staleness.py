@@ -48,8 +48,11 @@ class StalenessTracker:
         #: A key's nominal seconds between updates, from its channel family
         #: (``Family.stale_after``: a bar's period); None: only ``max_seconds`` applies.
         self.interval_of = interval_of
-        #: Watched key -> time of its last data (or of the start of watching).
-        self._seen: dict[StreamKey, float] = {}
+        #: Watched key -> [time of its last data (or of the start of watching)]. Why a
+        #: one-item list: a touch then finds the key once and writes into its list, where a
+        #: plain value took a lookup to test and a second to store; a key's hash is a Python
+        #: call, and a touch runs for every key of every upstream update.
+        self._seen: dict[StreamKey, list[float]] = {}
         #: Watched key -> its threshold, computed once (``threshold`` asks the family).
         self._thresholds: dict[StreamKey, float] = {}
         #: How many watched keys have each threshold (a handful of values): the smallest sets
@@ -72,7 +75,7 @@ class StalenessTracker:
         return min(self.intervals * interval, self.max_seconds)
 
     def watching(self, key: StreamKey, now: float) -> None:
-        self._seen[key] = now
+        self._seen[key] = [now]
         self._stale.discard(key)
         threshold = self._thresholds.get(key)
         if threshold is None:
@@ -93,10 +96,10 @@ class StalenessTracker:
 
     def touch(self, key: StreamKey, now: float) -> bool:
         """Data arrived for ``key``; True if it was stale until now."""
-        seen = self._seen
-        if key not in seen:
+        seen = self._seen.get(key)
+        if seen is None:
             return False
-        seen[key] = now
+        seen[0] = now
         stale = self._stale
         if stale and key in stale:  # usually empty: no second lookup per candle
             stale.discard(key)
@@ -109,8 +112,9 @@ class StalenessTracker:
         kline and every resolution aggregated from it), not one per key."""
         seen, stale = self._seen, self._stale
         for key in keys:
-            if key in seen:
-                seen[key] = now
+            at = seen.get(key)
+            if at is not None:
+                at[0] = now
                 if stale and key in stale:  # usually empty: no second lookup per key
                     self.touch(key, now)
 
@@ -120,10 +124,10 @@ class StalenessTracker:
         turned: list[StreamKey] = []
         while due and due[0][0] <= now:
             _, _, key = heapq.heappop(due)
-            seen = seen_at.get(key)
-            if seen is None or key in stale:
+            at = seen_at.get(key)
+            if at is None or key in stale:
                 continue  # forgotten, or stale already (a touch pushes it back)
-            threshold = self._thresholds[key]
+            seen, threshold = at[0], self._thresholds[key]
             if now - seen >= threshold:
                 stale.add(key)
                 turned.append(key)
