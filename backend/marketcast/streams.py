@@ -27,7 +27,7 @@ from typing import Any
 from marketcast.book.binance_sync import Applied, Reset
 from marketcast.book.served import Cancellable, ServedBooks
 from marketcast.bus.base import Bus
-from marketcast.channels.bars import bar_update
+from marketcast.channels.bars import BarFrames, bar_update
 from marketcast.channels.base import History, Registry
 from marketcast.channels.orderbook import UPDATE_TYPE as BOOK_UPDATE
 from marketcast.channels.orderbook import BookKey, book_source
@@ -116,7 +116,11 @@ class StreamManager:
         #: The newest final update published per key: a closed bar's open time, a trade's id.
         #: A feed may repeat them (gap-fill after a reconnect, a second upstream owner taking
         #: over); clients must see each once, so anything at or before it is not published.
-        self._last_final: dict[StreamKey, int] = {}
+        #: Kept by topic, not by key: a key's hash is a Python call, a topic's is cached in
+        #: the string, and every candle ingested needs its topic anyway.
+        self._last_final: dict[Topic, int] = {}
+        #: ``bars.update`` frames of the candles ingested here, each topic's head kept.
+        self._bar_frames = BarFrames()
         self.repeats_dropped = 0
         #: The order books this worker serves: their views, frames and subscribe snapshots;
         #: frames go to this worker's hub only, built here from the changes the relay brings.
@@ -475,18 +479,19 @@ class StreamManager:
         ingests = self._ownership.ingests
         last_final = self._last_final
         topics = self._topics
+        bar_frame = self._bar_frames.update
         batch: list[tuple[BarKey, Candle, Frame]] = []
         for key, candle in candles:
             if not ingests(key):
                 continue
-            last_closed = last_final.get(key)
+            topic = topics.get(key) or self.topic(key)
+            last_closed = last_final.get(topic)
             if last_closed is not None and candle.time <= last_closed:
                 self.repeats_dropped += 1
                 continue
             if candle.closed:
-                last_final[key] = candle.time
-            topic = topics.get(key) or self.topic(key)
-            batch.append((key, candle, bar_update(topic, key, candle)))  # bars: no registry
+                last_final[topic] = candle.time
+            batch.append((key, candle, bar_frame(topic, key, candle)))  # bars: no registry
         if batch:
             self._staleness.tracker.touch_many(
                 [key for key, _, _ in batch], self._staleness.clock()
@@ -505,8 +510,8 @@ class StreamManager:
             return
         closed = [c.time for c in candles if c.closed]
         if closed:
-            newest = max(closed)
-            self._last_final[key] = max(newest, self._last_final.get(key, newest))
+            newest, topic = max(closed), self.topic(key)
+            self._last_final[topic] = max(newest, self._last_final.get(topic, newest))
         await self._store.upsert_many(key, await self._beyond_store(key, candles))
 
     async def on_quote(self, symbol: Symbol, quote: Quote) -> None:
@@ -518,15 +523,15 @@ class StreamManager:
         ``RECENT`` family's event is kept for snapshots before it is published."""
         if not self._ownership.ingests(key):
             return
-        family = self.channels.of_key(key)
-        frame = family.update(self.topic(key), key, event)
+        family, topic = self.channels.of_key(key), self.topic(key)
+        frame = family.update(topic, key, event)
         order = frame.order
         if frame.final and order is not None:
-            last = self._last_final.get(key)
+            last = self._last_final.get(topic)
             if last is not None and order <= last:
                 self.repeats_dropped += 1
                 return
-            self._last_final[key] = order
+            self._last_final[topic] = order
         self._staleness.tracker.touch(key, self._staleness.clock())
         if family.history is History.RECENT and order is not None:
             record = RecentRecord(order, family.record(event))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from marketcast.channels.bars import BarsUpdatePayload, bar_update
+from marketcast.channels.bars import BarFrames, BarsUpdatePayload, bar_update
 from marketcast.channels.quotes import QuotesUpdatePayload, quote_update
 from marketcast.channels.registry import default_registry
 from marketcast.channels.trades import Trade, TradeKey, TradesUpdatePayload
@@ -27,6 +29,60 @@ def test_bar_update_matches_model_and_carries_metadata() -> None:
     assert not frame.conflatable
     # The envelope of the payload, as every other frame's.
     assert frame.text == envelope("bars.update", message["payload"])
+
+
+_PRICES = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**53), 2**53)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    symbol=st.text(min_size=1, max_size=12),
+    resolution=st.sampled_from(["1", "60", "D", "M"]),
+    time=st.integers(0, 2**53),
+    prices=st.lists(_PRICES, min_size=5, max_size=5),
+    closed=st.booleans(),
+)
+def test_bar_frames_encode_what_the_payload_says(
+    symbol: str, resolution: str, time: int, prices: list[float], closed: bool
+) -> None:
+    """The worker's cached heads (``BarFrames``) and ``bar_update`` give the same text: the
+    envelope of the payload with its fields in order, whatever the symbol's characters (a
+    symbol named "time" included) or the numbers."""
+    key = BarKey(symbol, resolution)
+    topic = REGISTRY.of_key(key).topic(key)
+    candle = Candle(time, *prices, closed=closed)
+    payload = {
+        "topic": topic,
+        "symbol": symbol,
+        "resolution": resolution,
+        "time": time,
+        "open": prices[0],
+        "high": prices[1],
+        "low": prices[2],
+        "close": prices[3],
+        "volume": prices[4],
+        "closed": closed,
+    }
+    frames = BarFrames()
+    first, again = frames.update(topic, key, candle), frames.update(topic, key, candle)
+    assert first.text == again.text == bar_update(topic, key, candle).text
+    assert first.text == envelope("bars.update", payload)
+    assert (first.topic, first.order, first.final) == (topic, time, closed)
+    stale = bar_update(topic, key, candle, stale=True)
+    assert stale.text == envelope("bars.update", {**payload, "stale": True})
+    assert (stale.order, stale.final) == (None, False)
+
+
+def test_bar_frames_encode_each_topic_head_once() -> None:
+    frames = BarFrames()
+    key = BarKey("BTCUSDT", "1")
+    topic = REGISTRY.of_key(key).topic(key)
+    texts = [
+        frames.update(topic, key, Candle(60_000 * i, 1.0, 2.0, 0.5, 1.5, 7.0)).text
+        for i in range(3)
+    ]
+    assert len(frames._heads) == 1
+    assert [orjson.loads(text)["payload"]["time"] for text in texts] == [0, 60_000, 120_000]
 
 
 def test_quote_update_omits_unknown_optionals() -> None:
