@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -47,7 +47,7 @@ except ImportError:  # pragma: no cover - another redis-py layout: its own reads
 
 def pack(*args: bytes) -> bytes:
     """One command in RESP: an array of bulk strings."""
-    return pack_bulks(len(args), [bulk(arg) for arg in args])
+    return pack_after(b"", 0, args)
 
 
 def bulk(arg: bytes) -> bytes:
@@ -56,9 +56,18 @@ def bulk(arg: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(arg), arg)
 
 
-def pack_bulks(count: int, bulks: list[bytes]) -> bytes:
-    """A command of ``count`` arguments already made bulk strings (``bulk``), in order."""
-    return b"*%d\r\n%s" % (count, b"".join(bulks))
+def pack_after(head: bytes, head_count: int, args: Sequence[bytes]) -> bytes:
+    """A command of the ``head_count`` arguments already in ``head`` (made bulk strings by
+    ``bulk``), then ``args``. Each argument is copied once, into the command: a store call
+    carries kilobytes, and making each a bulk string first and then joining them copied
+    every byte three times."""
+    parts = [b"*%d\r\n" % (head_count + len(args)), head]
+    append = parts.append
+    for arg in args:
+        append(b"$%d\r\n" % len(arg))
+        append(arg)
+        append(b"\r\n")
+    return b"".join(parts)
 
 
 #: Bytes buffered for the socket above which a sender waits for them to drain.

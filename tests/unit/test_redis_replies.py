@@ -1,11 +1,13 @@
 """``redis_pipeline.parse_replies``: the answers a pipeline reads from its connection's stream,
-parsed as redis-py gives them, whole replies only — pure, no sockets."""
+parsed as redis-py gives them, whole replies only; and the commands it sends, packed as
+redis-py packs them — pure, no sockets."""
 
 from __future__ import annotations
 
 import pytest
+from redis.connection import Connection
 
-from marketcast.redis_pipeline import ReplyError, parse_replies
+from marketcast.redis_pipeline import ReplyError, bulk, pack, pack_after, parse_replies
 
 #: One reply of every kind a pipeline's commands get, and what it parses to.
 REPLIES: list[tuple[bytes, object]] = [
@@ -54,3 +56,14 @@ def test_a_reply_cut_anywhere_waits_for_the_rest() -> None:
 def test_a_reply_of_another_kind_is_refused_with_what_came() -> None:
     with pytest.raises(ValueError, match=r"expected a RESP2 reply .*got b'%1"):
         parse_replies(b":1\r\n%1\r\n+a\r\n:1\r\n")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], [b"a"], [b"", b"\r\n", b"x" * 70_000], [b"%d", b"$3\r\n", b"\x00\xff"]],
+)
+def test_commands_are_packed_as_redis_py_packs_them(args: list[bytes]) -> None:
+    expected = b"".join(Connection().pack_command("EVAL", b"return 1", 0, *args))
+    head = bulk(b"EVAL") + bulk(b"return 1") + bulk(b"0")
+    assert pack_after(head, 3, args) == expected
+    assert pack(b"EVAL", b"return 1", b"0", *args) == expected

@@ -37,7 +37,7 @@ from redis.asyncio import Redis
 
 from marketcast.market import BarKey, Candle
 from marketcast.redis_health import RedisHealth, store_answer, store_failure
-from marketcast.redis_pipeline import bulk, pack_bulks
+from marketcast.redis_pipeline import bulk, pack_after
 from marketcast.types import Millis
 
 #: ARGV[1] the capacity; ARGV[2] a pub/sub channel and ARGV[3] a message to publish there once
@@ -193,7 +193,7 @@ class RedisCandleStore:
         already have run; EVAL cannot fail that way, and Redis caches the compiled script."""
         head = self._eval_head
         return [
-            pack_bulks(3 + len(args), [head, *[bulk(arg) for arg in args]])
+            pack_after(head, 3, args)
             for args in self._store_calls(items, channel.encode(), message)
         ]
 
