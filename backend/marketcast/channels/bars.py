@@ -131,19 +131,9 @@ class BarFrames:
         head = self._heads.get(topic)
         if head is None:
             head = self._heads[topic] = _bar_head(topic, key)
-        # ``candle_dict`` and ``_bar_tail`` inline: two calls were a tenth of the frame.
-        tail = orjson.dumps(
-            {
-                "time": candle.time,
-                "open": candle.open,
-                "high": candle.high,
-                "low": candle.low,
-                "close": candle.close,
-                "volume": candle.volume,
-                "closed": candle.closed,
-            }
-        )
-        return Frame(head + tail.decode()[1:] + "}", topic, candle.time, candle.closed)
+        # ``_bar_tail`` inline: one call fewer for every key of every upstream update.
+        tail = orjson.dumps(candle_dict(candle)).decode()
+        return Frame(head + tail[1:] + "}", topic, candle.time, candle.closed)
 
 
 def _bar_head(topic: Topic, key: BarKey) -> str:
