@@ -13,6 +13,7 @@ import contextlib
 import orjson
 
 from marketcast.bus.memory import MemoryBus
+from marketcast.channels.bars import bar_update
 from marketcast.delivery.hub import Hub
 from marketcast.market import BarKey, Candle, StreamKey
 from marketcast.store.memory import MemoryCandleStore
@@ -82,6 +83,45 @@ async def test_a_successful_reply_releases_what_the_snapshot_lacks_after_it() ->
     assert [f["type"] for f in frames] == ["bars.subscribe.response", "bars.update"]
     assert frames[1]["payload"]["time"] == 5 * 60_000 > newest  # type: ignore[index]
     assert result.topic in conn.subscriptions
+    await streams.close()
+
+
+async def test_an_update_the_snapshot_holds_is_dropped_when_it_arrives_after_the_reply() -> None:
+    """The store is written before the bus: the snapshot can hold a final element whose
+    update reaches this worker only after the reply (another worker's bus message)."""
+    streams, subscriptions, hub = await served()
+    conn, protocol, _ = connection()
+    result = await subscriptions.subscribe(conn, "bars", KEY.symbol, PARAMS, snapshot=3)
+    assert result.snapshot is not None
+    assert result.snapshot[-1]["closed"] is True
+    newest = result.snapshot[-1]["time"]
+    conn.reply('{"type":"bars.subscribe.response","payload":{}}')
+    conn.settle(ok=True)
+    late = bar_update(result.topic, KEY, bar(newest // 60_000, closed=True))
+    hub.publish(late)  # the snapshot's newest bar, late: dropped
+    hub.publish(bar_update(result.topic, KEY, bar(newest // 60_000 + 1, closed=False)))
+    hub.publish(late)  # after a newer update every update passes again (the hold is gone)
+    await settle()
+    frames = frames_written(written(protocol))
+    assert [f["type"] for f in frames] == ["bars.subscribe.response"] + ["bars.update"] * 2
+    times = [f["payload"]["time"] for f in frames[1:]]  # type: ignore[index]
+    assert times == [newest + 60_000, newest]
+    await streams.close()
+
+
+async def test_a_snapshot_ending_open_leaves_no_hold_after_the_reply() -> None:
+    streams, subscriptions, hub = await served()
+    await streams.on_candle(KEY, bar(5, closed=False))  # the newest bar is open
+    conn, protocol, _ = connection()
+    result = await subscriptions.subscribe(conn, "bars", KEY.symbol, PARAMS, snapshot=3)
+    assert result.snapshot is not None
+    assert result.snapshot[-1]["closed"] is False
+    conn.reply('{"type":"bars.subscribe.response","payload":{}}')
+    conn.settle(ok=True)
+    hub.publish(bar_update(result.topic, KEY, bar(5, closed=False)))  # the same open bar
+    await settle()
+    frames = frames_written(written(protocol))
+    assert [f["type"] for f in frames] == ["bars.subscribe.response", "bars.update"]
     await streams.close()
 
 

@@ -241,7 +241,11 @@ class Connection(Client):
             self._start_writer()
 
     def _hold_back(self, hold: SnapshotHold, frame: Frame) -> None:
-        """Keep ``frame`` until its topic's snapshot reply is settled (``SnapshotHold``)."""
+        """Keep ``frame`` until its topic's snapshot reply is settled (``SnapshotHold``), or,
+        once it is, drop it if the snapshot holds it (``SnapshotHold.pass_on``)."""
+        if hold.passing:
+            hold.pass_on(frame)
+            return
         hold.frames.append(frame)
         if len(hold.frames) > self.outbox.max_messages:
             self._overflow(len(hold.frames))

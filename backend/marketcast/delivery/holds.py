@@ -5,6 +5,13 @@ Why they exist: a ``subscribe`` with ``snapshot``/``since`` registers the client
 meanwhile wait here, and once the reply is queued they are released minus the ones the
 snapshot already contains. The rule relies on every update of a family with history being
 stored before it is published (``StreamManager``).
+
+Why a released hold can stay a while (``passing``): stored before published also means the
+snapshot may hold an element whose update has not reached this worker yet — its owner's
+store call answered, its bus message still on the way (another worker's, or this worker's
+own publish right after its store call). Until an update newer than the snapshot's newest
+final element arrives, the hold stays in place and drops what the snapshot already gave;
+the first newer update passes and removes it.
 """
 
 from __future__ import annotations
@@ -27,7 +34,16 @@ class SnapshotHold:
     reply never leaves the client subscribed.
     """
 
-    __slots__ = ("_deliver", "_holds", "frames", "last_final", "last_order", "on_abandon", "topic")
+    __slots__ = (
+        "_deliver",
+        "_holds",
+        "frames",
+        "last_final",
+        "last_order",
+        "on_abandon",
+        "passing",
+        "topic",
+    )
 
     def __init__(
         self,
@@ -47,6 +63,8 @@ class SnapshotHold:
         self.last_order: int | None = None
         self.last_final = False
         self.on_abandon = on_abandon
+        #: Released, but still dropping the updates the snapshot holds (module docstring).
+        self.passing = False
 
     def arm(self, last_order: int | None, last_final: bool) -> None:
         """The snapshot is read; its newest element is (``last_order``, ``last_final``)."""
@@ -63,14 +81,28 @@ class SnapshotHold:
         return not (frame.order == self.last_order and self.last_final)
 
     def release(self) -> None:
-        """Deliver what the snapshot lacks, then deliver the topic's updates directly."""
+        """Deliver what the snapshot lacks, then the topic's updates directly; or, while
+        nothing newer than the snapshot's final newest element came, pass them on
+        (``pass_on``) until one does."""
         if self._holds.get(self.topic) is not self:
             return
-        del self._holds[self.topic]
-        for frame in self.frames:
-            if self.keeps(frame):
-                self._deliver(frame)
-        self.frames = []
+        frames, self.frames = self.frames, []
+        kept = [frame for frame in frames if self.keeps(frame)]
+        if kept or not self.last_final or self.last_order is None:
+            del self._holds[self.topic]
+        else:
+            self.passing = True
+        for frame in kept:
+            self._deliver(frame)
+
+    def pass_on(self, frame: Frame) -> None:
+        """A released hold's update: dropped if the snapshot holds it, else delivered, and
+        the hold is gone (every later update is newer still)."""
+        if not self.keeps(frame):
+            return
+        if self._holds.get(self.topic) is self:
+            del self._holds[self.topic]
+        self._deliver(frame)
 
     def forget_before(self, created: float) -> None:
         """Drop the held updates built before ``created`` (``Frame.created``'s clock): what a
