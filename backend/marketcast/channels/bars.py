@@ -131,9 +131,7 @@ class BarFrames:
         head = self._heads.get(topic)
         if head is None:
             head = self._heads[topic] = _bar_head(topic, key)
-        # ``_bar_tail`` inline: one call fewer for every key of every upstream update.
-        tail = orjson.dumps(candle_dict(candle)).decode()
-        return Frame(head + tail[1:] + "}", topic, candle.time, candle.closed)
+        return Frame(head + _bar_tail(candle_dict(candle)), topic, candle.time, candle.closed)
 
 
 def _bar_head(topic: Topic, key: BarKey) -> str:

@@ -78,10 +78,10 @@ from marketcast.types import Topic
 log = logging.getLogger("marketcast.cluster")
 
 
-def _renew_flags(answer: bytes | str, expected: int) -> bytes:
-    """A ``RENEW`` answer as bytes, one flag (``1`` renewed, ``0`` not) per lease asked
-    for; RuntimeError if it does not hold ``expected`` of them."""
-    flags = answer.encode() if isinstance(answer, str) else answer
+def _renew_flags(answers: list[bytes | str], expected: int) -> bytes:
+    """``RENEW`` answers (one per call, in order) as one bytes string, a flag (``1`` renewed,
+    ``0`` not) per lease asked for; RuntimeError if they do not hold ``expected`` of them."""
+    flags = b"".join(a.encode() if isinstance(a, str) else a for a in answers)
     if len(flags) != expected:
         raise RuntimeError(f"lease renewal answered for {len(flags)} of {expected} keys")
     return flags
@@ -148,7 +148,7 @@ class RedisOwnership:
         self._keys_by_id: dict[str, StreamKey] = {}
         #: What each demand member names: the key, or None (unknown here, or not served).
         self._members: dict[bytes, StreamKey | None] = {}
-        #: The last demand read (``_MEMBERS``' answer) and the keys it named: most rounds
+        #: The last demand read (``MEMBERS``' answer) and the keys it named: most rounds
         #: read the same members, and parsing 22,000 of them again cost more than the call.
         self._demand_read: tuple[bytes, set[StreamKey]] = (b"", set())
         #: The wanted keys whose members ``_demand_chunks`` joins: rebuilt when they change.
@@ -415,7 +415,7 @@ class RedisOwnership:
         is still held until ``deadline``; stop the others. Usually every lease was renewed
         and none was dropped meanwhile: that case is one check, not a step per key."""
         held = self._held
-        flags = _renew_flags(answer, len(keys))
+        flags = _renew_flags([answer], len(keys))
         if flags == b"1" * len(keys) and held.holds_all(keys):
             held.hold_many(keys, deadline)
             return
@@ -555,8 +555,7 @@ class RedisOwnership:
         results = await self._in_chunks(
             self._renew_script, chunks, [self.worker_id, self._lease_ms]
         )
-        flags = b"".join(_renew_flags(result, len(result)) for result in results)
-        return [flag == ord("1") for flag in _renew_flags(flags, len(keys))]
+        return [flag == ord("1") for flag in _renew_flags(results, len(keys))]
 
     async def _lease_chunks(self, keys: list[StreamKey]) -> list[str]:
         """The lease names of ``keys`` joined a ``RENEW_CHUNK`` at a time."""
@@ -592,8 +591,8 @@ class RedisOwnership:
         *,
         keys: list[str] | None = None,
     ) -> list[Any]:
-        """``script``'s answers for ``chunks`` (names joined by ``_joined``), each the last
-        argument after ``args``: one call per chunk, each sent once the one before it was
+        """``script``'s answers for ``chunks`` (names joined by ``lease_scripts.joined``), each
+        the last argument after ``args``: one call per chunk, each sent once the one before it was
         answered. Why not pipelined: Redis runs the commands that arrived together on one
         connection back to back, so 22 pipelined chunks of a 22,000-key round held every other
         client (the store's writes, so every update) for tens of milliseconds; one at a time,
