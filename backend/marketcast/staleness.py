@@ -28,6 +28,19 @@ from marketcast.market import StreamKey
 log = logging.getLogger("marketcast.staleness")
 
 
+class LastData:
+    """When a watched key's last data arrived (or its watching began): a touch writes here.
+
+    Why an object of its own: the tracker finds it by key once per touch, and a caller on the
+    ingest path that keeps one per key anyway (``ingest_records.IngestRecord`` is one) hands it
+    to ``watching`` and writes ``at`` itself, with no lookup in the tracker at all."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float = 0.0) -> None:
+        self.at = at
+
+
 class StalenessTracker:
     """Last-data times of watched keys, and which of them are stale."""
 
@@ -48,11 +61,11 @@ class StalenessTracker:
         #: A key's nominal seconds between updates, from its channel family
         #: (``Family.stale_after``: a bar's period); None: only ``max_seconds`` applies.
         self.interval_of = interval_of
-        #: Watched key -> [time of its last data (or of the start of watching)]. Why a
-        #: one-item list: a touch then finds the key once and writes into its list, where a
-        #: plain value took a lookup to test and a second to store; a key's hash is a Python
-        #: call, and a touch runs for every key of every upstream update.
-        self._seen: dict[StreamKey, list[float]] = {}
+        #: Watched key -> when its last data arrived. Why a cell rather than a float: a touch
+        #: then finds the key once and writes into its cell, where a plain value took a lookup
+        #: to test and a second to store; a key's hash is a Python call, and a touch runs for
+        #: every key of every upstream update.
+        self._seen: dict[StreamKey, LastData] = {}
         #: Watched key -> its threshold, computed once (``threshold`` asks the family).
         self._thresholds: dict[StreamKey, float] = {}
         #: How many watched keys have each threshold (a handful of values): the smallest sets
@@ -74,8 +87,16 @@ class StalenessTracker:
             return self.max_seconds
         return min(self.intervals * interval, self.max_seconds)
 
-    def watching(self, key: StreamKey, now: float) -> None:
-        self._seen[key] = [now]
+    def watching(self, key: StreamKey, now: float, cell: LastData | None = None) -> None:
+        """Start watching ``key`` from ``now``. ``cell``: where its last-data time is kept,
+        for a caller that writes it itself (``LastData``); one of the tracker's otherwise.
+
+        Writing into a cell does not bring a stale key back: while ``any_stale``, such a
+        caller also calls ``touch`` (or ``touch_many``) for its keys."""
+        if cell is None:
+            cell = LastData()
+        cell.at = now
+        self._seen[key] = cell
         self._stale.discard(key)
         threshold = self._thresholds.get(key)
         if threshold is None:
@@ -94,12 +115,17 @@ class StalenessTracker:
             else:
                 del self._threshold_counts[threshold]
 
+    @property
+    def any_stale(self) -> bool:
+        """Whether some watched key is stale now: usually not."""
+        return bool(self._stale)
+
     def touch(self, key: StreamKey, now: float) -> bool:
         """Data arrived for ``key``; True if it was stale until now."""
         seen = self._seen.get(key)
         if seen is None:
             return False
-        seen[0] = now
+        seen.at = now
         stale = self._stale
         if stale and key in stale:  # usually empty: no second lookup per candle
             stale.discard(key)
@@ -112,9 +138,9 @@ class StalenessTracker:
         kline and every resolution aggregated from it), not one per key."""
         seen, stale = self._seen, self._stale
         for key in keys:
-            at = seen.get(key)
-            if at is not None:
-                at[0] = now
+            cell = seen.get(key)
+            if cell is not None:
+                cell.at = now
                 if stale and key in stale:  # usually empty: no second lookup per key
                     self.touch(key, now)
 
@@ -124,10 +150,10 @@ class StalenessTracker:
         turned: list[StreamKey] = []
         while due and due[0][0] <= now:
             _, _, key = heapq.heappop(due)
-            at = seen_at.get(key)
-            if at is None or key in stale:
+            cell = seen_at.get(key)
+            if cell is None or key in stale:
                 continue  # forgotten, or stale already (a touch pushes it back)
-            seen, threshold = at[0], self._thresholds[key]
+            seen, threshold = cell.at, self._thresholds[key]
             if now - seen >= threshold:
                 stale.add(key)
                 turned.append(key)

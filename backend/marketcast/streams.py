@@ -27,7 +27,7 @@ from typing import Any
 from marketcast.book.binance_sync import Applied, Reset
 from marketcast.book.served import Cancellable, ServedBooks
 from marketcast.bus.base import Bus
-from marketcast.channels.bars import BarFrames, bar_update
+from marketcast.channels.bars import bar_fields, bar_head, bar_update
 from marketcast.channels.base import History, Registry
 from marketcast.channels.orderbook import UPDATE_TYPE as BOOK_UPDATE
 from marketcast.channels.orderbook import BookKey, book_source
@@ -37,6 +37,7 @@ from marketcast.cluster.ownership import LocalOwnership, Ownership
 from marketcast.delivery.hub import Hub
 from marketcast.errors import ConfigurationError, FeedError, ProtocolError
 from marketcast.feeds.base import Feed
+from marketcast.ingest_records import IngestRecords
 from marketcast.market import BarKey, Candle, Quote, QuoteKey, RecentRecord, StreamKey, SymbolInfo
 from marketcast.recovery import FetchTally, recover_bars
 from marketcast.staleness import StalenessMonitor, StalenessTracker
@@ -108,19 +109,10 @@ class StreamManager:
         self._stopping: dict[StreamKey, asyncio.TimerHandle] = {}
         self._bootstrapped: set[BarKey] = set()
         self._bootstrap_locks: dict[BarKey, asyncio.Lock] = {}
-        #: Topic strings are computed once per key: they are on the publish path.
-        self._topics: dict[StreamKey, Topic] = {}
-        #: And back, for the resync of a few named topics (``active_keys_of``).
-        self._keys_by_topic: dict[Topic, StreamKey] = {}
+        #: Each key's topic, closed-bar floor, staleness cell and frame head, found with one
+        #: lookup per candle (``ingest_records``).
+        self._records = IngestRecords(lambda key: self.channels.of_key(key).topic(key), bar_head)
         self._background: set[asyncio.Task[None]] = set()
-        #: The newest final update published per key: a closed bar's open time, a trade's id.
-        #: A feed may repeat them (gap-fill after a reconnect, a second upstream owner taking
-        #: over); clients must see each once, so anything at or before it is not published.
-        #: Kept by topic, not by key: a key's hash is a Python call, a topic's is cached in
-        #: the string, and every candle ingested needs its topic anyway.
-        self._last_final: dict[Topic, int] = {}
-        #: ``bars.update`` frames of the candles ingested here, each topic's head kept.
-        self._bar_frames = BarFrames()
         self.repeats_dropped = 0
         #: The order books this worker serves: their views, frames and subscribe snapshots;
         #: frames go to this worker's hub only, built here from the changes the relay brings.
@@ -153,11 +145,7 @@ class StreamManager:
         return [info for _, info in self._catalog.values()]
 
     def topic(self, key: StreamKey) -> Topic:
-        topic = self._topics.get(key)
-        if topic is None:
-            topic = self._topics[key] = self.channels.of_key(key).topic(key)
-            self._keys_by_topic[topic] = key
-        return topic
+        return self._records.of(key).topic
 
     def active_keys(self) -> list[StreamKey]:
         return [key for key, task in self._running.items() if task.done()]
@@ -168,7 +156,7 @@ class StreamManager:
         takeover made taking thousands of keys quadratic (minutes for 22,000)."""
         keys = []
         for topic in topics:
-            key = self._keys_by_topic.get(topic)
+            key = self._records.key_of_topic.get(topic)
             task = None if key is None else self._running.get(key)
             if key is not None and task is not None and task.done():
                 keys.append(key)
@@ -271,7 +259,7 @@ class StreamManager:
         runs it upstream: all views of a symbol share one ``book_source`` lease and watch."""
         self.books.watch(key.symbol, self.topic(key), key.mode, key.depth)
         self._book_keys.setdefault(key.symbol, set()).add(key)
-        self._staleness.tracker.watching(key, self._staleness.clock())
+        self._track_staleness(key)
         try:
             await self._relay.serve(key.symbol)
         except Exception:
@@ -297,7 +285,11 @@ class StreamManager:
             return
         await self._feed_for(key.symbol).watch(key)
         self._watched_at[key] = time.perf_counter()
-        self._staleness.tracker.watching(key, self._staleness.clock())
+        self._track_staleness(key)
+
+    def _track_staleness(self, key: StreamKey) -> None:
+        """Staleness watches ``key`` from now, in its record (which candles write)."""
+        self._staleness.tracker.watching(key, self._staleness.clock(), self._records.of(key))
 
     def watched_at(self, key: StreamKey) -> float | None:
         """When this worker's feed finished watching ``key`` (``perf_counter``, the clock of
@@ -475,27 +467,29 @@ class StreamManager:
         Each candle is dropped when it is not this worker's to ingest (``Ownership.ingests``)
         or repeats a closed bar already published; the others mark their key as fresh
         (staleness) and get their ``bars.update`` frame. This runs for every key of every
-        upstream update: the lookups are bound once per call, the keys marked fresh at once."""
-        ingests = self._ownership.ingests
-        last_final = self._last_final
-        topics = self._topics
-        bar_frame = self._bar_frames.update
+        upstream update: one lookup per key finds all it needs (``ingest_records``)."""
+        ingests = None if self._ownership.ingests_all else self._ownership.ingests
+        records, record_of = self._records.by_key, self._records.of
+        tracker = self._staleness.tracker
+        now = self._staleness.clock()
         batch: list[tuple[BarKey, Candle, Frame]] = []
         for key, candle in candles:
-            if not ingests(key):
+            if ingests is not None and not ingests(key):
                 continue
-            topic = topics.get(key) or self.topic(key)
-            last_closed = last_final.get(topic)
-            if last_closed is not None and candle.time <= last_closed:
+            record = records.get(key) or record_of(key)
+            time, closed = candle.time, candle.closed
+            last_closed = record.last_final
+            if last_closed is not None and time <= last_closed:
                 self.repeats_dropped += 1
                 continue
-            if candle.closed:
-                last_final[topic] = candle.time
-            batch.append((key, candle, bar_frame(topic, key, candle)))  # bars: no registry
+            if closed:
+                record.last_final = time
+            record.at = now  # staleness: the record is the key's ``LastData``
+            text = record.head + bar_fields(candle)  # bars: no registry on this path
+            batch.append((key, candle, Frame(text, record.topic, time, closed)))
         if batch:
-            self._staleness.tracker.touch_many(
-                [key for key, _, _ in batch], self._staleness.clock()
-            )
+            if tracker.any_stale:  # a stale key among them is fresh again: the slow path
+                tracker.touch_many([key for key, _, _ in batch], now)
             await self._bus.publish_stored_many(self._store, batch)
 
     async def on_backfill(self, key: BarKey, candles: Sequence[Candle]) -> None:
@@ -510,8 +504,9 @@ class StreamManager:
             return
         closed = [c.time for c in candles if c.closed]
         if closed:
-            newest, topic = max(closed), self.topic(key)
-            self._last_final[topic] = max(newest, self._last_final.get(topic, newest))
+            record, newest = self._records.of(key), max(closed)
+            last = record.last_final
+            record.last_final = newest if last is None else max(newest, last)
         await self._store.upsert_many(key, await self._beyond_store(key, candles))
 
     async def on_quote(self, symbol: Symbol, quote: Quote) -> None:
@@ -523,15 +518,15 @@ class StreamManager:
         ``RECENT`` family's event is kept for snapshots before it is published."""
         if not self._ownership.ingests(key):
             return
-        family, topic = self.channels.of_key(key), self.topic(key)
-        frame = family.update(topic, key, event)
+        family, ingest = self.channels.of_key(key), self._records.of(key)
+        frame = family.update(ingest.topic, key, event)
         order = frame.order
         if frame.final and order is not None:
-            last = self._last_final.get(topic)
+            last = ingest.last_final
             if last is not None and order <= last:
                 self.repeats_dropped += 1
                 return
-            self._last_final[topic] = order
+            ingest.last_final = order
         self._staleness.tracker.touch(key, self._staleness.clock())
         if family.history is History.RECENT and order is not None:
             record = RecentRecord(order, family.record(event))

@@ -97,6 +97,8 @@ class FakeOwnership:
     for ``granted`` when a test sets one (a lease being taken). Who owns the book is the
     test's to say, with ``relay.own``."""
 
+    ingests_all = True
+
     def __init__(self) -> None:
         self.wants: list[StreamKey] = []
         self.unwants: list[StreamKey] = []

@@ -3,6 +3,7 @@ and the bus reader's split of a subscription's byte stream (``bus.redis.split_me
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import pytest
@@ -44,6 +45,8 @@ class QuietFeed:
 
 class OnlyOne(LocalOwnership):
     """Ingests ``ONE`` only, as a cluster worker owning that key alone would."""
+
+    ingests_all = False
 
     def ingests(self, key: StreamKey) -> bool:
         return key == ONE
@@ -89,6 +92,41 @@ async def test_an_empty_or_fully_dropped_batch_publishes_nothing() -> None:
     await streams.on_candles([])
     await streams.on_candles([(FIVE, Candle(0, 1, 1, 1, 1, 1))])
     assert frames == []
+
+
+async def test_candles_keep_their_keys_fresh_across_a_restart() -> None:
+    """A batch's candles are data for staleness (written into each key's ingest record,
+    which the tracker reads): a key fed in time is never stale, a silent one turns stale,
+    the next candle brings it back, and all of it holds again once the key was stopped and
+    started anew."""
+    now = [1000.0]
+    streams, _, _ = await manager()
+    streams._staleness.clock = lambda: now[0]  # time by hand
+    tracker = streams._staleness.tracker
+    await streams.start()
+    for run in range(2):
+        await streams.acquire(ONE)
+        bar = run * 3_600_000
+        for step in range(1, 6):
+            now[0] += 100.0  # the 1-minute key's threshold is three minutes
+            await streams.on_candles([(ONE, Candle(bar + 60_000 * step, 1, 1, 1, 1, 1))])
+            assert tracker.check(now[0]) == []
+        now[0] += 180.0
+        assert tracker.check(now[0]) == [ONE]
+        await streams.on_candles([(ONE, Candle(bar + 600_000, 1, 1, 1, 1, 1))])
+        assert tracker.stale_keys() == []
+        now[0] += 179.0
+        assert tracker.check(now[0]) == []
+        streams.release(ONE)  # grace period 0: stopped on the next turns of the loop
+        for _ in range(100):
+            if ONE not in streams.active_keys():
+                break
+            await asyncio.sleep(0)
+        assert ONE not in streams.active_keys()
+        now[0] += 1000.0
+        await streams.on_candles([(ONE, Candle(bar + 660_000, 1, 1, 1, 1, 1))])
+        assert tracker.check(now[0]) == []  # not watched: never stale
+    await streams.close()
 
 
 def push(*items: bytes, resp3: bool = False) -> bytes:

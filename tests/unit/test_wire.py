@@ -6,11 +6,13 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketcast.channels.bars import BarFrames, BarsUpdatePayload, bar_update
+from marketcast.channels.bars import BarsUpdatePayload, bar_fields, bar_head, bar_update
 from marketcast.channels.quotes import QuotesUpdatePayload, quote_update
 from marketcast.channels.registry import default_registry
 from marketcast.channels.trades import Trade, TradeKey, TradesUpdatePayload
-from marketcast.market import BarKey, Candle, Quote
+from marketcast.ingest_records import IngestRecords
+from marketcast.market import BarKey, Candle, Quote, StreamKey
+from marketcast.types import Topic
 from marketcast.wire import envelope
 
 REGISTRY = default_registry()
@@ -63,26 +65,38 @@ def test_bar_frames_encode_what_the_payload_says(
         "volume": prices[4],
         "closed": closed,
     }
-    frames = BarFrames()
-    first, again = frames.update(topic, key, candle), frames.update(topic, key, candle)
-    assert first.text == again.text == bar_update(topic, key, candle).text
-    assert first.text == envelope("bars.update", payload)
-    assert (first.topic, first.order, first.final) == (topic, time, closed)
+    records = IngestRecords(lambda key: REGISTRY.of_key(key).topic(key), bar_head)
+    record = records.of(key)
+    first = record.head + bar_fields(candle)
+    assert records.of(key).head + bar_fields(candle) == first  # the head kept, the same
+    assert first == bar_update(topic, key, candle).text
+    assert first == envelope("bars.update", payload)
+    frame = bar_update(topic, key, candle)
+    assert (frame.topic, frame.order, frame.final) == (topic, time, closed)
     stale = bar_update(topic, key, candle, stale=True)
     assert stale.text == envelope("bars.update", {**payload, "stale": True})
     assert (stale.order, stale.final) == (None, False)
 
 
-def test_bar_frames_encode_each_topic_head_once() -> None:
-    frames = BarFrames()
-    key = BarKey("BTCUSDT", "1")
-    topic = REGISTRY.of_key(key).topic(key)
-    texts = [
-        frames.update(topic, key, Candle(60_000 * i, 1.0, 2.0, 0.5, 1.5, 7.0)).text
-        for i in range(3)
-    ]
-    assert len(frames._heads) == 1
-    assert [orjson.loads(text)["payload"]["time"] for text in texts] == [0, 60_000, 120_000]
+def test_ingest_records_build_each_keys_record_once() -> None:
+    """One record per key, its topic and frame head computed on first use only; a key of
+    another family gets no head (its family builds whole frames)."""
+    asked: list[StreamKey] = []
+
+    def topic_of(key: StreamKey) -> Topic:
+        asked.append(key)
+        return REGISTRY.of_key(key).topic(key)
+
+    records = IngestRecords(topic_of, bar_head)
+    key, trades = BarKey("BTCUSDT", "1"), TradeKey("BTCUSDT")
+    record = records.of(key)
+    assert records.of(BarKey("BTCUSDT", "1")) is record
+    assert asked == [key]
+    assert record.topic == 'bars:{"resolution":"1","symbol":"BTCUSDT"}'
+    assert record.head == bar_head(record.topic, key)
+    assert (record.last_final, records.of(trades).head) == (None, "")
+    assert records.key_of_topic == {record.topic: key, records.of(trades).topic: trades}
+    assert len(records) == 2
 
 
 def test_quote_update_omits_unknown_optionals() -> None:

@@ -98,6 +98,8 @@ class _Takeover:
 class RedisOwnership:
     """``Ownership`` by Redis leases; see the module docstring for the protocol."""
 
+    ingests_all = False
+
     def __init__(
         self,
         client: Redis,

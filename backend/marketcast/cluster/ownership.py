@@ -52,6 +52,10 @@ class Upstream(Protocol):
 
 
 class Ownership(Protocol):
+    #: True when ``ingests`` is true of every key whatever happens (no other worker to defer
+    #: to): the ingest path then does not ask it for each candle.
+    ingests_all: bool
+
     def bind(self, upstream: Upstream) -> None:
         """Called once by the stream manager with itself."""
         ...
@@ -82,6 +86,8 @@ class Ownership(Protocol):
 
 class LocalOwnership:
     """Every wanted key is ours: a single worker, or workers that do not coordinate."""
+
+    ingests_all = True
 
     def __init__(self) -> None:
         self._upstream: Upstream | None = None
