@@ -82,9 +82,10 @@ class KlineFeed:
             for i in range(symbols)
         ]
         self.keys = [[BarKey(info.symbol, r) for r in RESOLUTIONS] for info in self._infos]
-        coarse = RESOLUTIONS[1:]
-        self._aggregators = [
-            [CandleAggregator(r, source=RESOLUTIONS[0]) for r in coarse] for _ in self._infos
+        #: Per symbol, each coarser resolution's key and the aggregator building it.
+        self._coarse = [
+            [(key, CandleAggregator(key.resolution, source=RESOLUTIONS[0])) for key in keys[1:]]
+            for keys in self.keys
         ]
         self._sink: CandleSink | None = None
         self._many: CandlesCall | None = None
@@ -127,11 +128,11 @@ class KlineFeed:
         if sink is None:
             raise RuntimeError("KlineFeed.update before start")
         first = kline(seq, stamp_us)
-        keys = self.keys[index]
-        items = [(keys[0], first)]
-        for position, aggregator in enumerate(self._aggregators[index], start=1):
-            key = keys[position]
-            items.extend((key, bar) for bar in aggregator.add_candle(first))
+        items = [(self.keys[index][0], first)]
+        append = items.append
+        for key, aggregator in self._coarse[index]:
+            for bar in aggregator.add_candle(first):
+                append((key, bar))
         self.candles += len(items)
         many = self._many
         if many is not None:
