@@ -56,7 +56,8 @@ class IngestRecords:
         self._topic_of = topic_of
         #: A bar key's frame head (``channels.bars.bar_head``).
         self._bar_head = bar_head
-        #: Every record, by key: what the ingest loop looks up once per candle.
+        #: Every record, by key: what the ingest loop looks up once per candle. Read directly
+        #: for speed; only ``of`` adds to it (and to ``key_of_topic``).
         self.by_key: dict[StreamKey, IngestRecord] = {}
         #: And by topic, for the resync of a few named topics (``StreamManager.active_keys_of``).
         self.key_of_topic: dict[Topic, StreamKey] = {}

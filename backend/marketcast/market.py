@@ -59,9 +59,9 @@ class BarKey(StreamKey):
     """Identifies one candle series: a symbol at a resolution."""
 
     resolution: Resolution
-    #: The hash, computed once: one candle looks its key up in half a dozen dicts on the
-    #: ingest path (store, staleness, topics, closed-bar floor...), and a dataclass hashes a
-    #: fresh tuple of its fields on every lookup.
+    #: The hash, computed once: one candle looks its key up in several dicts on the ingest
+    #: path (its ingest record, the store's series, a cluster's owned keys), and a dataclass
+    #: hashes a fresh tuple of its fields on every lookup.
     _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -9,10 +9,11 @@ Why the store is written before the bus: snapshot de-duplication (``delivery.con
 "stored, then published" for every candle. The bus does both (``Bus.publish_stored``), so that
 on Redis they are one round trip.
 
-Why every feed event asks the ownership first (``Ownership.ingests``): in a cluster a lease
-can lapse between two events of a key, and a feed's ``unwatch`` is asynchronous, so its last
-events may still arrive; only the key's current owner may store and publish them. The check is
-per key and takes no lock: keys never wait for each other here.
+Why every feed event asks the ownership first (``Ownership.ingests``, skipped for candles when
+it ingests every key): in a cluster a lease can lapse between two events of a key, and a
+feed's ``unwatch`` is asynchronous, so its last events may still arrive; only the key's current
+owner may store and publish them. The check is per key and takes no lock: keys never wait for
+each other here.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ class StreamManager:
         #: wait here without blocking the loop. Bounds what a burst of costly requests from
         #: many clients makes the store and the upstreams do together.
         self._history_slots = asyncio.Semaphore(max_concurrent_history)
-        #: Which watched keys went silent upstream (``staleness``); flags them to clients.
+        #: Which watched keys went silent upstream (``staleness``); flags them to clients. A
+        #: tracker passed in is this manager's alone: it watches each key with the key's
+        #: ingest record as its cell (``_track_staleness``), which candles write.
         tracker = staleness or StalenessTracker(intervals=3, max_seconds=300)
         # Each family says how often its keys update (a bar's period); the tracker scales it.
         tracker.interval_of = lambda key: self.channels.of_key(key).stale_after(key)
@@ -477,16 +480,16 @@ class StreamManager:
             if ingests is not None and not ingests(key):
                 continue
             record = records.get(key) or record_of(key)
-            time, closed = candle.time, candle.closed
+            bar_time, closed = candle.time, candle.closed
             last_closed = record.last_final
-            if last_closed is not None and time <= last_closed:
+            if last_closed is not None and bar_time <= last_closed:
                 self.repeats_dropped += 1
                 continue
             if closed:
-                record.last_final = time
+                record.last_final = bar_time
             record.at = now  # staleness: the record is the key's ``LastData``
             text = record.head + bar_fields(candle)  # bars: no registry on this path
-            batch.append((key, candle, Frame(text, record.topic, time, closed)))
+            batch.append((key, candle, Frame(text, record.topic, bar_time, closed)))
         if batch:
             if tracker.any_stale:  # a stale key among them is fresh again: the slow path
                 tracker.touch_many([key for key, _, _ in batch], now)
@@ -518,15 +521,15 @@ class StreamManager:
         ``RECENT`` family's event is kept for snapshots before it is published."""
         if not self._ownership.ingests(key):
             return
-        family, ingest = self.channels.of_key(key), self._records.of(key)
-        frame = family.update(ingest.topic, key, event)
+        family, ingest_state = self.channels.of_key(key), self._records.of(key)
+        frame = family.update(ingest_state.topic, key, event)
         order = frame.order
         if frame.final and order is not None:
-            last = ingest.last_final
+            last = ingest_state.last_final
             if last is not None and order <= last:
                 self.repeats_dropped += 1
                 return
-            ingest.last_final = order
+            ingest_state.last_final = order
         self._staleness.tracker.touch(key, self._staleness.clock())
         if family.history is History.RECENT and order is not None:
             record = RecentRecord(order, family.record(event))

@@ -46,8 +46,6 @@ class QuietFeed:
 class OnlyOne(LocalOwnership):
     """Ingests ``ONE`` only, as a cluster worker owning that key alone would."""
 
-    ingests_all = False
-
     def ingests(self, key: StreamKey) -> bool:
         return key == ONE
 
@@ -85,6 +83,12 @@ async def test_a_batch_drops_repeats_and_keys_this_worker_does_not_ingest() -> N
     assert [(f.order, f.final) for f in frames] == [(60_000, True), (120_000, False)]
     assert streams.repeats_dropped == 1
     assert await store.count(FIVE) == 0
+
+
+def test_an_ownership_that_answers_itself_is_asked_for_every_candle() -> None:
+    """``ingests_all`` is derived: a subclass answering ``ingests`` cannot inherit True."""
+    assert LocalOwnership().ingests_all
+    assert not OnlyOne().ingests_all
 
 
 async def test_an_empty_or_fully_dropped_batch_publishes_nothing() -> None:

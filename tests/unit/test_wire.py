@@ -47,7 +47,7 @@ _PRICES = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**53
 def test_bar_frames_encode_what_the_payload_says(
     symbol: str, resolution: str, time: int, prices: list[float], closed: bool
 ) -> None:
-    """The worker's cached heads (``BarFrames``) and ``bar_update`` give the same text: the
+    """The ingest records' heads (``ingest_records``) and ``bar_update`` give the same text: the
     envelope of the payload with its fields in order, whatever the symbol's characters (a
     symbol named "time" included) or the numbers."""
     key = BarKey(symbol, resolution)

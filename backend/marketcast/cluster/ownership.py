@@ -52,9 +52,11 @@ class Upstream(Protocol):
 
 
 class Ownership(Protocol):
-    #: True when ``ingests`` is true of every key whatever happens (no other worker to defer
-    #: to): the ingest path then does not ask it for each candle.
-    ingests_all: bool
+    @property
+    def ingests_all(self) -> bool:
+        """True when ``ingests`` is true of every key whatever happens (no other worker to
+        defer to): the candle path then does not ask it for each candle."""
+        ...
 
     def bind(self, upstream: Upstream) -> None:
         """Called once by the stream manager with itself."""
@@ -78,7 +80,8 @@ class Ownership(Protocol):
 
     def ingests(self, key: StreamKey) -> bool:
         """Whether feed data of ``key`` may be stored and published now: asked for every
-        candle and quote, so it must answer from memory, without awaiting."""
+        candle (unless ``ingests_all``) and quote, so it must answer from memory, without
+        awaiting."""
         ...
 
     async def close(self) -> None: ...
@@ -87,7 +90,11 @@ class Ownership(Protocol):
 class LocalOwnership:
     """Every wanted key is ours: a single worker, or workers that do not coordinate."""
 
-    ingests_all = True
+    @property
+    def ingests_all(self) -> bool:
+        """Unless a subclass answers ``ingests`` itself: derived, so that such a subclass
+        cannot forget to say so and have candles skip its answer."""
+        return type(self).ingests is LocalOwnership.ingests
 
     def __init__(self) -> None:
         self._upstream: Upstream | None = None
