@@ -358,7 +358,7 @@ class CandleAggregator:
         It runs for every coarse resolution of every finer update, so ``max`` and ``min`` are
         written as conditionals: the same results (``max(a, b)`` is ``a`` unless ``b > a``,
         NaN included) without a call each: about a quarter of ``add_candle``'s common case
-        (docs/performance.md, "Latest full run")."""
+        (docs/performance.md, the ninth full run)."""
         start, settled = self._start, self._settled
         assert start is not None
         if settled is None:
