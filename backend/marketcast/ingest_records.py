@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from marketcast.market import BarKey, StreamKey
+from marketcast.channels.base import Family
+from marketcast.market import StreamKey
 from marketcast.staleness import LastData
 from marketcast.types import Topic
 
@@ -34,9 +35,9 @@ class IngestRecord(LastData):
     def __init__(self, topic: Topic, head: str) -> None:
         super().__init__()
         self.topic = topic
-        #: A ``bars.update`` frame's text up to its bar (``channels.bars.bar_head``): the
-        #: same for every update of the key. Empty for other families, which build their
-        #: frames whole (``Family.update``).
+        #: The key's update frames' text up to the event (``Family.update_head``; for bars,
+        #: ``channels.bars.bar_head``): the same for every update of the key. Empty for a
+        #: family that builds its frames whole (``Family.update``).
         self.head = head
         #: The newest final update published: a closed bar's open time, a trade's id. A feed
         #: may repeat them (gap-fill after a reconnect, a second upstream owner taking
@@ -47,15 +48,9 @@ class IngestRecord(LastData):
 class IngestRecords:
     """The records of the keys one stream manager ingests or names, built on first use."""
 
-    def __init__(
-        self,
-        topic_of: Callable[[StreamKey], Topic],
-        bar_head: Callable[[Topic, BarKey], str],
-    ) -> None:
-        #: A key's topic, from its channel family (``Registry.of_key(key).topic``).
-        self._topic_of = topic_of
-        #: A bar key's frame head (``channels.bars.bar_head``).
-        self._bar_head = bar_head
+    def __init__(self, family_of: Callable[[StreamKey], Family]) -> None:
+        #: A key's channel family (``Registry.of_key``): its topic and its update head.
+        self._family_of = family_of
         #: Every record, by key: what the ingest loop looks up once per candle. Read directly
         #: for speed; only ``of`` adds to it (and to ``key_of_topic``).
         self.by_key: dict[StreamKey, IngestRecord] = {}
@@ -69,8 +64,8 @@ class IngestRecords:
         """``key``'s record, built if it has none yet."""
         record = self.by_key.get(key)
         if record is None:
-            topic = self._topic_of(key)
-            head = self._bar_head(topic, key) if isinstance(key, BarKey) else ""
-            record = self.by_key[key] = IngestRecord(topic, head)
+            family = self._family_of(key)
+            topic = family.topic(key)
+            record = self.by_key[key] = IngestRecord(topic, family.update_head(topic, key))
             self.key_of_topic[topic] = key
         return record

@@ -28,7 +28,7 @@ from typing import Any
 from marketcast.book.binance_sync import Applied, Reset
 from marketcast.book.served import Cancellable, ServedBooks
 from marketcast.bus.base import Bus
-from marketcast.channels.bars import bar_fields, bar_head, bar_update
+from marketcast.channels.bars import bar_fields, bar_update
 from marketcast.channels.base import History, Registry
 from marketcast.channels.orderbook import UPDATE_TYPE as BOOK_UPDATE
 from marketcast.channels.orderbook import BookKey, book_source
@@ -114,7 +114,7 @@ class StreamManager:
         self._bootstrap_locks: dict[BarKey, asyncio.Lock] = {}
         #: Each key's topic, closed-bar floor, staleness cell and frame head, found with one
         #: lookup per candle (``ingest_records``).
-        self._records = IngestRecords(lambda key: self.channels.of_key(key).topic(key), bar_head)
+        self._records = IngestRecords(self.channels.of_key)
         self._background: set[asyncio.Task[None]] = set()
         self.repeats_dropped = 0
         #: The order books this worker serves: their views, frames and subscribe snapshots;

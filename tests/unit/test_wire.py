@@ -7,12 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from marketcast.channels.bars import BarsUpdatePayload, bar_fields, bar_head, bar_update
+from marketcast.channels.base import Family
 from marketcast.channels.quotes import QuotesUpdatePayload, quote_update
 from marketcast.channels.registry import default_registry
 from marketcast.channels.trades import Trade, TradeKey, TradesUpdatePayload
 from marketcast.ingest_records import IngestRecords
 from marketcast.market import BarKey, Candle, Quote, StreamKey
-from marketcast.types import Topic
 from marketcast.wire import envelope
 
 REGISTRY = default_registry()
@@ -65,7 +65,7 @@ def test_bar_frames_encode_what_the_payload_says(
         "volume": prices[4],
         "closed": closed,
     }
-    records = IngestRecords(lambda key: REGISTRY.of_key(key).topic(key), bar_head)
+    records = IngestRecords(REGISTRY.of_key)
     record = records.of(key)
     first = record.head + bar_fields(candle)
     assert records.of(key).head + bar_fields(candle) == first  # the head kept, the same
@@ -83,11 +83,11 @@ def test_ingest_records_build_each_keys_record_once() -> None:
     another family gets no head (its family builds whole frames)."""
     asked: list[StreamKey] = []
 
-    def topic_of(key: StreamKey) -> Topic:
+    def family_of(key: StreamKey) -> Family:
         asked.append(key)
-        return REGISTRY.of_key(key).topic(key)
+        return REGISTRY.of_key(key)
 
-    records = IngestRecords(topic_of, bar_head)
+    records = IngestRecords(family_of)
     key, trades = BarKey("BTCUSDT", "1"), TradeKey("BTCUSDT")
     record = records.of(key)
     assert records.of(BarKey("BTCUSDT", "1")) is record

@@ -238,6 +238,10 @@ class BarsFamily(Family):
         assert isinstance(event, Candle)
         return bar_update(topic, key, event)
 
+    def update_head(self, topic: Topic, key: StreamKey) -> str:
+        assert isinstance(key, BarKey)
+        return bar_head(topic, key)
+
     def record(self, event: object) -> dict[str, Any]:
         assert isinstance(event, Candle)
         return candle_dict(event)

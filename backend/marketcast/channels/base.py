@@ -134,6 +134,12 @@ class Family:
         the family's rule for a slow client (conflation) and for repeats."""
         raise NotImplementedError(f"the {self.route} family publishes no events")
 
+    def update_head(self, topic: Topic, key: StreamKey) -> str:
+        """The start of ``key``'s update frames' text that every update repeats (type,
+        topic, params), for a caller that builds many and keeps it per key (the ingest path,
+        ``ingest_records``); empty when the family builds each frame whole (``update``)."""
+        return ""
+
     def record(self, event: object) -> dict[str, Any]:
         """An event as one element of a ``RECENT`` snapshot."""
         raise NotImplementedError(f"the {self.route} family keeps no recent events")
